@@ -1,0 +1,180 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use cachier_core::{
+    Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, KeyHasherBuilder, Namespace,
+};
+use parking_lot::{Condvar, Mutex};
+
+/// The in-process store: one [`MemoryCore`] per namespace. Clones share the same stores.
+#[derive(Debug, Clone, Default)]
+pub struct MemoryBackend {
+    cores: Arc<Mutex<HashMap<Namespace, Arc<MemoryCore>>>>,
+}
+
+impl MemoryBackend {
+    /// A new, empty store, private to whoever holds it.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The process-wide store (the default when the global backend is `"memory"`).
+    pub fn global() -> Self {
+        static GLOBAL: LazyLock<MemoryBackend> = LazyLock::new(MemoryBackend::new);
+        GLOBAL.clone()
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
+        let core = self.cores.lock().entry(namespace.clone()).or_default().clone();
+        Ok(core)
+    }
+}
+
+/// One function's entries.
+#[derive(Default)]
+pub struct MemoryCore {
+    entries: Mutex<HashMap<Key, Slot, KeyHasherBuilder>>,
+    /// Signalled whenever a value lands or a claim goes away.
+    changed: Condvar,
+}
+
+impl std::fmt::Debug for MemoryCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCore").field("entries", &self.entries.lock().len()).finish()
+    }
+}
+
+struct Slot {
+    value: Option<Arc<[u8]>>,
+    time: SystemTime,
+    completed: bool,
+    claim: Option<ClaimToken>,
+}
+
+impl Slot {
+    fn entry(&self) -> CacheEntry {
+        CacheEntry {
+            value: self.value.clone(),
+            time: self.time,
+            age: SystemTime::now().duration_since(self.time).unwrap_or_default(),
+            completed: self.completed,
+            being_calculated: self.claim.is_some(),
+            claim_owner: self.claim.as_ref().map(|c| c.as_str().to_owned()),
+        }
+    }
+}
+
+impl Core for MemoryCore {
+    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        Ok(self.entries.lock().get(key).map(Slot::entry))
+    }
+
+    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+        let mut entries = self.entries.lock();
+        let slot = entries.entry(*key).or_insert_with(|| Slot {
+            value: None,
+            time: SystemTime::now(),
+            completed: false,
+            claim: None,
+        });
+        slot.value = Some(Arc::from(value));
+        slot.time = SystemTime::now();
+        slot.completed = true;
+        if claim.is_some() && slot.claim.as_ref() == claim {
+            slot.claim = None;
+        }
+        drop(entries);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn claim(&self, key: &Key, _lease: Duration) -> Result<Claim, Error> {
+        let mut entries = self.entries.lock();
+        let slot = entries.entry(*key).or_insert_with(|| Slot {
+            value: None,
+            time: SystemTime::now(),
+            completed: false,
+            claim: None,
+        });
+        if slot.claim.is_some() {
+            return Ok(Claim::Busy);
+        }
+        let token = ClaimToken::new();
+        slot.claim = Some(token.clone());
+        Ok(Claim::Claimed(token))
+    }
+
+    fn needs_heartbeat(&self) -> bool {
+        false
+    }
+
+    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+        let mut entries = self.entries.lock();
+        if let Some(slot) = entries.get_mut(key) {
+            if slot.claim.as_ref() == Some(claim) {
+                slot.claim = None;
+                if slot.value.is_none() {
+                    entries.remove(key);
+                }
+            }
+        }
+        drop(entries);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now() + max;
+        let mut entries = self.entries.lock();
+        loop {
+            if !entries.get(key).is_some_and(|slot| slot.claim.is_some()) {
+                return Ok(true);
+            }
+            if self.changed.wait_until(&mut entries, deadline).timed_out() {
+                return Ok(!entries.get(key).is_some_and(|slot| slot.claim.is_some()));
+            }
+        }
+    }
+
+    fn clear_cache(&self) -> Result<(), Error> {
+        self.entries.lock().clear();
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn clear_being_calculated(&self) -> Result<(), Error> {
+        let mut entries = self.entries.lock();
+        entries.retain(|_, slot| slot.value.is_some());
+        for slot in entries.values_mut() {
+            slot.claim = None;
+        }
+        drop(entries);
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        let now = SystemTime::now();
+        let mut entries = self.entries.lock();
+        let before = entries.len();
+        // An entry being computed stays: dropping it would drop the claim with it.
+        entries.retain(|_, slot| {
+            slot.claim.is_some() || now.duration_since(slot.time).unwrap_or_default() <= older_than
+        });
+        Ok((before - entries.len()) as u64)
+    }
+
+    fn len(&self) -> Result<u64, Error> {
+        Ok(self.entries.lock().len() as u64)
+    }
+}

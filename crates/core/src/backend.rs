@@ -1,0 +1,213 @@
+//! The contract between the call engine and the stores.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::{Error, Key, Namespace};
+
+/// One stored entry, as a [`Core`] reports it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CacheEntry {
+    /// The encoded value; `None` for a placeholder (being calculated, nothing stored yet).
+    pub value: Option<Arc<[u8]>>,
+    /// When the value was stored (UTC, by the store's clock where it has one).
+    pub time: SystemTime,
+    /// How old the value was when read, measured by the store's clock: machines whose clocks
+    /// disagree still agree on what is stale.
+    pub age: Duration,
+    /// A computation finished and stored `value` (false for placeholders).
+    pub completed: bool,
+    /// A live claim: someone is computing this key right now.
+    pub being_calculated: bool,
+    /// Who holds the claim, if anyone (for inspection tools).
+    pub claim_owner: Option<String>,
+}
+
+impl CacheEntry {
+    /// A completed entry holding `value`, stored at `time`, read now.
+    pub fn completed(value: Arc<[u8]>, time: SystemTime) -> CacheEntry {
+        CacheEntry {
+            value: Some(value),
+            time,
+            age: SystemTime::now().duration_since(time).unwrap_or_default(),
+            completed: true,
+            being_calculated: false,
+            claim_owner: None,
+        }
+    }
+
+    /// The value, if this entry holds a finished result (never a placeholder's).
+    pub fn completed_value(&self) -> Option<&Arc<[u8]>> {
+        if self.completed {
+            self.value.as_ref()
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Debug for CacheEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheEntry")
+            .field("value_len", &self.value.as_ref().map(|v| v.len()))
+            .field("time", &self.time)
+            .field("age", &self.age)
+            .field("completed", &self.completed)
+            .field("being_calculated", &self.being_calculated)
+            .field("claim_owner", &self.claim_owner)
+            .finish()
+    }
+}
+
+/// Proof of a claim on one key: only its holder's [`Core::put`] or [`Core::release`] clears it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ClaimToken(String);
+
+impl ClaimToken {
+    /// A token unique across processes and machines: the process id, then 64 bits hashed from
+    /// the clock, a counter and the process id.
+    pub fn new() -> ClaimToken {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&seed.to_le_bytes());
+        hasher.update(&n.to_le_bytes());
+        hasher.update(&std::process::id().to_le_bytes());
+        hasher.update(&(&n as *const u64 as usize).to_le_bytes());
+        let random = u64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        ClaimToken(format!("{}-{random:016x}", std::process::id()))
+    }
+
+    /// Rebuilds a token from its stored text.
+    pub fn from_string(text: String) -> ClaimToken {
+        ClaimToken(text)
+    }
+
+    /// The token as stored (`"<pid>-<16 hex digits>"`).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ClaimToken {
+    fn default() -> Self {
+        ClaimToken::new()
+    }
+}
+
+impl fmt::Debug for ClaimToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ClaimToken({})", self.0)
+    }
+}
+
+/// The answer to [`Core::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The caller now holds the claim and must compute, then `put` or `release`.
+    Claimed(ClaimToken),
+    /// Someone else holds a live claim on this key.
+    Busy,
+}
+
+/// A store, possibly a pool of connections; cheap to clone. Hands out one [`Core`] per
+/// memoized function.
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Short name for logs and errors (`"memory"`, `"file"`, `"redis"`...).
+    fn name(&self) -> &'static str;
+
+    /// The store of one function.
+    ///
+    /// # Errors
+    /// When the store cannot be opened or set up (bad path, schema creation failed...).
+    fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error>;
+}
+
+/// One function's cache in one store. Values cross it as bytes; times are UTC.
+///
+/// Claims implement DESIGN §4's fixes: [`Core::claim`] is atomic (of many callers that miss a
+/// key at once exactly one gets [`Claim::Claimed`]), and a claim is a lease that lapses when
+/// its holder stops renewing it (or, on the file backend, when its process dies).
+pub trait Core: Send + Sync {
+    /// The entry under `key`, if any.
+    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error>;
+
+    /// Stores a completed value, timestamped now. If `claim` is the live claim on `key`, it is
+    /// released in the same step; another holder's claim is left alone.
+    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error>;
+
+    /// Atomically claims `key` for a computation unless a live claim exists. A stored value
+    /// is kept (callers with `next_time` keep serving it during the refresh).
+    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error>;
+
+    /// Extends a claim's lease; `Ok(false)` if the claim was lost (cleared or taken over).
+    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+        let _ = (key, claim, lease);
+        Ok(true)
+    }
+
+    /// Whether claims must be renewed while computing (false where a claim cannot outlive
+    /// its holder anyway, as in memory or under an OS file lock).
+    fn needs_heartbeat(&self) -> bool {
+        true
+    }
+
+    /// Drops `claim` on `key` if it is still the live one; stored values are kept.
+    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error>;
+
+    /// Blocks until `key` has no live claim (true) or `max` has passed (false).
+    ///
+    /// The default polls [`Core::get`] with a short backoff, so waiters wake within tens of
+    /// milliseconds of the result landing; stores with a notification mechanism override it.
+    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+        poll_until_released(self, key, max)
+    }
+
+    /// Deletes every entry of this function.
+    fn clear_cache(&self) -> Result<(), Error>;
+
+    /// Drops every claim of this function (the manual remedy; lapsed leases make it rarely
+    /// needed).
+    fn clear_being_calculated(&self) -> Result<(), Error>;
+
+    /// Deletes entries older than `older_than`; returns how many.
+    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error>;
+
+    /// The directory holding this function's cache (file backends only).
+    fn cache_dpath(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Number of entries, placeholders included.
+    fn len(&self) -> Result<u64, Error>;
+
+    /// True when [`Core::len`] is zero.
+    fn is_empty(&self) -> Result<bool, Error> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// [`Core::wait`] by polling: 1 ms, doubling up to 25 ms between looks.
+pub fn poll_until_released<C: Core + ?Sized>(core: &C, key: &Key, max: Duration) -> Result<bool, Error> {
+    let deadline = Instant::now() + max;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match core.get(key)? {
+            Some(entry) if entry.being_calculated => {}
+            _ => return Ok(true),
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(pause.min(deadline - now));
+        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}

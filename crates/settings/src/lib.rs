@@ -1,0 +1,334 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod error;
+mod size;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use parking_lot::RwLock;
+
+pub use error::{BoxError, Error, Result};
+pub use size::{parse_bytes, SizeSpec};
+
+/// Environment variable overriding the default cache directory.
+pub const CACHE_DIR_ENV: &str = "CACHIER_CACHE_DIR";
+/// Environment variable setting the background pool's size (cachier's name).
+pub const MAX_WORKERS_ENV: &str = "CACHIER_MAX_WORKERS";
+/// Background workers when [`MAX_WORKERS_ENV`] is unset (cachier's default).
+pub const DEFAULT_MAX_WORKERS: usize = 8;
+/// Name of the file backend, the default (cachier calls it "pickle").
+pub const FILE_BACKEND: &str = "pickle";
+/// Name of the in-process memory backend.
+pub const MEMORY_BACKEND: &str = "memory";
+
+/// The global parameters. Functions read the call-time ones on every call, so changing them
+/// affects functions built earlier (see the crate docs for which are resolved when).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Read on every call; `false` makes every memoized function call straight through.
+    pub caching_enabled: bool,
+    /// The backend used when a function names none: `"pickle"` (the file backend) or `"memory"`.
+    pub backend: String,
+    /// Age after which an entry is stale; `None` = never.
+    pub stale_after: Option<Duration>,
+    /// On a stale hit, return the stale value and refresh it in the background.
+    pub next_time: bool,
+    /// Directory of the file backend; `None` = the default, resolved by [`default_cache_dir`].
+    pub cache_dir: Option<PathBuf>,
+    /// File backend: one file per entry instead of one store per function.
+    pub separate_files: bool,
+    /// How long a caller waits for another caller's computation before computing itself;
+    /// zero = until that computation finishes or its lease lapses.
+    pub wait_for_calc_timeout: Duration,
+    /// Serve cached `None` results.
+    pub allow_none: bool,
+    /// Delete stale entries in the background, at most once per `cleanup_interval`.
+    pub cleanup_stale: bool,
+    /// Minimum time between two stale cleanups of one function.
+    pub cleanup_interval: Duration,
+    /// Values whose encoded size exceeds this many bytes are returned but not stored.
+    pub entry_size_limit: Option<u64>,
+    /// Threads of the background pool (refreshes and cleanups).
+    pub max_workers: usize,
+    /// Let the `#[cachier]` macro memoize `&self` methods with `self` left out of the key.
+    pub allow_non_static_methods: bool,
+}
+
+impl Default for Settings {
+    /// cachier's defaults, with `max_workers` from [`MAX_WORKERS_ENV`].
+    fn default() -> Self {
+        Settings {
+            caching_enabled: true,
+            backend: FILE_BACKEND.to_owned(),
+            stale_after: None,
+            next_time: false,
+            cache_dir: None,
+            separate_files: false,
+            wait_for_calc_timeout: Duration::ZERO,
+            allow_none: false,
+            cleanup_stale: false,
+            cleanup_interval: Duration::from_secs(24 * 60 * 60),
+            entry_size_limit: None,
+            max_workers: max_workers_from_env(),
+            allow_non_static_methods: false,
+        }
+    }
+}
+
+impl Settings {
+    /// The cache directory: the configured one, or [`default_cache_dir`].
+    pub fn resolved_cache_dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(default_cache_dir)
+    }
+}
+
+/// `$CACHIER_CACHE_DIR`, else `$XDG_CACHE_HOME/cachier` when set and non-empty, else `~/.cachier/`
+/// (cachier's rule), read when called.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = non_empty_env(CACHE_DIR_ENV) {
+        return PathBuf::from(dir);
+    }
+    if let Some(xdg) = non_empty_env("XDG_CACHE_HOME") {
+        return PathBuf::from(xdg).join("cachier");
+    }
+    dirs::home_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(".cachier")
+}
+
+fn non_empty_env(name: &str) -> Option<std::ffi::OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+fn max_workers_from_env() -> usize {
+    match std::env::var(MAX_WORKERS_ENV) {
+        Err(_) => DEFAULT_MAX_WORKERS,
+        Ok(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            _ => {
+                eprintln!(
+                    "cachier: ignoring {MAX_WORKERS_ENV}={text:?} (expected a whole number of at least 1); using {DEFAULT_MAX_WORKERS}"
+                );
+                DEFAULT_MAX_WORKERS
+            }
+        },
+    }
+}
+
+/// The live settings. `caching_enabled` sits apart in an atomic: every call reads it.
+static GLOBAL: LazyLock<RwLock<Arc<Settings>>> =
+    LazyLock::new(|| RwLock::new(Arc::new(Settings::default())));
+static CACHING_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// A snapshot of the global parameters.
+pub fn get_global_params() -> Settings {
+    let mut settings = (**GLOBAL.read()).clone();
+    settings.caching_enabled = caching_enabled();
+    settings
+}
+
+/// The global parameters without copying them (what the call engine reads on every call).
+pub fn global_params() -> Arc<Settings> {
+    GLOBAL.read().clone()
+}
+
+/// Applies `update` to the global parameters, all or nothing.
+///
+/// # Errors
+/// [`Error::Config`] naming the first invalid parameter; nothing is changed then.
+pub fn set_global_params(update: ParamsUpdate) -> Result<()> {
+    let mut guard = GLOBAL.write();
+    let mut next = (**guard).clone();
+    update.apply_to(&mut next)?;
+    CACHING_ENABLED.store(next.caching_enabled, Ordering::Relaxed);
+    *guard = Arc::new(next);
+    Ok(())
+}
+
+/// Restores cachier's defaults (re-reading the environment), for tests and long-lived programs.
+pub fn reset_global_params() {
+    let mut guard = GLOBAL.write();
+    *guard = Arc::new(Settings::default());
+    CACHING_ENABLED.store(true, Ordering::Relaxed);
+}
+
+/// Turns caching on for every memoized function, including those built earlier.
+pub fn enable_caching() {
+    set_caching_enabled(true);
+}
+
+/// Turns caching off: every memoized function calls straight through (no reads, no writes)
+/// until [`enable_caching`].
+pub fn disable_caching() {
+    set_caching_enabled(false);
+}
+
+fn set_caching_enabled(enabled: bool) {
+    let mut guard = GLOBAL.write();
+    let mut next = (**guard).clone();
+    next.caching_enabled = enabled;
+    CACHING_ENABLED.store(enabled, Ordering::Relaxed);
+    *guard = Arc::new(next);
+}
+
+/// Whether caching is on (one relaxed atomic load).
+#[inline]
+pub fn caching_enabled() -> bool {
+    CACHING_ENABLED.load(Ordering::Relaxed)
+}
+
+/// A change to the global parameters: set only what you want to change.
+#[derive(Debug, Clone, Default)]
+#[must_use]
+pub struct ParamsUpdate {
+    caching_enabled: Option<bool>,
+    backend: Option<String>,
+    stale_after: Option<Option<Duration>>,
+    next_time: Option<bool>,
+    cache_dir: Option<Option<PathBuf>>,
+    separate_files: Option<bool>,
+    wait_for_calc_timeout: Option<Duration>,
+    allow_none: Option<bool>,
+    cleanup_stale: Option<bool>,
+    cleanup_interval: Option<Duration>,
+    entry_size_limit: Option<Option<SizeSpec>>,
+    max_workers: Option<usize>,
+    allow_non_static_methods: Option<bool>,
+}
+
+impl ParamsUpdate {
+    /// An update that changes nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// See [`Settings::caching_enabled`].
+    pub fn caching_enabled(mut self, on: bool) -> Self {
+        self.caching_enabled = Some(on);
+        self
+    }
+    /// See [`Settings::backend`]: `"pickle"` (or its alias `"file"`) or `"memory"`.
+    pub fn backend(mut self, name: impl Into<String>) -> Self {
+        self.backend = Some(name.into());
+        self
+    }
+    /// See [`Settings::stale_after`].
+    pub fn stale_after(mut self, age: Duration) -> Self {
+        self.stale_after = Some(Some(age));
+        self
+    }
+    /// Entries never go stale (the default).
+    pub fn never_stale(mut self) -> Self {
+        self.stale_after = Some(None);
+        self
+    }
+    /// See [`Settings::next_time`].
+    pub fn next_time(mut self, on: bool) -> Self {
+        self.next_time = Some(on);
+        self
+    }
+    /// See [`Settings::cache_dir`].
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(Some(dir.into()));
+        self
+    }
+    /// Go back to the default cache directory.
+    pub fn default_cache_dir(mut self) -> Self {
+        self.cache_dir = Some(None);
+        self
+    }
+    /// See [`Settings::separate_files`].
+    pub fn separate_files(mut self, on: bool) -> Self {
+        self.separate_files = Some(on);
+        self
+    }
+    /// See [`Settings::wait_for_calc_timeout`].
+    pub fn wait_for_calc_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_for_calc_timeout = Some(timeout);
+        self
+    }
+    /// See [`Settings::allow_none`].
+    pub fn allow_none(mut self, on: bool) -> Self {
+        self.allow_none = Some(on);
+        self
+    }
+    /// See [`Settings::cleanup_stale`].
+    pub fn cleanup_stale(mut self, on: bool) -> Self {
+        self.cleanup_stale = Some(on);
+        self
+    }
+    /// See [`Settings::cleanup_interval`].
+    pub fn cleanup_interval(mut self, interval: Duration) -> Self {
+        self.cleanup_interval = Some(interval);
+        self
+    }
+    /// See [`Settings::entry_size_limit`]: bytes or text such as `"10MB"`.
+    pub fn entry_size_limit(mut self, limit: impl Into<SizeSpec>) -> Self {
+        self.entry_size_limit = Some(Some(limit.into()));
+        self
+    }
+    /// Remove the size limit.
+    pub fn no_entry_size_limit(mut self) -> Self {
+        self.entry_size_limit = Some(None);
+        self
+    }
+    /// See [`Settings::max_workers`]; at least 1. Takes effect when the pool starts.
+    pub fn max_workers(mut self, workers: usize) -> Self {
+        self.max_workers = Some(workers);
+        self
+    }
+    /// See [`Settings::allow_non_static_methods`].
+    pub fn allow_non_static_methods(mut self, on: bool) -> Self {
+        self.allow_non_static_methods = Some(on);
+        self
+    }
+
+    fn apply_to(self, s: &mut Settings) -> Result<()> {
+        if let Some(name) = self.backend {
+            s.backend = validate_backend_name(&name)?;
+        }
+        if let Some(limit) = self.entry_size_limit {
+            s.entry_size_limit = limit.map(|l| l.to_bytes("entry_size_limit")).transpose()?;
+        }
+        if let Some(workers) = self.max_workers {
+            if workers == 0 {
+                return Err(Error::config("max_workers", "must be at least 1"));
+            }
+            s.max_workers = workers;
+        }
+        if let Some(interval) = self.cleanup_interval {
+            s.cleanup_interval = interval;
+        }
+        macro_rules! copy {
+            ($($field:ident),*) => { $( if let Some(v) = self.$field { s.$field = v; } )* };
+        }
+        copy!(
+            caching_enabled,
+            stale_after,
+            next_time,
+            cache_dir,
+            separate_files,
+            wait_for_calc_timeout,
+            allow_none,
+            cleanup_stale,
+            allow_non_static_methods
+        );
+        Ok(())
+    }
+}
+
+/// Checks a global backend name and returns its canonical form (`"file"` becomes `"pickle"`).
+fn validate_backend_name(name: &str) -> Result<String> {
+    match name {
+        FILE_BACKEND | "file" => Ok(FILE_BACKEND.to_owned()),
+        MEMORY_BACKEND => Ok(MEMORY_BACKEND.to_owned()),
+        other => Err(Error::config(
+            "backend",
+            format!("unknown backend {other:?}; expected \"pickle\" (the file backend) or \"memory\""),
+        )),
+    }
+}
