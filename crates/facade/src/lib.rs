@@ -1,0 +1,66 @@
+#![doc = include_str!("../../../README.md")]
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+pub use cachier_core::{
+    codec, poll_until_released, Backend, CacheEntry, CallOptions, Claim, ClaimToken, Core, Key,
+    LocalOptions, MaxAge, Memoize, Memoized, Namespace, DEFAULT_LEASE,
+};
+pub use cachier_settings::{
+    default_cache_dir, disable_caching, enable_caching, get_global_params, parse_bytes,
+    reset_global_params, set_global_params, BoxError, Error, ParamsUpdate, Result, Settings,
+    SizeSpec,
+};
+
+#[cfg(feature = "memory")]
+pub use cachier_backend_memory::MemoryBackend;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Starts memoizing `func` (one argument; use a tuple for several). `name` identifies the
+/// function in its store: the module path and the function name are a good choice.
+///
+/// The store is the global default backend unless [`Memoize::backend`] names one.
+///
+/// ```
+/// let square = cachier::memoize("docs::square", |x: u64| x * x)
+///     .backend(cachier::MemoryBackend::new())
+///     .build()?;
+/// assert_eq!(square.call(4), 16);
+/// # Ok::<(), cachier::Error>(())
+/// ```
+pub fn memoize<A, V, F>(name: &str, func: F) -> Memoize<A, V>
+where
+    A: Serialize + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+    F: Fn(A) -> V + Send + Sync + 'static,
+{
+    cachier_core::memoize(name, func).default_backend(default_backend)
+}
+
+/// Starts memoizing a function returning `Result`: `Ok` values are cached, errors are returned
+/// and never cached.
+pub fn memoize_fallible<A, T, E, F>(name: &str, func: F) -> Memoize<A, Result<T, E>>
+where
+    A: Serialize + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+    F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
+{
+    cachier_core::memoize_fallible(name, func).default_backend(default_backend)
+}
+
+/// Builds the global default backend by name, for functions that name none.
+pub fn default_backend(name: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>> {
+    let _ = local;
+    match name {
+        #[cfg(feature = "memory")]
+        cachier_settings::MEMORY_BACKEND => Ok(Arc::new(MemoryBackend::global())),
+        other => Err(Error::config(
+            "backend",
+            format!("the default backend {other:?} is not compiled in; enable its cargo feature of `cachier` or set the global backend to one that is"),
+        )),
+    }
+}

@@ -1,0 +1,679 @@
+//! The behaviour cases. Each takes a backend spec; reference §8 lines are named in the docs.
+
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cachier::{CallOptions, Error, Memoize, Memoized};
+
+use crate::{backend_from_spec, unique_name, Counter};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+/// `f(x) = x * 1000 + n` where `n` counts calls: every computation returns a new value.
+fn numbered(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, u64> {
+    let calls = calls.clone();
+    cachier::memoize(&unique_name(case), move |x: u64| x * 1000 + calls.bump() as u64)
+        .shared_backend(backend_from_spec(spec))
+}
+
+/// [`numbered`], sleeping `pause` first.
+fn slow(spec: &str, case: &str, calls: &Counter, pause: Duration) -> Memoize<u64, u64> {
+    let calls = calls.clone();
+    cachier::memoize(&unique_name(case), move |x: u64| {
+        thread::sleep(pause);
+        x * 1000 + calls.bump() as u64
+    })
+    .shared_backend(backend_from_spec(spec))
+}
+
+fn built<A, R>(builder: Memoize<A, R>) -> Memoized<A, R>
+where
+    A: serde::Serialize + Send + 'static,
+    R: Send + 'static,
+{
+    builder.build().expect("build")
+}
+
+/// §8 smoke `test_*_backend_basic`, `test_memory_core`, `test_pickle_core`: the second
+/// identical call is a hit.
+pub fn hit_after_miss(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "hit_after_miss", &calls));
+    let first = f.call(7);
+    assert_eq!(f.call(7), first);
+    assert_eq!(f.call(7), first);
+    assert_eq!(calls.get(), 1);
+}
+
+/// Different arguments are different entries.
+pub fn different_args_are_different_entries(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "different_args", &calls));
+    let a = f.call(1);
+    let b = f.call(2);
+    assert_ne!(a, b);
+    assert_eq!(f.call(1), a);
+    assert_eq!(f.call(2), b);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_identical_inputs`, `test_list_inputs`: several arguments as a tuple, unhashable
+/// (list) arguments.
+pub fn tuple_and_list_arguments(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize(&unique_name("tuple_and_list"), move |(a, b, list): (u32, String, Vec<i64>)| {
+            c.bump();
+            format!("{a}-{b}-{}", list.iter().sum::<i64>())
+        })
+        .shared_backend(backend_from_spec(spec)),
+    );
+    let args = || (1u32, "x".to_string(), vec![1i64, 2, 3]);
+    assert_eq!(f.call(args()), "1-x-6");
+    assert_eq!(f.call(args()), "1-x-6");
+    assert_eq!(calls.get(), 1);
+    assert_eq!(f.call((1, "x".into(), vec![3, 2, 1])), "1-x-6");
+    assert_eq!(calls.get(), 2, "list order is part of the key");
+}
+
+/// §8 `test_diff_functions_same_args`: two functions never share entries.
+pub fn functions_do_not_share_entries(spec: &str) {
+    let backend = backend_from_spec(spec);
+    let plus = built(cachier::memoize(&unique_name("plus"), |x: u64| x + 1).shared_backend(backend.clone()));
+    let minus = built(cachier::memoize(&unique_name("minus"), |x: u64| x - 1).shared_backend(backend));
+    assert_eq!(plus.call(5), 6);
+    assert_eq!(minus.call(5), 4);
+    assert_eq!(plus.call(5), 6);
+}
+
+/// §8 `test_mongo_being_calculated` setup: two functions built with one name share entries.
+pub fn same_name_shares_entries(spec: &str) {
+    let name = unique_name("same_name");
+    let backend = backend_from_spec(spec);
+    let first = built(cachier::memoize(&name, |x: u64| x + 1).shared_backend(backend.clone()));
+    let second = built(cachier::memoize(&name, |x: u64| x + 100).shared_backend(backend));
+    assert_eq!(first.call(1), 2);
+    assert_eq!(second.call(1), 2, "same namespace, same entry");
+}
+
+/// A new `version` invalidates old entries.
+pub fn version_invalidates(spec: &str) {
+    let name = unique_name("version");
+    let backend = backend_from_spec(spec);
+    let v1 = built(cachier::memoize(&name, |x: u64| x + 1).shared_backend(backend.clone()).version("1"));
+    let v2 = built(cachier::memoize(&name, |x: u64| x + 2).shared_backend(backend).version("2"));
+    assert_eq!(v1.call(1), 2);
+    assert_eq!(v2.call(1), 3);
+    assert_eq!(v1.call(1), 2);
+}
+
+/// §8 `test_callable_hash_param`, `test_hash_func_default_param`: a key function decides which
+/// calls share an entry.
+pub fn custom_key_function(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize(&unique_name("custom_key"), move |(id, _noise): (u32, u64)| {
+            c.bump();
+            id * 2
+        })
+        .shared_backend(backend_from_spec(spec))
+        .key(|(id, _): &(u32, u64)| *id),
+    );
+    assert_eq!(f.call((3, 1)), 6);
+    assert_eq!(f.call((3, 999)), 6);
+    assert_eq!(calls.get(), 1);
+    assert_eq!(f.key(&(3, 1)).unwrap(), f.key(&(3, 2)).unwrap());
+}
+
+/// §8 `test_ignore_cache` / `skip_cache`: the value is computed and not stored.
+pub fn skip_cache(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "skip_cache", &calls));
+    let cached = f.call(1);
+    let skipped = f.call_with(1, &CallOptions::new().skip_cache(true));
+    assert_ne!(skipped, cached);
+    assert_eq!(f.call(1), cached, "the skipped result was not stored");
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_overwrite_cache`: the value is recomputed and stored.
+pub fn overwrite_cache(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "overwrite_cache", &calls));
+    let old = f.call(1);
+    let new = f.call_with(1, &CallOptions::new().overwrite_cache(true));
+    assert_ne!(new, old);
+    assert_eq!(f.call(1), new);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 smoke `test_clear_cache`.
+pub fn clear_cache(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "clear_cache", &calls));
+    let old = f.call(1);
+    f.call(2);
+    f.clear_cache().unwrap();
+    assert_eq!(f.core().len().unwrap(), 0);
+    assert_ne!(f.call(1), old);
+    assert_eq!(calls.get(), 3);
+}
+
+/// §8 `test_precache_value`.
+pub fn precache_value(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "precache", &calls));
+    assert_eq!(f.precache_value(&2, 5).unwrap(), 5);
+    assert_eq!(f.call(2), 5);
+    assert_eq!(calls.get(), 0);
+    f.clear_cache().unwrap();
+    assert_eq!(f.call(2), 2001);
+}
+
+/// §8 `test_stale_after`: hit within `stale_after`, recompute after.
+pub fn stale_after(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "stale_after", &calls).stale_after(MS(600)));
+    let first = f.call(1);
+    assert_eq!(f.call(1), first);
+    thread::sleep(MS(800));
+    let second = f.call(1);
+    assert_ne!(second, first);
+    assert_eq!(f.call(1), second);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 smoke `test_pickle_backend_stale_after`: `stale_after = 0` recomputes every call.
+pub fn stale_after_zero_always_recomputes(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "stale_zero", &calls).stale_after(Duration::ZERO));
+    f.call(1);
+    thread::sleep(MS(2));
+    f.call(1);
+    thread::sleep(MS(2));
+    f.call(1);
+    assert_eq!(calls.get(), 3);
+}
+
+/// §8 `test_stale_after_next_time`: the stale value is returned at once and refreshed in the
+/// background.
+pub fn next_time_returns_stale_then_refreshes(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "next_time", &calls).stale_after(MS(300)).next_time(true));
+    let first = f.call(1);
+    thread::sleep(MS(400));
+    assert_eq!(f.call(1), first, "stale value served");
+    let refreshed = eventually(|| {
+        let v = f.call(1);
+        (v != first).then_some(v)
+    });
+    assert_eq!(refreshed, 1002);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_being_calc_next_time`, §2.2 de-duplication and DESIGN §4.5: concurrent stale
+/// callers all get the stale value, and one refresh runs.
+pub fn next_time_refreshes_once_and_serves_stale_to_all(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "next_time_once", &calls, MS(500)).stale_after(MS(200)).next_time(true));
+    let first = f.call(1);
+    thread::sleep(MS(300));
+    let barrier = Arc::new(Barrier::new(6));
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let f = f.clone();
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                let started = Instant::now();
+                (f.call(1), started.elapsed())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (value, took) = h.join().unwrap();
+        assert_eq!(value, first, "every caller gets the stale value during the refresh");
+        assert!(took < MS(400), "stale callers do not wait for the refresh ({took:?})");
+    }
+    let refreshed = eventually(|| {
+        let v = f.call(1);
+        (v != first).then_some(v)
+    });
+    assert_eq!(refreshed, 1002);
+    assert_eq!(calls.get(), 2, "one refresh for six stale callers");
+}
+
+/// §8 `test_error_throwing_func`: a failed background refresh keeps the stale value; the next
+/// stale call tries again.
+pub fn next_time_failed_refresh_keeps_stale(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize_fallible(&unique_name("next_time_error"), move |x: u64| {
+            let n = c.bump();
+            if n == 2 {
+                Err(format!("refresh {n} failed"))
+            } else {
+                Ok(x * 1000 + n as u64)
+            }
+        })
+        .shared_backend(backend_from_spec(spec))
+        .stale_after(MS(200))
+        .next_time(true),
+    );
+    assert_eq!(f.call(1), Ok(1001));
+    thread::sleep(MS(300));
+    assert_eq!(f.call(1), Ok(1001), "stale served while refreshing");
+    eventually(|| (calls.get() >= 2).then_some(()));
+    thread::sleep(MS(50));
+    assert_eq!(f.call(1), Ok(1001), "failed refresh kept the stale value");
+    let refreshed = eventually(|| match f.call(1) {
+        Ok(1001) => None,
+        other => Some(other),
+    });
+    assert_eq!(refreshed, Ok(1003));
+}
+
+/// §8 `test_max_age_stricter_than_stale_after`.
+pub fn max_age_stricter_than_stale_after(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "max_age_stricter", &calls).stale_after(Duration::from_secs(60)));
+    let first = f.call(1);
+    thread::sleep(MS(300));
+    assert_eq!(f.call_with(1, &CallOptions::new().max_age(MS(10_000))), first);
+    assert_ne!(f.call_with(1, &CallOptions::new().max_age(MS(100))), first);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_max_age_looser_than_stale_after`: the stricter limit wins.
+pub fn max_age_looser_than_stale_after(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "max_age_looser", &calls).stale_after(MS(200)));
+    let first = f.call(1);
+    thread::sleep(MS(300));
+    assert_ne!(f.call_with(1, &CallOptions::new().max_age(Duration::from_secs(60))), first);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_call_with_max_age`, `test_max_age_zero`, `test_max_age_none_defaults_to_stale_after`.
+pub fn max_age_alone(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "max_age_alone", &calls));
+    let first = f.call(1);
+    thread::sleep(MS(300));
+    assert_eq!(f.call(1), first, "no max_age: stale_after (never) applies");
+    let second = f.call_with(1, &CallOptions::new().max_age(MS(100)));
+    assert_ne!(second, first);
+    thread::sleep(MS(5));
+    assert_ne!(f.call_with(1, &CallOptions::new().max_age(Duration::ZERO)), second);
+    assert_eq!(calls.get(), 3);
+}
+
+/// §8 `test_negative_max_age_triggers_recalc`.
+pub fn always_stale_recomputes(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "always_stale", &calls));
+    let first = f.call(1);
+    let second = f.call_with(1, &CallOptions::new().always_stale().verbose(true));
+    assert_ne!(second, first);
+    assert_eq!(f.call(1), second);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_max_age_with_next_time`.
+pub fn max_age_with_next_time(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "max_age_next_time", &calls).next_time(true));
+    let first = f.call(1);
+    thread::sleep(MS(200));
+    assert_eq!(f.call_with(1, &CallOptions::new().max_age(MS(50))), first, "stale value returned");
+    let refreshed = eventually(|| {
+        let v = f.call(1);
+        (v != first).then_some(v)
+    });
+    assert_eq!(refreshed, 1002);
+}
+
+fn none_fn(spec: &str, case: &str, calls: &Counter, pause: Duration) -> Memoize<u64, Option<u64>> {
+    let calls = calls.clone();
+    cachier::memoize(&unique_name(case), move |_: u64| {
+        calls.bump();
+        thread::sleep(pause);
+        None
+    })
+    .shared_backend(backend_from_spec(spec))
+}
+
+/// §8 `test_none_not_cached_by_default`.
+pub fn none_not_served_by_default(spec: &str) {
+    let calls = Counter::new();
+    let f = built(none_fn(spec, "none_default", &calls, Duration::ZERO));
+    assert_eq!(f.call(1), None);
+    assert_eq!(f.call(1), None);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_allow_caching_none`, smoke `test_allow_none`.
+pub fn allow_none_serves_none(spec: &str) {
+    let calls = Counter::new();
+    let f = built(none_fn(spec, "allow_none", &calls, Duration::ZERO).allow_none(true));
+    assert_eq!(f.call(1), None);
+    assert_eq!(f.call(1), None);
+    assert_eq!(calls.get(), 1);
+}
+
+/// §8 `test_allow_none_default_param`: a stored `None` is served to a call that allows it.
+pub fn per_call_allow_none(spec: &str) {
+    let calls = Counter::new();
+    let f = built(none_fn(spec, "per_call_allow_none", &calls, Duration::ZERO).allow_none(false));
+    assert_eq!(f.call(1), None);
+    assert_eq!(f.call_with(1, &CallOptions::new().allow_none(true)), None);
+    assert_eq!(calls.get(), 1, "the stored None was served");
+    f.call(1);
+    assert_eq!(calls.get(), 2);
+}
+
+/// DESIGN §4.4 (cachier §2.6 bug): with `allow_none`, a caller arriving during the first
+/// computation gets the real value, never the placeholder.
+pub fn placeholder_never_served(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize(&unique_name("placeholder"), move |x: u64| {
+            c.bump();
+            thread::sleep(MS(400));
+            Some(x)
+        })
+        .shared_backend(backend_from_spec(spec))
+        .allow_none(true),
+    );
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || f.call(9))
+    };
+    thread::sleep(MS(100));
+    assert_eq!(f.call(9), Some(9));
+    assert_eq!(first.join().unwrap(), Some(9));
+    assert_eq!(calls.get(), 1);
+}
+
+/// §8 `test_raise_exception`, reference §6: an `Err` is returned every time, never cached, and
+/// the claim is released.
+pub fn errors_are_not_cached(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize_fallible(&unique_name("errors"), move |x: u64| -> Result<u64, String> {
+            c.bump();
+            Err(format!("no {x}"))
+        })
+        .shared_backend(backend_from_spec(spec))
+        .allow_none(true)
+        .wait_for_calc_timeout(Duration::from_secs(5)),
+    );
+    let started = Instant::now();
+    assert_eq!(f.call(1), Err("no 1".into()));
+    assert_eq!(f.call(1), Err("no 1".into()));
+    assert_eq!(calls.get(), 2);
+    assert!(started.elapsed() < Duration::from_secs(2), "the claim was released, nobody waited");
+    assert!(f.core().get(&f.key(&1).unwrap()).unwrap().is_none_or(|e| !e.being_calculated));
+}
+
+/// A panic in the function propagates and releases the claim at once.
+pub fn panic_releases_claim(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize(&unique_name("panic"), move |x: u64| {
+            if c.bump() == 1 {
+                panic!("first call fails");
+            }
+            x
+        })
+        .shared_backend(backend_from_spec(spec)),
+    );
+    let g = f.clone();
+    let panicked = thread::spawn(move || g.call(4)).join();
+    assert!(panicked.is_err(), "the panic propagates");
+    let started = Instant::now();
+    assert_eq!(f.call(4), 4);
+    assert!(started.elapsed() < Duration::from_secs(2), "no wait for a dead claim");
+    assert_eq!(calls.get(), 2);
+}
+
+/// DESIGN §4.1: of eight threads missing one key at once, exactly one computes.
+pub fn concurrent_misses_compute_once(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "single_flight", &calls, MS(300)));
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let f = f.clone();
+            let barrier = barrier.clone();
+            thread::spawn(move || {
+                barrier.wait();
+                f.call(3)
+            })
+        })
+        .collect();
+    let values: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert!(values.iter().all(|v| *v == 3001), "{values:?}");
+    assert_eq!(calls.get(), 1);
+}
+
+/// §8 `test_*_being_calculated`, DESIGN §4.3: a caller arriving during a computation waits for
+/// it and wakes promptly when the value lands.
+pub fn waiter_gets_in_flight_value_promptly(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "waiter", &calls, MS(600)));
+    let started = Instant::now();
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || (f.call(5), Instant::now()))
+    };
+    thread::sleep(MS(150));
+    let value = f.call(5);
+    let woke = Instant::now();
+    let (first_value, finished) = first.join().unwrap();
+    assert_eq!(value, first_value);
+    assert_eq!(calls.get(), 1);
+    let lag = woke.saturating_duration_since(finished);
+    assert!(lag < MS(250), "waiter woke {lag:?} after the result landed");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// §8 `test_wait_for_calc_timeout_ok`: within the timeout, one computation.
+pub fn wait_for_calc_timeout_ok(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "timeout_ok", &calls, MS(300)).wait_for_calc_timeout(Duration::from_secs(3)));
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || f.call(1))
+    };
+    thread::sleep(MS(100));
+    assert_eq!(f.call(1), first.join().unwrap());
+    assert_eq!(calls.get(), 1);
+}
+
+/// §8 `test_wait_for_calc_timeout_slow`: past the timeout the waiter computes itself.
+pub fn wait_for_calc_timeout_slow(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "timeout_slow", &calls, MS(1500)).wait_for_calc_timeout(MS(300)));
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || f.call(1))
+    };
+    thread::sleep(MS(100));
+    let started = Instant::now();
+    let second = f.call(1);
+    let first = first.join().unwrap();
+    assert_ne!(first, second, "the waiter computed its own value");
+    assert!(started.elapsed() >= MS(300));
+    assert_eq!(calls.get(), 2);
+    assert!([first, second].contains(&f.call(1)));
+}
+
+/// §8 memory `test_clear_being_calculated`: clearing the mark mid-computation lets the next
+/// caller compute its own value.
+pub fn clear_being_calculated_lets_next_caller_compute(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "clear_being_calculated", &calls, MS(800)));
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || f.call(1))
+    };
+    thread::sleep(MS(200));
+    f.clear_being_calculated().unwrap();
+    let second = f.call(1);
+    let first = first.join().unwrap();
+    assert_ne!(first, second);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_clear_being_calculated_with_empty_cache`.
+pub fn clear_being_calculated_empty(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "clear_being_calculated_empty", &calls));
+    f.clear_being_calculated().unwrap();
+    f.clear_cache().unwrap();
+    assert_eq!(f.call(1), 1001);
+}
+
+fn text_fn(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, String> {
+    let calls = calls.clone();
+    cachier::memoize(&unique_name(case), move |_: u64| {
+        calls.bump();
+        "x".repeat(50)
+    })
+    .shared_backend(backend_from_spec(spec))
+}
+
+/// §8 `test_entry_size_limit_not_cached`: a value over the limit is returned, not stored.
+pub fn entry_size_limit_not_cached(spec: &str) {
+    let calls = Counter::new();
+    let f = built(text_fn(spec, "size_limit_over", &calls).entry_size_limit("10B"));
+    assert_eq!(f.call(1).len(), 50);
+    assert_eq!(f.call(1).len(), 50);
+    assert_eq!(calls.get(), 2);
+}
+
+/// §8 `test_entry_size_limit_cached`.
+pub fn entry_size_limit_cached(spec: &str) {
+    let calls = Counter::new();
+    let f = built(text_fn(spec, "size_limit_under", &calls).entry_size_limit("1KB"));
+    f.call(1);
+    f.call(1);
+    assert_eq!(calls.get(), 1);
+}
+
+/// §8 `test_parse_bytes_invalid_format`: a bad size is a configuration error naming the
+/// parameter.
+pub fn invalid_entry_size_limit(spec: &str) {
+    let calls = Counter::new();
+    let err = text_fn(spec, "size_limit_bad", &calls).entry_size_limit("10XB").build().unwrap_err();
+    match err {
+        Error::Config { param, ref message } => {
+            assert_eq!(param, "entry_size_limit");
+            assert!(message.contains("10XB"), "{message}");
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+/// §8 `test_cleanup_stale_entries`: stale entries are deleted in the background.
+pub fn cleanup_stale_deletes_old_entries(spec: &str) {
+    let calls = Counter::new();
+    let f = built(
+        numbered(spec, "cleanup", &calls)
+            .stale_after(MS(300))
+            .cleanup_stale(true)
+            .cleanup_interval(Duration::ZERO),
+    );
+    f.call(1);
+    f.call(2);
+    assert_eq!(f.core().len().unwrap(), 2);
+    thread::sleep(MS(400));
+    f.call(3);
+    eventually(|| (f.core().len().unwrap() == 1).then_some(()));
+}
+
+/// §8 `test_cleanup_interval_skips_submit_when_not_elapsed`: one cleanup per interval.
+pub fn cleanup_interval_limits_runs(spec: &str) {
+    let calls = Counter::new();
+    let f = built(
+        numbered(spec, "cleanup_interval", &calls)
+            .stale_after(MS(200))
+            .cleanup_stale(true)
+            .cleanup_interval(Duration::from_secs(3600)),
+    );
+    f.call(1); // the first call runs a cleanup (nothing to delete yet)
+    thread::sleep(MS(300));
+    f.call(2); // within the interval: no cleanup, entry 1 stays although stale
+    thread::sleep(MS(200));
+    assert_eq!(f.core().len().unwrap(), 2);
+}
+
+/// §8 `test_delete_stale_entries*`: only entries older than the limit go.
+pub fn delete_stale_entries_directly(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "delete_stale", &calls));
+    f.call(1);
+    thread::sleep(MS(400));
+    f.call(2);
+    assert_eq!(f.delete_stale_entries(MS(200)).unwrap(), 1);
+    assert_eq!(f.core().len().unwrap(), 1);
+    assert_eq!(f.call(2), 2002, "the fresh entry stayed");
+    thread::sleep(MS(5));
+    assert_eq!(f.delete_stale_entries(Duration::ZERO).unwrap(), 1);
+    assert_eq!(f.core().len().unwrap(), 0);
+}
+
+/// Reference §6 "corrupt value": bytes that do not decode are a miss, recomputed and
+/// overwritten, never a panic.
+pub fn garbage_value_is_a_miss(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "garbage", &calls));
+    let key = f.key(&1).unwrap();
+    f.core().put(&key, b"\xffnot a value", None).unwrap();
+    assert_eq!(f.call(1), 1001);
+    assert_eq!(f.call(1), 1001);
+    assert_eq!(calls.get(), 1, "the recomputed value overwrote the garbage");
+}
+
+/// §8 `test_*verbose*`: a verbose call traces its decisions through `tracing`.
+pub fn verbose_traces_decisions(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "verbose", &calls));
+    let log = crate::capture_logs(|| {
+        f.call_with(1, &CallOptions::new().verbose(true));
+        f.call_with(1, &CallOptions::new().verbose(true));
+        f.call(1);
+    });
+    assert!(log.contains("No entry found. No current calc. Calling like a boss."), "{log}");
+    assert!(log.contains("And it is fresh!"), "{log}");
+    assert_eq!(log.matches("Entry found.").count(), 1, "non-verbose calls stay quiet: {log}");
+}
+
+/// Strict mode on a healthy store behaves as a lenient call.
+pub fn strict_mode_returns_ok_when_healthy(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "strict", &calls));
+    assert_eq!(f.try_call(1).unwrap(), 1001);
+    assert_eq!(f.try_call(1).unwrap(), 1001);
+    assert_eq!(f.backend_error_count(), 0);
+}
+
+/// Polls `check` for up to 10 s.
+pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "condition not reached within 10 s");
+        thread::sleep(MS(20));
+    }
+}

@@ -1,0 +1,154 @@
+//! Cases that change the global settings (reference §4, §8 `test_defaults.py`,
+//! `test_caching_regression.py`). Each runs under [`lock`] and restores the defaults.
+
+use std::thread;
+use std::time::Duration;
+
+use cachier::{CallOptions, ParamsUpdate};
+use parking_lot::{Mutex, MutexGuard};
+
+use crate::backend_from_spec;
+use crate::cases::eventually;
+use crate::{unique_name, Counter};
+
+const MS: fn(u64) -> Duration = Duration::from_millis;
+
+static LOCK: Mutex<()> = Mutex::new(());
+
+/// Serialises global-changing tests; resets the globals when taken and when dropped.
+pub struct GlobalsGuard(#[allow(dead_code)] MutexGuard<'static, ()>);
+
+/// Takes the globals lock.
+pub fn lock() -> GlobalsGuard {
+    let guard = LOCK.lock();
+    cachier::reset_global_params();
+    GlobalsGuard(guard)
+}
+
+impl Drop for GlobalsGuard {
+    fn drop(&mut self) {
+        cachier::reset_global_params();
+    }
+}
+
+fn numbered(spec: &str, case: &str, calls: &Counter) -> cachier::Memoize<u64, u64> {
+    let calls = calls.clone();
+    cachier::memoize(&unique_name(case), move |x: u64| x * 1000 + calls.bump() as u64)
+        .shared_backend(backend_from_spec(spec))
+}
+
+/// §8 `test_global_disable`, `test_disable_caching_after_decorator_definition`.
+pub fn disable_and_enable_caching(spec: &str) {
+    let calls = Counter::new();
+    let f = numbered(spec, "global_disable", &calls).build().unwrap();
+    let cached = f.call(1);
+    cachier::disable_caching();
+    assert!(!cachier::get_global_params().caching_enabled);
+    let fresh = f.call(1);
+    assert_ne!(fresh, cached);
+    assert_ne!(f.call(1), fresh, "nothing is read or written while disabled");
+    cachier::enable_caching();
+    assert_eq!(f.call(1), cached, "the old cached value is back");
+}
+
+/// §8 `test_enable_caching_after_decorator_definition` (#254).
+pub fn enable_caching_after_build(spec: &str) {
+    cachier::disable_caching();
+    let calls = Counter::new();
+    let f = numbered(spec, "enable_after_build", &calls).build().unwrap();
+    f.call(1);
+    f.call(1);
+    assert_eq!(calls.get(), 2);
+    cachier::enable_caching();
+    f.call(1);
+    f.call(1);
+    assert_eq!(calls.get(), 3);
+}
+
+/// §8 `test_stale_after_applies_dynamically`.
+pub fn stale_after_applies_dynamically(spec: &str) {
+    let calls = Counter::new();
+    let f = numbered(spec, "global_stale_after", &calls).build().unwrap();
+    let first = f.call(1);
+    thread::sleep(MS(300));
+    assert_eq!(f.call(1), first);
+    cachier::set_global_params(ParamsUpdate::new().stale_after(MS(100))).unwrap();
+    assert_ne!(f.call(1), first, "the global set after build applies");
+}
+
+/// §8 `test_next_time_applies_dynamically`.
+pub fn next_time_applies_dynamically(spec: &str) {
+    let calls = Counter::new();
+    let f = numbered(spec, "global_next_time", &calls).stale_after(MS(200)).build().unwrap();
+    let first = f.call(1);
+    cachier::set_global_params(ParamsUpdate::new().next_time(true)).unwrap();
+    thread::sleep(MS(300));
+    assert_eq!(f.call(1), first, "stale value returned");
+    eventually(|| (f.call(1) != first).then_some(()));
+}
+
+/// §8 `test_allow_none_default_param`.
+pub fn allow_none_applies_dynamically(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = cachier::memoize(&unique_name("global_allow_none"), move |_: u64| {
+        c.bump();
+        None::<u64>
+    })
+    .shared_backend(backend_from_spec(spec))
+    .build()
+    .unwrap();
+    f.call(1);
+    f.call(1);
+    assert_eq!(calls.get(), 2);
+    cachier::set_global_params(ParamsUpdate::new().allow_none(true)).unwrap();
+    f.call(1);
+    assert_eq!(calls.get(), 2, "global allow_none serves the stored None");
+    f.call_with(1, &CallOptions::new().allow_none(false));
+    assert_eq!(calls.get(), 3, "a per-call value wins over the global");
+}
+
+/// §8 `test_wait_for_calc_applies_dynamically`.
+pub fn wait_for_calc_timeout_applies_dynamically(spec: &str) {
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = cachier::memoize(&unique_name("global_wait"), move |x: u64| {
+        thread::sleep(MS(1500));
+        x * 1000 + c.bump() as u64
+    })
+    .shared_backend(backend_from_spec(spec))
+    .build()
+    .unwrap();
+    cachier::set_global_params(ParamsUpdate::new().wait_for_calc_timeout(MS(300))).unwrap();
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || f.call(1))
+    };
+    thread::sleep(MS(100));
+    let second = f.call(1);
+    assert_ne!(first.join().unwrap(), second, "the waiter gave up after the global timeout");
+    assert_eq!(calls.get(), 2);
+}
+
+/// Reference §4: `entry_size_limit` is read when the function is built; invalid globals are
+/// rejected with the parameter's name.
+pub fn entry_size_limit_is_read_at_build(spec: &str) {
+    let err = cachier::set_global_params(ParamsUpdate::new().entry_size_limit("10XB")).unwrap_err();
+    assert!(err.to_string().contains("entry_size_limit"), "{err}");
+    let err = cachier::set_global_params(ParamsUpdate::new().max_workers(0)).unwrap_err();
+    assert!(err.to_string().contains("max_workers"), "{err}");
+    cachier::set_global_params(ParamsUpdate::new().entry_size_limit("10B")).unwrap();
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = cachier::memoize(&unique_name("global_size"), move |_: u64| {
+        c.bump();
+        "y".repeat(40)
+    })
+    .shared_backend(backend_from_spec(spec))
+    .build()
+    .unwrap();
+    cachier::set_global_params(ParamsUpdate::new().no_entry_size_limit()).unwrap();
+    f.call(1);
+    f.call(1);
+    assert_eq!(calls.get(), 2, "the limit in force at build time applies");
+}

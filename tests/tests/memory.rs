@@ -1,0 +1,12 @@
+//! The conformance suite against the memory backend.
+
+cachier_conformance::conformance_tests!(|| Some("memory".to_string()));
+
+#[test]
+fn cache_dpath_is_none() {
+    let f = cachier::memoize("memory::cache_dpath", |x: u64| x)
+        .backend(cachier::MemoryBackend::new())
+        .build()
+        .unwrap();
+    assert_eq!(f.cache_dpath(), None);
+}
