@@ -13,8 +13,10 @@ const MS: fn(u64) -> Duration = Duration::from_millis;
 /// `f(x) = x * 1000 + n` where `n` counts calls: every computation returns a new value.
 fn numbered(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, u64> {
     let calls = calls.clone();
-    cachier::memoize(&unique_name(case), move |x: u64| x * 1000 + calls.bump() as u64)
-        .shared_backend(backend_from_spec(spec))
+    cachier::memoize(&unique_name(case), move |x: u64| {
+        x * 1000 + calls.bump() as u64
+    })
+    .shared_backend(backend_from_spec(spec))
 }
 
 /// [`numbered`], sleeping `pause` first.
@@ -64,10 +66,13 @@ pub fn tuple_and_list_arguments(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
     let f = built(
-        cachier::memoize(&unique_name("tuple_and_list"), move |(a, b, list): (u32, String, Vec<i64>)| {
-            c.bump();
-            format!("{a}-{b}-{}", list.iter().sum::<i64>())
-        })
+        cachier::memoize(
+            &unique_name("tuple_and_list"),
+            move |(a, b, list): (u32, String, Vec<i64>)| {
+                c.bump();
+                format!("{a}-{b}-{}", list.iter().sum::<i64>())
+            },
+        )
         .shared_backend(backend_from_spec(spec)),
     );
     let args = || (1u32, "x".to_string(), vec![1i64, 2, 3]);
@@ -81,8 +86,11 @@ pub fn tuple_and_list_arguments(spec: &str) {
 /// §8 `test_diff_functions_same_args`: two functions never share entries.
 pub fn functions_do_not_share_entries(spec: &str) {
     let backend = backend_from_spec(spec);
-    let plus = built(cachier::memoize(&unique_name("plus"), |x: u64| x + 1).shared_backend(backend.clone()));
-    let minus = built(cachier::memoize(&unique_name("minus"), |x: u64| x - 1).shared_backend(backend));
+    let plus = built(
+        cachier::memoize(&unique_name("plus"), |x: u64| x + 1).shared_backend(backend.clone()),
+    );
+    let minus =
+        built(cachier::memoize(&unique_name("minus"), |x: u64| x - 1).shared_backend(backend));
     assert_eq!(plus.call(5), 6);
     assert_eq!(minus.call(5), 4);
     assert_eq!(plus.call(5), 6);
@@ -102,8 +110,16 @@ pub fn same_name_shares_entries(spec: &str) {
 pub fn version_invalidates(spec: &str) {
     let name = unique_name("version");
     let backend = backend_from_spec(spec);
-    let v1 = built(cachier::memoize(&name, |x: u64| x + 1).shared_backend(backend.clone()).version("1"));
-    let v2 = built(cachier::memoize(&name, |x: u64| x + 2).shared_backend(backend).version("2"));
+    let v1 = built(
+        cachier::memoize(&name, |x: u64| x + 1)
+            .shared_backend(backend.clone())
+            .version("1"),
+    );
+    let v2 = built(
+        cachier::memoize(&name, |x: u64| x + 2)
+            .shared_backend(backend)
+            .version("2"),
+    );
     assert_eq!(v1.call(1), 2);
     assert_eq!(v2.call(1), 3);
     assert_eq!(v1.call(1), 2);
@@ -115,10 +131,13 @@ pub fn custom_key_function(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
     let f = built(
-        cachier::memoize(&unique_name("custom_key"), move |(id, _noise): (u32, u64)| {
-            c.bump();
-            id * 2
-        })
+        cachier::memoize(
+            &unique_name("custom_key"),
+            move |(id, _noise): (u32, u64)| {
+                c.bump();
+                id * 2
+            },
+        )
         .shared_backend(backend_from_spec(spec))
         .key(|(id, _): &(u32, u64)| *id),
     );
@@ -202,7 +221,11 @@ pub fn stale_after_zero_always_recomputes(spec: &str) {
 /// background.
 pub fn next_time_returns_stale_then_refreshes(spec: &str) {
     let calls = Counter::new();
-    let f = built(numbered(spec, "next_time", &calls).stale_after(MS(300)).next_time(true));
+    let f = built(
+        numbered(spec, "next_time", &calls)
+            .stale_after(MS(300))
+            .next_time(true),
+    );
     let first = f.call(1);
     thread::sleep(MS(400));
     assert_eq!(f.call(1), first, "stale value served");
@@ -218,7 +241,11 @@ pub fn next_time_returns_stale_then_refreshes(spec: &str) {
 /// callers all get the stale value, and one refresh runs.
 pub fn next_time_refreshes_once_and_serves_stale_to_all(spec: &str) {
     let calls = Counter::new();
-    let f = built(slow(spec, "next_time_once", &calls, MS(500)).stale_after(MS(200)).next_time(true));
+    let f = built(
+        slow(spec, "next_time_once", &calls, MS(500))
+            .stale_after(MS(200))
+            .next_time(true),
+    );
     let first = f.call(1);
     thread::sleep(MS(300));
     let barrier = Arc::new(Barrier::new(6));
@@ -235,8 +262,14 @@ pub fn next_time_refreshes_once_and_serves_stale_to_all(spec: &str) {
         .collect();
     for h in handles {
         let (value, took) = h.join().unwrap();
-        assert_eq!(value, first, "every caller gets the stale value during the refresh");
-        assert!(took < MS(400), "stale callers do not wait for the refresh ({took:?})");
+        assert_eq!(
+            value, first,
+            "every caller gets the stale value during the refresh"
+        );
+        assert!(
+            took < MS(400),
+            "stale callers do not wait for the refresh ({took:?})"
+        );
     }
     let refreshed = eventually(|| {
         let v = f.call(1);
@@ -283,7 +316,10 @@ pub fn max_age_stricter_than_stale_after(spec: &str) {
     let f = built(numbered(spec, "max_age_stricter", &calls).stale_after(Duration::from_secs(60)));
     let first = f.call(1);
     thread::sleep(MS(300));
-    assert_eq!(f.call_with(1, &CallOptions::new().max_age(MS(10_000))), first);
+    assert_eq!(
+        f.call_with(1, &CallOptions::new().max_age(MS(10_000))),
+        first
+    );
     assert_ne!(f.call_with(1, &CallOptions::new().max_age(MS(100))), first);
     assert_eq!(calls.get(), 2);
 }
@@ -294,7 +330,10 @@ pub fn max_age_looser_than_stale_after(spec: &str) {
     let f = built(numbered(spec, "max_age_looser", &calls).stale_after(MS(200)));
     let first = f.call(1);
     thread::sleep(MS(300));
-    assert_ne!(f.call_with(1, &CallOptions::new().max_age(Duration::from_secs(60))), first);
+    assert_ne!(
+        f.call_with(1, &CallOptions::new().max_age(Duration::from_secs(60))),
+        first
+    );
     assert_eq!(calls.get(), 2);
 }
 
@@ -308,7 +347,10 @@ pub fn max_age_alone(spec: &str) {
     let second = f.call_with(1, &CallOptions::new().max_age(MS(100)));
     assert_ne!(second, first);
     thread::sleep(MS(5));
-    assert_ne!(f.call_with(1, &CallOptions::new().max_age(Duration::ZERO)), second);
+    assert_ne!(
+        f.call_with(1, &CallOptions::new().max_age(Duration::ZERO)),
+        second
+    );
     assert_eq!(calls.get(), 3);
 }
 
@@ -329,7 +371,11 @@ pub fn max_age_with_next_time(spec: &str) {
     let f = built(numbered(spec, "max_age_next_time", &calls).next_time(true));
     let first = f.call(1);
     thread::sleep(MS(200));
-    assert_eq!(f.call_with(1, &CallOptions::new().max_age(MS(50))), first, "stale value returned");
+    assert_eq!(
+        f.call_with(1, &CallOptions::new().max_age(MS(50))),
+        first,
+        "stale value returned"
+    );
     let refreshed = eventually(|| {
         let v = f.call(1);
         (v != first).then_some(v)
@@ -406,10 +452,13 @@ pub fn errors_are_not_cached(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
     let f = built(
-        cachier::memoize_fallible(&unique_name("errors"), move |x: u64| -> Result<u64, String> {
-            c.bump();
-            Err(format!("no {x}"))
-        })
+        cachier::memoize_fallible(
+            &unique_name("errors"),
+            move |x: u64| -> Result<u64, String> {
+                c.bump();
+                Err(format!("no {x}"))
+            },
+        )
         .shared_backend(backend_from_spec(spec))
         .allow_none(true)
         .wait_for_calc_timeout(Duration::from_secs(5)),
@@ -418,8 +467,15 @@ pub fn errors_are_not_cached(spec: &str) {
     assert_eq!(f.call(1), Err("no 1".into()));
     assert_eq!(f.call(1), Err("no 1".into()));
     assert_eq!(calls.get(), 2);
-    assert!(started.elapsed() < Duration::from_secs(2), "the claim was released, nobody waited");
-    assert!(f.core().get(&f.key(&1).unwrap()).unwrap().is_none_or(|e| !e.being_calculated));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the claim was released, nobody waited"
+    );
+    assert!(f
+        .core()
+        .get(&f.key(&1).unwrap())
+        .unwrap()
+        .is_none_or(|e| !e.being_calculated));
 }
 
 /// A panic in the function propagates and releases the claim at once.
@@ -440,7 +496,10 @@ pub fn panic_releases_claim(spec: &str) {
     assert!(panicked.is_err(), "the panic propagates");
     let started = Instant::now();
     assert_eq!(f.call(4), 4);
-    assert!(started.elapsed() < Duration::from_secs(2), "no wait for a dead claim");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "no wait for a dead claim"
+    );
     assert_eq!(calls.get(), 2);
 }
 
@@ -488,7 +547,9 @@ pub fn waiter_gets_in_flight_value_promptly(spec: &str) {
 /// §8 `test_wait_for_calc_timeout_ok`: within the timeout, one computation.
 pub fn wait_for_calc_timeout_ok(spec: &str) {
     let calls = Counter::new();
-    let f = built(slow(spec, "timeout_ok", &calls, MS(300)).wait_for_calc_timeout(Duration::from_secs(3)));
+    let f = built(
+        slow(spec, "timeout_ok", &calls, MS(300)).wait_for_calc_timeout(Duration::from_secs(3)),
+    );
     let first = {
         let f = f.clone();
         thread::spawn(move || f.call(1))
@@ -573,7 +634,10 @@ pub fn entry_size_limit_cached(spec: &str) {
 /// parameter.
 pub fn invalid_entry_size_limit(spec: &str) {
     let calls = Counter::new();
-    let err = text_fn(spec, "size_limit_bad", &calls).entry_size_limit("10XB").build().unwrap_err();
+    let err = text_fn(spec, "size_limit_bad", &calls)
+        .entry_size_limit("10XB")
+        .build()
+        .unwrap_err();
     match err {
         Error::Config { param, ref message } => {
             assert_eq!(param, "entry_size_limit");
@@ -652,9 +716,16 @@ pub fn verbose_traces_decisions(spec: &str) {
         f.call_with(1, &CallOptions::new().verbose(true));
         f.call(1);
     });
-    assert!(log.contains("No entry found. No current calc. Calling like a boss."), "{log}");
+    assert!(
+        log.contains("No entry found. No current calc. Calling like a boss."),
+        "{log}"
+    );
     assert!(log.contains("And it is fresh!"), "{log}");
-    assert_eq!(log.matches("Entry found.").count(), 1, "non-verbose calls stay quiet: {log}");
+    assert_eq!(
+        log.matches("Entry found.").count(),
+        1,
+        "non-verbose calls stay quiet: {log}"
+    );
 }
 
 /// Strict mode on a healthy store behaves as a lenient call.
@@ -673,7 +744,10 @@ pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "condition not reached within 10 s");
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 10 s"
+        );
         thread::sleep(MS(20));
     }
 }

@@ -33,8 +33,10 @@ impl Drop for GlobalsGuard {
 
 fn numbered(spec: &str, case: &str, calls: &Counter) -> cachier::Memoize<u64, u64> {
     let calls = calls.clone();
-    cachier::memoize(&unique_name(case), move |x: u64| x * 1000 + calls.bump() as u64)
-        .shared_backend(backend_from_spec(spec))
+    cachier::memoize(&unique_name(case), move |x: u64| {
+        x * 1000 + calls.bump() as u64
+    })
+    .shared_backend(backend_from_spec(spec))
 }
 
 /// §8 `test_global_disable`, `test_disable_caching_after_decorator_definition`.
@@ -46,7 +48,11 @@ pub fn disable_and_enable_caching(spec: &str) {
     assert!(!cachier::get_global_params().caching_enabled);
     let fresh = f.call(1);
     assert_ne!(fresh, cached);
-    assert_ne!(f.call(1), fresh, "nothing is read or written while disabled");
+    assert_ne!(
+        f.call(1),
+        fresh,
+        "nothing is read or written while disabled"
+    );
     cachier::enable_caching();
     assert_eq!(f.call(1), cached, "the old cached value is back");
 }
@@ -55,7 +61,9 @@ pub fn disable_and_enable_caching(spec: &str) {
 pub fn enable_caching_after_build(spec: &str) {
     cachier::disable_caching();
     let calls = Counter::new();
-    let f = numbered(spec, "enable_after_build", &calls).build().unwrap();
+    let f = numbered(spec, "enable_after_build", &calls)
+        .build()
+        .unwrap();
     f.call(1);
     f.call(1);
     assert_eq!(calls.get(), 2);
@@ -68,7 +76,9 @@ pub fn enable_caching_after_build(spec: &str) {
 /// §8 `test_stale_after_applies_dynamically`.
 pub fn stale_after_applies_dynamically(spec: &str) {
     let calls = Counter::new();
-    let f = numbered(spec, "global_stale_after", &calls).build().unwrap();
+    let f = numbered(spec, "global_stale_after", &calls)
+        .build()
+        .unwrap();
     let first = f.call(1);
     thread::sleep(MS(300));
     assert_eq!(f.call(1), first);
@@ -79,7 +89,10 @@ pub fn stale_after_applies_dynamically(spec: &str) {
 /// §8 `test_next_time_applies_dynamically`.
 pub fn next_time_applies_dynamically(spec: &str) {
     let calls = Counter::new();
-    let f = numbered(spec, "global_next_time", &calls).stale_after(MS(200)).build().unwrap();
+    let f = numbered(spec, "global_next_time", &calls)
+        .stale_after(MS(200))
+        .build()
+        .unwrap();
     let first = f.call(1);
     cachier::set_global_params(ParamsUpdate::new().next_time(true)).unwrap();
     thread::sleep(MS(300));
@@ -126,7 +139,11 @@ pub fn wait_for_calc_timeout_applies_dynamically(spec: &str) {
     };
     thread::sleep(MS(100));
     let second = f.call(1);
-    assert_ne!(first.join().unwrap(), second, "the waiter gave up after the global timeout");
+    assert_ne!(
+        first.join().unwrap(),
+        second,
+        "the waiter gave up after the global timeout"
+    );
     assert_eq!(calls.get(), 2);
 }
 

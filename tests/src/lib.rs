@@ -51,9 +51,13 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
                 .iter()
                 .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
             if required {
-                panic!("{var} is not set: start the server (scripts/test.sh does) and export {var}");
+                panic!(
+                    "{var} is not set: start the server (scripts/test.sh does) and export {var}"
+                );
             }
-            eprintln!("SKIPPED {test}: {var} is not set (scripts/test.sh starts the server and sets it)");
+            eprintln!(
+                "SKIPPED {test}: {var} is not set (scripts/test.sh starts the server and sets it)"
+            );
             None
         }
     }
@@ -62,7 +66,10 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
 /// A namespace no other test uses, so tests share a server safely.
 pub fn unique_name(case: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!(
         "conformance::{case}::{}-{nanos}-{}",
         std::process::id(),

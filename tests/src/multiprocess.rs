@@ -20,7 +20,11 @@ pub fn worker_function(
     let count_file = count_file.to_owned();
     cachier::memoize(namespace, move |x: u64| {
         use std::io::Write;
-        let mut log = fs::OpenOptions::new().create(true).append(true).open(&count_file).expect("count file");
+        let mut log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&count_file)
+            .expect("count file");
         writeln!(log, "{}", std::process::id()).expect("write count file");
         drop(log);
         thread::sleep(pause);
@@ -33,7 +37,10 @@ pub fn worker_function(
 }
 
 fn unix_ms() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_millis()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis()
 }
 
 struct Run<'a> {
@@ -66,7 +73,11 @@ impl Run<'_> {
 }
 
 fn lines(path: &Path) -> Vec<String> {
-    fs::read_to_string(path).unwrap_or_default().lines().map(str::to_owned).collect()
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 /// §8 `test_separate_processes`: a value computed by one process is a hit in another.
@@ -74,11 +85,29 @@ pub fn value_from_one_process_is_a_hit_in_another(spec: &str, worker: &str) {
     let dir = fresh_dir("mp_hit");
     let count_file = dir.join("calls");
     let namespace = unique_name("mp_hit");
-    let run = Run { worker, spec, namespace: &namespace, count_file: &count_file, threads: 1, pause_ms: 0, lease_ms: 10_000, start_at_ms: 0 };
+    let run = Run {
+        worker,
+        spec,
+        namespace: &namespace,
+        count_file: &count_file,
+        threads: 1,
+        pause_ms: 0,
+        lease_ms: 10_000,
+        start_at_ms: 0,
+    };
     let out = run.command().output().expect("run worker");
     assert!(out.status.success(), "worker failed: {out:?}");
-    let child_value: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().expect("worker output");
-    let f = worker_function(spec, &namespace, &count_file, Duration::ZERO, Duration::from_secs(10));
+    let child_value: u64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("worker output");
+    let f = worker_function(
+        spec,
+        &namespace,
+        &count_file,
+        Duration::ZERO,
+        Duration::from_secs(10),
+    );
     assert_eq!(f.call(7), child_value, "the child's value is served here");
     assert_eq!(lines(&count_file).len(), 1, "computed once, by the child");
 }
@@ -91,7 +120,16 @@ pub fn processes_compute_once(spec: &str, worker: &str) {
     let start_at_ms = unix_ms() + 2_000;
     let children: Vec<_> = (0..8)
         .map(|_| {
-            let run = Run { worker, spec, namespace: &namespace, count_file: &count_file, threads: 4, pause_ms: 500, lease_ms: 10_000, start_at_ms };
+            let run = Run {
+                worker,
+                spec,
+                namespace: &namespace,
+                count_file: &count_file,
+                threads: 4,
+                pause_ms: 500,
+                lease_ms: 10_000,
+                start_at_ms,
+            };
             run.command().spawn().expect("spawn worker")
         })
         .collect();
@@ -99,11 +137,22 @@ pub fn processes_compute_once(spec: &str, worker: &str) {
     for child in children {
         let out = child.wait_with_output().expect("wait worker");
         assert!(out.status.success(), "worker failed: {out:?}");
-        values.extend(String::from_utf8_lossy(&out.stdout).lines().map(|l| l.trim().parse::<u64>().expect("value")));
+        values.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| l.trim().parse::<u64>().expect("value")),
+        );
     }
     assert_eq!(values.len(), 32);
-    assert!(values.iter().all(|v| *v == values[0]), "all callers got one value: {values:?}");
-    assert_eq!(lines(&count_file).len(), 1, "exactly one computation among 32 callers");
+    assert!(
+        values.iter().all(|v| *v == values[0]),
+        "all callers got one value: {values:?}"
+    );
+    assert_eq!(
+        lines(&count_file).len(),
+        1,
+        "exactly one computation among 32 callers"
+    );
 }
 
 /// DESIGN §4.2: `kill -9` of the computing process; a waiter takes over within the lease, with
@@ -113,7 +162,16 @@ pub fn killed_computation_is_taken_over(spec: &str, worker: &str) {
     let count_file = dir.join("calls");
     let namespace = unique_name("mp_kill");
     let lease = Duration::from_millis(1500);
-    let run = Run { worker, spec, namespace: &namespace, count_file: &count_file, threads: 1, pause_ms: 60_000, lease_ms: lease.as_millis() as u64, start_at_ms: 0 };
+    let run = Run {
+        worker,
+        spec,
+        namespace: &namespace,
+        count_file: &count_file,
+        threads: 1,
+        pause_ms: 60_000,
+        lease_ms: lease.as_millis() as u64,
+        start_at_ms: 0,
+    };
     let mut child = run.command().spawn().expect("spawn worker");
     eventually(|| (!lines(&count_file).is_empty()).then_some(()));
     child.kill().expect("kill -9 the computing process");
@@ -122,7 +180,14 @@ pub fn killed_computation_is_taken_over(spec: &str, worker: &str) {
     let started = Instant::now();
     let value = f.call(7);
     let took = started.elapsed();
-    assert_eq!(value, 7_000_000 + u64::from(std::process::id()), "this process computed it");
-    assert!(took < lease * 2 + Duration::from_secs(2), "took over after {took:?} (lease {lease:?})");
+    assert_eq!(
+        value,
+        7_000_000 + u64::from(std::process::id()),
+        "this process computed it"
+    );
+    assert!(
+        took < lease * 2 + Duration::from_secs(2),
+        "took over after {took:?} (lease {lease:?})"
+    );
     assert_eq!(lines(&count_file).len(), 2);
 }

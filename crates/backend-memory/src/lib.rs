@@ -35,7 +35,12 @@ impl Backend for MemoryBackend {
     }
 
     fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
-        let core = self.cores.lock().entry(namespace.clone()).or_default().clone();
+        let core = self
+            .cores
+            .lock()
+            .entry(namespace.clone())
+            .or_default()
+            .clone();
         Ok(core)
     }
 }
@@ -50,7 +55,9 @@ pub struct MemoryCore {
 
 impl std::fmt::Debug for MemoryCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryCore").field("entries", &self.entries.lock().len()).finish()
+        f.debug_struct("MemoryCore")
+            .field("entries", &self.entries.lock().len())
+            .finish()
     }
 }
 
@@ -66,7 +73,9 @@ impl Slot {
         CacheEntry {
             value: self.value.clone(),
             time: self.time,
-            age: SystemTime::now().duration_since(self.time).unwrap_or_default(),
+            age: SystemTime::now()
+                .duration_since(self.time)
+                .unwrap_or_default(),
             completed: self.completed,
             being_calculated: self.claim.is_some(),
             claim_owner: self.claim.as_ref().map(|c| c.as_str().to_owned()),

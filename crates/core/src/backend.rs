@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use sha2::{Digest, Sha256};
+
 use crate::{Error, Key, Namespace};
 
 /// One stored entry, as a [`Core`] reports it.
@@ -76,12 +78,13 @@ impl ClaimToken {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&seed.to_le_bytes());
-        hasher.update(&n.to_le_bytes());
-        hasher.update(&std::process::id().to_le_bytes());
-        hasher.update(&(&n as *const u64 as usize).to_le_bytes());
-        let random = u64::from_le_bytes(hasher.finalize().as_bytes()[..8].try_into().expect("8 bytes"));
+        let mut hasher = Sha256::new();
+        hasher.update(seed.to_le_bytes());
+        hasher.update(n.to_le_bytes());
+        hasher.update(std::process::id().to_le_bytes());
+        hasher.update((&n as *const u64 as usize).to_le_bytes());
+        let digest = hasher.finalize();
+        let random = u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"));
         ClaimToken(format!("{}-{random:016x}", std::process::id()))
     }
 
@@ -195,7 +198,11 @@ pub trait Core: Send + Sync {
 }
 
 /// [`Core::wait`] by polling: 1 ms, doubling up to 25 ms between looks.
-pub fn poll_until_released<C: Core + ?Sized>(core: &C, key: &Key, max: Duration) -> Result<bool, Error> {
+pub fn poll_until_released<C: Core + ?Sized>(
+    core: &C,
+    key: &Key,
+    max: Duration,
+) -> Result<bool, Error> {
     let deadline = Instant::now() + max;
     let mut pause = Duration::from_millis(1);
     loop {

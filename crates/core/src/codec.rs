@@ -18,16 +18,22 @@ const HEADER_LEN: usize = 2;
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let flags = if is_none(value) { FLAG_NONE } else { 0 };
     let out = vec![VALUE_FORMAT_VERSION, flags];
-    postcard::to_extend(value, out).map_err(|e| Error::Encode { what: "value", message: e.to_string() })
+    postcard::to_extend(value, out).map_err(|e| Error::Encode {
+        what: "value",
+        message: e.to_string(),
+    })
 }
 
 /// Decodes an envelope written by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let payload = payload(bytes)?;
-    let (value, rest) = postcard::take_from_bytes(payload)
-        .map_err(|e| Error::Decode { message: e.to_string() })?;
+    let (value, rest) = postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
+        message: e.to_string(),
+    })?;
     if !rest.is_empty() {
-        return Err(Error::Decode { message: format!("{} trailing bytes", rest.len()) });
+        return Err(Error::Decode {
+            message: format!("{} trailing bytes", rest.len()),
+        });
     }
     Ok(value)
 }
@@ -40,9 +46,13 @@ pub fn encodes_none(bytes: &[u8]) -> bool {
 fn payload(bytes: &[u8]) -> Result<&[u8], Error> {
     match bytes {
         [VALUE_FORMAT_VERSION, _, payload @ ..] => Ok(payload),
-        [] | [_] => Err(Error::Decode { message: "truncated value".into() }),
+        [] | [_] => Err(Error::Decode {
+            message: "truncated value".into(),
+        }),
         [version, ..] => Err(Error::Decode {
-            message: format!("unknown value format version {version} (this build reads {VALUE_FORMAT_VERSION})"),
+            message: format!(
+                "unknown value format version {version} (this build reads {VALUE_FORMAT_VERSION})"
+            ),
         }),
     }
 }
@@ -90,17 +100,34 @@ impl serde::Serializer for NoneProbe {
         Ok(true)
     }
     not_none!(
-        serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32),
-        serialize_i64(i64), serialize_i128(i128), serialize_u8(u8), serialize_u16(u16),
-        serialize_u32(u32), serialize_u64(u64), serialize_u128(u128), serialize_f32(f32),
-        serialize_f64(f64), serialize_char(char), serialize_str(&str), serialize_bytes(&[u8]),
-        serialize_unit(), serialize_unit_struct(&'static str),
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
         serialize_unit_variant(&'static str, u32, &'static str),
     );
     fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<bool, NotNone> {
         Ok(false)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, value: &T) -> Result<bool, NotNone> {
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<bool, NotNone> {
         // Transparent wrappers around an Option count as what they wrap.
         value.serialize(self)
     }
@@ -119,7 +146,11 @@ impl serde::Serializer for NoneProbe {
     fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, NotNone> {
         Err(NotNone)
     }
-    fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeTupleStruct, NotNone> {
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, NotNone> {
         Err(NotNone)
     }
     fn serialize_tuple_variant(

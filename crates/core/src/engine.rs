@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cachier_settings::{caching_enabled, global_params, Settings, SizeSpec};
+use cachier_settings::{caching_enabled, global_params, with_global_params, Settings, SizeSpec};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -85,7 +85,14 @@ where
     V: Serialize + DeserializeOwned + Send + 'static,
     F: Fn(A) -> V + Send + Sync + 'static,
 {
-    Memoize::new(name, Arc::new(func), ValueCodec { encode: encode_plain::<V>, decode: decode_plain::<V> })
+    Memoize::new(
+        name,
+        Arc::new(func),
+        ValueCodec {
+            encode: encode_plain::<V>,
+            decode: decode_plain::<V>,
+        },
+    )
 }
 
 /// Starts memoizing a fallible function: `Ok` values are cached, an `Err` is returned to the
@@ -97,7 +104,14 @@ where
     E: Send + 'static,
     F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
 {
-    Memoize::new(name, Arc::new(func), ValueCodec { encode: encode_ok::<T, E>, decode: decode_ok::<T, E> })
+    Memoize::new(
+        name,
+        Arc::new(func),
+        ValueCodec {
+            encode: encode_ok::<T, E>,
+            decode: decode_ok::<T, E>,
+        },
+    )
 }
 
 /// A memoized function being configured (cachier's decorator parameters). Unset parameters
@@ -290,7 +304,9 @@ where
             }
             None => {
                 let local = LocalOptions {
-                    cache_dir: self.cache_dir.unwrap_or_else(|| settings.resolved_cache_dir()),
+                    cache_dir: self
+                        .cache_dir
+                        .unwrap_or_else(|| settings.resolved_cache_dir()),
                     separate_files: self.separate_files.unwrap_or(settings.separate_files),
                 };
                 (self.default_backend)(&settings.backend, &local)?
@@ -336,7 +352,9 @@ struct Inner<A, R> {
 
 impl<A, R> Clone for Memoized<A, R> {
     fn clone(&self) -> Self {
-        Memoized { inner: self.inner.clone() }
+        Memoized {
+            inner: self.inner.clone(),
+        }
     }
 }
 
@@ -365,14 +383,13 @@ fn threshold(stale_after: Option<Duration>, max_age: Option<MaxAge>) -> Threshol
     }
 }
 
-/// The global settings, read at most once per call and only when a parameter needs them.
-#[derive(Default)]
-struct Globals(Option<Arc<Settings>>);
-
-impl Globals {
-    fn get(&mut self) -> &Settings {
-        self.0.get_or_insert_with(global_params)
-    }
+/// The call-time parameters of one call, resolved once.
+struct Resolved {
+    cleanup_stale: bool,
+    stale_after: Option<Duration>,
+    cleanup_interval: Duration,
+    allow_none: bool,
+    next_time: bool,
 }
 
 /// The decision trace of a verbose call (cachier's `cachier__verbose`), through `tracing`.
@@ -503,7 +520,10 @@ where
     }
 
     fn trace(&self, on: bool) -> Trace<'_> {
-        Trace { on, namespace: &self.inner.namespace }
+        Trace {
+            on,
+            namespace: &self.inner.namespace,
+        }
     }
 
     /// In strict mode returns the error; otherwise logs and counts it, and the caller goes on
@@ -522,24 +542,44 @@ where
         Ok(())
     }
 
+    /// The call-time parameters of one call: per-call option, else builder value, else global.
+    fn resolve(&self, options: &CallOptions) -> Resolved {
+        let p = &self.inner.params;
+        let pick = |call: Option<bool>, built: Option<bool>, global: fn(&Settings) -> bool| {
+            move |s: Option<&Settings>| call.or(built).unwrap_or_else(|| s.is_some_and(global))
+        };
+        let stale_after = options.stale_after.or(p.stale_after);
+        let cleanup_interval = options.cleanup_interval.or(p.cleanup_interval);
+        let cleanup = pick(options.cleanup_stale, p.cleanup_stale, |s| s.cleanup_stale);
+        let allow_none = pick(options.allow_none, p.allow_none, |s| s.allow_none);
+        let next_time = pick(options.next_time, p.next_time, |s| s.next_time);
+        let complete = |s: Option<&Settings>| Resolved {
+            cleanup_stale: cleanup(s),
+            stale_after: stale_after.unwrap_or_else(|| s.and_then(|s| s.stale_after)),
+            cleanup_interval: cleanup_interval
+                .or(s.map(|s| s.cleanup_interval))
+                .unwrap_or_default(),
+            allow_none: allow_none(s),
+            next_time: next_time(s),
+        };
+        let needs_globals = stale_after.is_none()
+            || cleanup_interval.is_none()
+            || options.cleanup_stale.or(p.cleanup_stale).is_none()
+            || options.allow_none.or(p.allow_none).is_none()
+            || options.next_time.or(p.next_time).is_none();
+        if needs_globals {
+            with_global_params(|s| complete(Some(s)))
+        } else {
+            complete(None)
+        }
+    }
+
     fn run(&self, args: A, options: &CallOptions, strict: bool) -> Result<R, Error> {
         let inner = &*self.inner;
-        let params = &inner.params;
-        let mut globals = Globals::default();
-        let cleanup = match options.cleanup_stale.or(params.cleanup_stale) {
-            Some(on) => on,
-            None => globals.get().cleanup_stale,
-        };
-        let stale_after = match options.stale_after.or(params.stale_after) {
-            Some(age) => age,
-            None => globals.get().stale_after,
-        };
-        if cleanup {
-            let interval = match options.cleanup_interval.or(params.cleanup_interval) {
-                Some(interval) => interval,
-                None => globals.get().cleanup_interval,
-            };
-            self.maybe_cleanup(stale_after, interval);
+        let resolved = self.resolve(options);
+        let stale_after = resolved.stale_after;
+        if resolved.cleanup_stale {
+            self.maybe_cleanup(stale_after, resolved.cleanup_interval);
         }
         if options.skip_cache || !caching_enabled() {
             return Ok((inner.func)(args));
@@ -570,17 +610,15 @@ where
                     trace.note("Entry found.");
                     if let Some(bytes) = entry.completed_value() {
                         seen = Some(entry.time);
-                        let allow_none = match options.allow_none.or(params.allow_none) {
-                            Some(on) => on,
-                            None => globals.get().allow_none,
-                        };
-                        if allow_none || !codec::encodes_none(bytes) {
+                        if resolved.allow_none || !codec::encodes_none(bytes) {
                             trace.note("Cached result found.");
                             let fresh = match threshold(stale_after, options.max_age) {
                                 Threshold::Never => true,
                                 Threshold::Within(limit) => entry.age <= limit,
                                 Threshold::Always => {
-                                    trace.note("max_age is negative. Cached result considered stale.");
+                                    trace.note(
+                                        "max_age is negative. Cached result considered stale.",
+                                    );
                                     false
                                 }
                             };
@@ -594,11 +632,7 @@ where
                                 }
                             } else {
                                 trace.note("But it is stale... :(");
-                                let next_time = match options.next_time.or(params.next_time) {
-                                    Some(on) => on,
-                                    None => globals.get().next_time,
-                                };
-                                if next_time {
+                                if resolved.next_time {
                                     match (inner.codec.decode)(bytes) {
                                         Ok(stale) => {
                                             if entry.being_calculated {
@@ -669,28 +703,30 @@ where
                             trace.note("wait_for_calc_timeout reached. Calculating.");
                             return self.compute_unclaimed(args, key, strict, trace);
                         }
-                        Ok(WaitEnd::Released) => match inner.core.get(&key) {
-                            Err(error) => {
-                                self.tolerate(error, strict)?;
-                                return Ok((inner.func)(args));
-                            }
-                            Ok(Some(entry)) => {
-                                if let Some(bytes) = entry.completed_value() {
-                                    if seen != Some(entry.time) {
-                                        match (inner.codec.decode)(bytes) {
-                                            Ok(value) => {
-                                                trace.note("Got the result of the computation waited on.");
-                                                return Ok(value);
-                                            }
-                                            Err(error) => self.warn_undecodable(&key, &error),
-                                        }
-                                        seen = Some(entry.time);
-                                    }
+                        Ok(WaitEnd::Released) => {
+                            match inner.core.get(&key) {
+                                Err(error) => {
+                                    self.tolerate(error, strict)?;
+                                    return Ok((inner.func)(args));
                                 }
-                                // That computation stored nothing new (it failed): take over.
+                                Ok(Some(entry)) => {
+                                    if let Some(bytes) = entry.completed_value() {
+                                        if seen != Some(entry.time) {
+                                            match (inner.codec.decode)(bytes) {
+                                                Ok(value) => {
+                                                    trace.note("Got the result of the computation waited on.");
+                                                    return Ok(value);
+                                                }
+                                                Err(error) => self.warn_undecodable(&key, &error),
+                                            }
+                                            seen = Some(entry.time);
+                                        }
+                                    }
+                                    // That computation stored nothing new (it failed): take over.
+                                }
+                                Ok(None) => {}
                             }
-                            Ok(None) => {}
-                        },
+                        }
                     }
                 }
             }
@@ -703,7 +739,7 @@ where
             // Re-read on every slice: a global change applies to waits already running.
             let timeout = match self.inner.params.wait_for_calc_timeout {
                 Some(timeout) => timeout,
-                None => global_params().wait_for_calc_timeout,
+                None => with_global_params(|s| s.wait_for_calc_timeout),
             };
             let slice = if timeout.is_zero() {
                 WAIT_SLICE
@@ -733,7 +769,11 @@ where
             .core
             .needs_heartbeat()
             .then(|| Heartbeat::start(inner.core.clone(), key, token.clone(), inner.lease));
-        let guard = ReleaseOnUnwind { core: &*inner.core, key, token: Some(token) };
+        let guard = ReleaseOnUnwind {
+            core: &*inner.core,
+            key,
+            token: Some(token),
+        };
         let value = (inner.func)(args);
         let token = guard.disarm();
         let stored = match self.encode_for_store(&value, trace) {
@@ -749,7 +789,13 @@ where
 
     /// Computes while someone else holds the claim (after a wait timeout, or to overwrite),
     /// storing the result without touching their claim.
-    fn compute_unclaimed(&self, args: A, key: Key, strict: bool, trace: &Trace<'_>) -> Result<R, Error> {
+    fn compute_unclaimed(
+        &self,
+        args: A,
+        key: Key,
+        strict: bool,
+        trace: &Trace<'_>,
+    ) -> Result<R, Error> {
         let value = (self.inner.func)(args);
         if let Some(bytes) = self.encode_for_store(&value, trace) {
             if let Err(error) = self.inner.core.put(&key, &bytes, None) {

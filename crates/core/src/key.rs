@@ -3,13 +3,14 @@
 use std::fmt;
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 use crate::Error;
 
 /// Bumped whenever the key derivation changes, so old and new keys never collide.
 const KEY_FORMAT_VERSION: u8 = 1;
 
-/// A cache key: a BLAKE3-256 hash of a format byte and the canonical (postcard) encoding of
+/// A cache key: a SHA-256 hash of a format byte and the canonical (postcard) encoding of
 /// the arguments (or of a custom key function's result).
 ///
 /// The encoding is fixed, so keys are identical across processes, machines, builds and Rust
@@ -21,20 +22,22 @@ pub struct Key([u8; 32]);
 impl Key {
     /// The key of `value`'s canonical encoding.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Key, Error> {
-        let mut stack = [0u8; 256];
-        let mut hasher = blake3::Hasher::new();
-        hasher.update(&[KEY_FORMAT_VERSION]);
-        match postcard::to_slice(value, &mut stack[..]) {
+        // Small arguments are encoded on the stack: no allocation on the hit path.
+        let mut stack = [0u8; 128];
+        stack[0] = KEY_FORMAT_VERSION;
+        let digest = match postcard::to_slice(value, &mut stack[1..]) {
             Ok(bytes) => {
-                hasher.update(bytes);
+                let len = bytes.len();
+                Sha256::digest(&stack[..=len])
             }
             Err(postcard::Error::SerializeBufferFull) => {
-                let bytes = postcard::to_allocvec(value).map_err(|e| encode_error(&e))?;
-                hasher.update(&bytes);
+                let bytes = postcard::to_extend(value, vec![KEY_FORMAT_VERSION])
+                    .map_err(|e| encode_error(&e))?;
+                Sha256::digest(&bytes)
             }
             Err(e) => return Err(encode_error(&e)),
-        }
-        Ok(Key(*hasher.finalize().as_bytes()))
+        };
+        Ok(Key(digest.into()))
     }
 
     /// A key from its 32 raw bytes (as stored by a backend).
@@ -88,7 +91,10 @@ impl std::hash::Hasher for KeyHasher {
 pub type KeyHasherBuilder = std::hash::BuildHasherDefault<KeyHasher>;
 
 fn encode_error(e: &postcard::Error) -> Error {
-    Error::Encode { what: "arguments", message: e.to_string() }
+    Error::Encode {
+        what: "arguments",
+        message: e.to_string(),
+    }
 }
 
 impl fmt::Display for Key {
@@ -123,7 +129,10 @@ impl Namespace {
                 return Err(Error::config(param, "must not be empty"));
             }
             if text.chars().any(char::is_control) {
-                return Err(Error::config(param, format!("{text:?} contains control characters")));
+                return Err(Error::config(
+                    param,
+                    format!("{text:?} contains control characters"),
+                ));
             }
             Ok(())
         };
@@ -165,9 +174,13 @@ mod tests {
         assert_eq!(a, Key::of(&(1u32, "x")).unwrap());
         assert_ne!(a, Key::of(&(2u32, "x")).unwrap());
         // Pinned: the derivation must never change silently (bump KEY_FORMAT_VERSION instead).
+        // SHA-256 of [1, 1, 2] (format version 1, then postcard's varints 1 and 2).
+        use sha2::{Digest, Sha256};
+        let expected: [u8; 32] = Sha256::digest([1u8, 1, 2]).into();
+        assert_eq!(Key::of(&(1u64, 2u64)).unwrap(), Key::from_bytes(expected));
         assert_eq!(
             Key::of(&(1u64, 2u64)).unwrap().to_hex(),
-            Key::of(&(1u64, 2u64)).unwrap().to_string()
+            "5e98aaa886032724db1ffd795b2f63b93a1d90f236e77eabfcc2913e4dd6e1d6"
         );
         assert_eq!(Key::from_hex(&a.to_hex()), Some(a));
         assert_eq!(Key::from_hex("zz"), None);
@@ -181,7 +194,10 @@ mod tests {
 
     #[test]
     fn namespaces_validate() {
-        assert_eq!(Namespace::new("m::f", Some("2")).unwrap().as_str(), "m::f@2");
+        assert_eq!(
+            Namespace::new("m::f", Some("2")).unwrap().as_str(),
+            "m::f@2"
+        );
         assert!(Namespace::new("", None).is_err());
         assert!(Namespace::new("a\nb", None).is_err());
     }

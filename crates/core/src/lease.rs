@@ -39,11 +39,25 @@ static KEEPER: LazyLock<Arc<Keeper>> = LazyLock::new(|| {
 pub(crate) struct Heartbeat(u64);
 
 impl Heartbeat {
-    pub(crate) fn start(core: Arc<dyn Core>, key: Key, token: ClaimToken, lease: Duration) -> Heartbeat {
+    pub(crate) fn start(
+        core: Arc<dyn Core>,
+        key: Key,
+        token: ClaimToken,
+        lease: Duration,
+    ) -> Heartbeat {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let id = NEXT.fetch_add(1, Ordering::Relaxed);
         let due = Instant::now() + lease / 3;
-        KEEPER.renewals.lock().insert(id, Renewal { core, key, token, lease, due });
+        KEEPER.renewals.lock().insert(
+            id,
+            Renewal {
+                core,
+                key,
+                token,
+                lease,
+                due,
+            },
+        );
         KEEPER.wake.notify_one();
         Heartbeat(id)
     }
@@ -76,8 +90,12 @@ impl Keeper {
                     drop(guard);
                     match outcome {
                         Ok(true) => {}
-                        Ok(false) => tracing::warn!(%key, "cachier: claim lost while computing (cleared or taken over)"),
-                        Err(error) => tracing::warn!(%key, %error, "cachier: could not renew a claim"),
+                        Ok(false) => {
+                            tracing::warn!(%key, "cachier: claim lost while computing (cleared or taken over)")
+                        }
+                        Err(error) => {
+                            tracing::warn!(%key, %error, "cachier: could not renew a claim")
+                        }
                     }
                 }
                 renewals = self.renewals.lock();

@@ -51,7 +51,10 @@ pub enum Error {
 impl Error {
     /// A configuration error for `param`.
     pub fn config(param: &'static str, message: impl fmt::Display) -> Self {
-        Error::Config { param, message: message.to_string() }
+        Error::Config {
+            param,
+            message: message.to_string(),
+        }
     }
 
     /// A backend error: `backend` failed while doing `operation`.
@@ -60,7 +63,11 @@ impl Error {
         operation: &'static str,
         source: impl Into<BoxError>,
     ) -> Self {
-        Error::Backend { backend, operation, source: source.into() }
+        Error::Backend {
+            backend,
+            operation,
+            source: source.into(),
+        }
     }
 
     /// True for [`Error::Backend`]: the store failed, not the caller's input.

@@ -4,8 +4,9 @@
 mod error;
 mod size;
 
+use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -124,6 +125,12 @@ fn max_workers_from_env() -> usize {
 static GLOBAL: LazyLock<RwLock<Arc<Settings>>> =
     LazyLock::new(|| RwLock::new(Arc::new(Settings::default())));
 static CACHING_ENABLED: AtomicBool = AtomicBool::new(true);
+/// Bumped on every change, so that threads can keep a copy and re-read only after a change.
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    static LOCAL_COPY: RefCell<Option<(u64, Arc<Settings>)>> = const { RefCell::new(None) };
+}
 
 /// A snapshot of the global parameters.
 pub fn get_global_params() -> Settings {
@@ -132,9 +139,34 @@ pub fn get_global_params() -> Settings {
     settings
 }
 
-/// The global parameters without copying them (what the call engine reads on every call).
+/// The global parameters without copying them.
 pub fn global_params() -> Arc<Settings> {
     GLOBAL.read().clone()
+}
+
+/// Runs `read` on the global parameters. What the call engine uses on every call: a copy kept
+/// per thread is re-read only after a change (one relaxed atomic load otherwise).
+pub fn with_global_params<T>(read: impl FnOnce(&Settings) -> T) -> T {
+    let generation = GENERATION.load(Ordering::Acquire);
+    LOCAL_COPY.with(|cell| {
+        let mut local = cell.borrow_mut();
+        match &*local {
+            Some((seen, settings)) if *seen == generation => read(settings),
+            _ => {
+                let settings = global_params();
+                let out = read(&settings);
+                *local = Some((generation, settings));
+                out
+            }
+        }
+    })
+}
+
+/// Replaces the live settings; the caller holds the write lock.
+fn publish(guard: &mut Arc<Settings>, next: Settings) {
+    CACHING_ENABLED.store(next.caching_enabled, Ordering::Relaxed);
+    *guard = Arc::new(next);
+    GENERATION.fetch_add(1, Ordering::Release);
 }
 
 /// Applies `update` to the global parameters, all or nothing.
@@ -145,16 +177,14 @@ pub fn set_global_params(update: ParamsUpdate) -> Result<()> {
     let mut guard = GLOBAL.write();
     let mut next = (**guard).clone();
     update.apply_to(&mut next)?;
-    CACHING_ENABLED.store(next.caching_enabled, Ordering::Relaxed);
-    *guard = Arc::new(next);
+    publish(&mut guard, next);
     Ok(())
 }
 
 /// Restores cachier's defaults (re-reading the environment), for tests and long-lived programs.
 pub fn reset_global_params() {
     let mut guard = GLOBAL.write();
-    *guard = Arc::new(Settings::default());
-    CACHING_ENABLED.store(true, Ordering::Relaxed);
+    publish(&mut guard, Settings::default());
 }
 
 /// Turns caching on for every memoized function, including those built earlier.
@@ -172,8 +202,7 @@ fn set_caching_enabled(enabled: bool) {
     let mut guard = GLOBAL.write();
     let mut next = (**guard).clone();
     next.caching_enabled = enabled;
-    CACHING_ENABLED.store(enabled, Ordering::Relaxed);
-    *guard = Arc::new(next);
+    publish(&mut guard, next);
 }
 
 /// Whether caching is on (one relaxed atomic load).
@@ -328,7 +357,9 @@ fn validate_backend_name(name: &str) -> Result<String> {
         MEMORY_BACKEND => Ok(MEMORY_BACKEND.to_owned()),
         other => Err(Error::config(
             "backend",
-            format!("unknown backend {other:?}; expected \"pickle\" (the file backend) or \"memory\""),
+            format!(
+                "unknown backend {other:?}; expected \"pickle\" (the file backend) or \"memory\""
+            ),
         )),
     }
 }

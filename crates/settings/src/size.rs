@@ -39,20 +39,28 @@ impl SizeSpec {
     pub fn to_bytes(&self, param: &'static str) -> Result<u64, Error> {
         match self {
             SizeSpec::Bytes(n) => Ok(*n),
-            SizeSpec::Text(text) => parse_bytes(text).map_err(|message| Error::config(param, message)),
+            SizeSpec::Text(text) => {
+                parse_bytes(text).map_err(|message| Error::config(param, message))
+            }
         }
     }
 }
 
 /// Parses `"10MB"`-style sizes; the error message quotes the input.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let invalid = || format!("invalid size value {text:?}: expected a number with an optional unit B, KB, MB, GB or TB, such as \"10MB\"");
+    let invalid = || {
+        format!("invalid size value {text:?}: expected a number with an optional unit B, KB, MB, GB or TB, such as \"10MB\"")
+    };
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') || number.matches('.').count() > 1 {
+    if number.is_empty()
+        || number.starts_with('.')
+        || number.ends_with('.')
+        || number.matches('.').count() > 1
+    {
         return Err(invalid());
     }
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -88,7 +96,9 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["invalid", "123XB", "abc123", "", "MB", ".5MB", "1..2KB", "10XB", "-1KB"] {
+        for bad in [
+            "invalid", "123XB", "abc123", "", "MB", ".5MB", "1..2KB", "10XB", "-1KB",
+        ] {
             let err = parse_bytes(bad).unwrap_err();
             assert!(err.contains("invalid size value"), "{bad}: {err}");
         }

@@ -12,7 +12,11 @@ fn main() {
         eprintln!("usage: conformance-worker call SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS");
         std::process::exit(2);
     }
-    let number = |i: usize| -> u64 { args[i].parse().unwrap_or_else(|_| panic!("argument {i} is not a number: {}", args[i])) };
+    let number = |i: usize| -> u64 {
+        args[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("argument {i} is not a number: {}", args[i]))
+    };
     let (spec, namespace) = (&args[2], &args[3]);
     let (arg, threads, pause_ms, lease_ms) = (number(4), number(5), number(6), number(8));
     let start_at = Duration::from_millis(number(9));

@@ -1,0 +1,14 @@
+//! `cargo bench -p cachier-bench`: prints the overhead table (see the crate README).
+
+fn main() {
+    // `cargo test --benches` / `cargo bench -- --list` run bench targets too: measure only under `cargo bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("run with `cargo bench -p cachier-bench` to measure");
+        return;
+    }
+    let config = cachier_bench::Config::from_env();
+    let mut rows = Vec::new();
+    #[cfg(feature = "memory")]
+    rows.extend(cachier_bench::memory::rows(&config));
+    cachier_bench::print_table(&rows);
+}

@@ -1,0 +1,200 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+#[cfg(feature = "memory")]
+pub mod memory;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Entry counts to measure at (`CACHIER_BENCH_SIZES`, default `1000,100000`).
+    pub sizes: Vec<usize>,
+    /// Batches per measurement; the median batch is reported.
+    pub samples: usize,
+    /// Target duration of one batch.
+    pub batch_time: Duration,
+}
+
+impl Config {
+    /// From the environment: `CACHIER_BENCH_SIZES` (comma-separated), `CACHIER_BENCH_SAMPLES`.
+    pub fn from_env() -> Config {
+        let sizes = std::env::var("CACHIER_BENCH_SIZES")
+            .ok()
+            .map(|s| {
+                s.split(',')
+                    .filter_map(|n| n.trim().replace('_', "").parse().ok())
+                    .collect()
+            })
+            .filter(|v: &Vec<usize>| !v.is_empty())
+            .unwrap_or_else(|| vec![1_000, 100_000]);
+        let samples = std::env::var("CACHIER_BENCH_SAMPLES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(31);
+        Config {
+            sizes,
+            samples,
+            batch_time: Duration::from_millis(20),
+        }
+    }
+
+    /// Times `op(i)` for `i = 0, 1, 2, ...`: calibrates a batch size to about `batch_time`,
+    /// then reports per-call statistics over `samples` batches.
+    pub fn measure(&self, mut op: impl FnMut(u64)) -> Summary {
+        let mut i = 0u64;
+        let mut batch = 1u64;
+        loop {
+            let started = Instant::now();
+            for _ in 0..batch {
+                op(black_box(i));
+                i += 1;
+            }
+            if started.elapsed() >= self.batch_time / 4 || batch >= 1 << 24 {
+                break;
+            }
+            batch *= 2;
+        }
+        batch = (batch * 4).max(1);
+        let mut per_call: Vec<f64> = (0..self.samples)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..batch {
+                    op(black_box(i));
+                    i += 1;
+                }
+                started.elapsed().as_nanos() as f64 / batch as f64
+            })
+            .collect();
+        per_call.sort_by(f64::total_cmp);
+        let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
+        Summary {
+            median_ns: at(0.5),
+            p10_ns: at(0.1),
+            p90_ns: at(0.9),
+            calls: batch * self.samples as u64,
+        }
+    }
+
+    /// Like [`Config::measure`] for slow operations (misses that write): fixed small batches.
+    pub fn measure_slow(&self, mut op: impl FnMut(u64)) -> Summary {
+        let slow = Config {
+            batch_time: self.batch_time,
+            samples: self.samples,
+            sizes: vec![],
+        };
+        let mut i = 0u64;
+        let started = Instant::now();
+        op(i);
+        i += 1;
+        let one = started.elapsed().max(Duration::from_nanos(1));
+        let batch = ((slow.batch_time.as_nanos() / one.as_nanos()).clamp(1, 1 << 20)) as u64;
+        let mut per_call: Vec<f64> = (0..slow.samples)
+            .map(|_| {
+                let started = Instant::now();
+                for _ in 0..batch {
+                    op(black_box(i));
+                    i += 1;
+                }
+                started.elapsed().as_nanos() as f64 / batch as f64
+            })
+            .collect();
+        per_call.sort_by(f64::total_cmp);
+        let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
+        Summary {
+            median_ns: at(0.5),
+            p10_ns: at(0.1),
+            p90_ns: at(0.9),
+            calls: batch * slow.samples as u64,
+        }
+    }
+}
+
+/// Per-call statistics of one measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    /// Median over batches of the mean per-call time, in nanoseconds.
+    pub median_ns: f64,
+    /// 10th percentile.
+    pub p10_ns: f64,
+    /// 90th percentile.
+    pub p90_ns: f64,
+    /// Calls measured in all.
+    pub calls: u64,
+}
+
+/// One line of the report: our path next to its baseline.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Backend (and mode).
+    pub backend: String,
+    /// Entries stored when measured.
+    pub entries: usize,
+    /// `hit`, `miss` or `stale`.
+    pub path: &'static str,
+    /// Our measurement.
+    pub ours: Summary,
+    /// What the baseline is.
+    pub baseline_name: String,
+    /// The baseline's measurement, from the same run.
+    pub baseline: Summary,
+}
+
+/// Prints rows as a Markdown table.
+pub fn print_table(rows: &[Row]) {
+    println!("| backend | entries | path | cachier median (p10–p90) | baseline | baseline median | ratio |");
+    println!("|---|---:|---|---:|---|---:|---:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {} ({}–{}) | {} | {} | {:.2}× |",
+            r.backend,
+            r.entries,
+            r.path,
+            fmt_ns(r.ours.median_ns),
+            fmt_ns(r.ours.p10_ns),
+            fmt_ns(r.ours.p90_ns),
+            r.baseline_name,
+            fmt_ns(r.baseline.median_ns),
+            r.ours.median_ns / r.baseline.median_ns
+        );
+    }
+}
+
+/// `850 ns`, `4.2 µs`, `1.30 ms`.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1_000.0 {
+        format!("{ns:.0} ns")
+    } else if ns < 1_000_000.0 {
+        format!("{:.2} µs", ns / 1_000.0)
+    } else {
+        format!("{:.2} ms", ns / 1_000_000.0)
+    }
+}
+
+/// The benchmarked function: trivial work, so a call's time is the cache's overhead.
+pub fn overhead_fn(name: &str) -> cachier::Memoize<u64, u64> {
+    cachier::memoize(name, |x: u64| x.wrapping_mul(2))
+}
+
+/// Stores keys `0..n` (through `precache_value`, which writes like a miss does).
+pub fn prefill(f: &cachier::Memoized<u64, u64>, n: usize) {
+    for k in 0..n as u64 {
+        f.precache_value(&k, k.wrapping_mul(2)).expect("prefill");
+    }
+}
+
+/// A key in `0..n` for the `i`-th hit, scattered so that hits do not walk the store in order.
+pub fn scattered(i: u64, n: usize) -> u64 {
+    i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % n as u64
+}
+
+/// A unique namespace per run, so runs never read each other's entries.
+pub fn run_name(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("cachier_bench::{label}::{}-{nanos}", std::process::id())
+}

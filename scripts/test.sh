@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): makes sure Redis, PostgreSQL and the MongoDB-wire test
+# server run on loopback (installing or starting what is missing), exports their URLs, then runs
+# rustfmt, clippy, every test of the workspace and every example.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# One build directory outside the clone, so clippy, tests and examples reuse each other's work
+# and later runs start warm.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cachier-rs/target}"
+export CACHIER_REQUIRE_SERVICES=1
+export CARGO_TERM_COLOR=never
+STATE_DIR="$HOME/.cache/cachier-rs"
+LOG_DIR="$STATE_DIR/logs"
+mkdir -p "$LOG_DIR"
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port, seconds, what
+  for _ in $(seq 1 $(($2 * 10))); do port_open "$1" && return 0; sleep 0.1; done
+  echo "$3 did not open 127.0.0.1:$1 within $2 s" >&2
+  return 1
+}
+APT_UPDATED=0
+apt_install() {
+  if [ "$APT_UPDATED" = 0 ]; then apt-get update -qq; APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- Redis ------------------------------------------------------------------------------------
+step "Redis"
+if ! port_open 6379; then
+  command -v redis-server >/dev/null || apt_install redis-server
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --logfile "$LOG_DIR/redis.log" --dir "$STATE_DIR"
+  wait_port 6379 10 redis-server
+fi
+command -v redis-server >/dev/null || apt_install redis-server   # the fault tests start private servers
+export CACHIER_TEST_REDIS_URL="${CACHIER_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
+
+# --- PostgreSQL -------------------------------------------------------------------------------
+step "PostgreSQL"
+if ! port_open 5432; then
+  command -v pg_ctlcluster >/dev/null || apt_install postgresql
+  PG_VERSION="$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1)"
+  if [ -z "$PG_VERSION" ]; then
+    PG_VERSION="$(ls /usr/lib/postgresql | sort -n | tail -1)"
+    pg_createcluster "$PG_VERSION" main >/dev/null
+  fi
+  HBA="/etc/postgresql/$PG_VERSION/main/pg_hba.conf"
+  grep -q "cachier-tests" "$HBA" || sed -i '1i host all all 127.0.0.1/32 trust # cachier-tests: loopback only' "$HBA"
+  pg_ctlcluster --skip-systemctl-redirect "$PG_VERSION" main start
+  wait_port 5432 30 PostgreSQL
+fi
+if command -v psql >/dev/null && ! psql -h 127.0.0.1 -U postgres -tAc "select 1" test >/dev/null 2>&1; then
+  su postgres -c "createdb -h 127.0.0.1 test" 2>/dev/null || createdb -h 127.0.0.1 -U postgres test || true
+fi
+export CACHIER_TEST_POSTGRES_URL="${CACHIER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}"
+
+# --- MongoDB-wire test server (SecantusDB, from PyPI) -----------------------------------------
+step "MongoDB-wire server"
+MONGO_PORT=27017
+MONGO_VENV="$STATE_DIR/secantus-venv"
+MONGO_PID=""
+if ! port_open "$MONGO_PORT"; then
+  if [ ! -x "$MONGO_VENV/bin/secantusd-py" ]; then
+    python3 -m venv "$MONGO_VENV"
+    "$MONGO_VENV/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==0.7.0b3"
+  fi
+  "$MONGO_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
+    --log-level WARNING >"$LOG_DIR/secantusd.log" 2>&1 &
+  MONGO_PID=$!
+  trap 'if [ -n "$MONGO_PID" ]; then kill "$MONGO_PID" 2>/dev/null || true; wait "$MONGO_PID" 2>/dev/null || true; fi' EXIT
+  wait_port "$MONGO_PORT" 20 secantusd-py || { cat "$LOG_DIR/secantusd.log"; exit 1; }
+fi
+export CACHIER_TEST_MONGO_URL="${CACHIER_TEST_MONGO_URL:-mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true}"
+
+# --- Checks -----------------------------------------------------------------------------------
+step "rustfmt"
+cargo fmt --all --check
+
+step "clippy"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+
+step "tests"
+cargo test --workspace --all-features --no-fail-fast
+
+step "examples"
+for example in crates/facade/examples/*.rs; do
+  name="$(basename "$example" .rs)"
+  echo "--- example $name"
+  cargo run -q -p cachier --all-features --example "$name"
+done
+
+step "all green"
