@@ -11,7 +11,7 @@ use crate::{backend_from_spec, unique_name, Counter};
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
 /// `f(x) = x * 1000 + n` where `n` counts calls: every computation returns a new value.
-fn numbered(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, u64> {
+pub(crate) fn numbered(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, u64> {
     let calls = calls.clone();
     cachier::memoize(&unique_name(case), move |x: u64| {
         x * 1000 + calls.bump() as u64

@@ -8,7 +8,7 @@ use cachier::{CallOptions, ParamsUpdate};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::backend_from_spec;
-use crate::cases::eventually;
+use crate::cases::{eventually, numbered};
 use crate::{unique_name, Counter};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -29,14 +29,6 @@ impl Drop for GlobalsGuard {
     fn drop(&mut self) {
         cachier::reset_global_params();
     }
-}
-
-fn numbered(spec: &str, case: &str, calls: &Counter) -> cachier::Memoize<u64, u64> {
-    let calls = calls.clone();
-    cachier::memoize(&unique_name(case), move |x: u64| {
-        x * 1000 + calls.bump() as u64
-    })
-    .shared_backend(backend_from_spec(spec))
 }
 
 /// §8 `test_global_disable`, `test_disable_caching_after_decorator_definition`.

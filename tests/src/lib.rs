@@ -10,6 +10,8 @@
 //! The closure returns a *backend spec* (see [`backend_from_spec`]) or `None` to skip (see
 //! [`service_url`]): the same spec lets child processes open the same store.
 
+#[cfg(feature = "async")]
+pub mod async_cases;
 pub mod cases;
 pub mod globals;
 pub mod multiprocess;
@@ -137,7 +139,7 @@ pub fn capture_logs(body: impl FnOnce()) -> String {
 #[macro_export]
 macro_rules! conformance_tests {
     ($spec:expr) => {
-        $crate::conformance_tests!(@cases $spec;
+        $crate::conformance_tests!(@cases cases, $spec;
             hit_after_miss, different_args_are_different_entries, tuple_and_list_arguments,
             functions_do_not_share_entries, same_name_shares_entries, version_invalidates,
             custom_key_function, skip_cache, overwrite_cache, clear_cache, precache_value,
@@ -156,17 +158,38 @@ macro_rules! conformance_tests {
             strict_mode_returns_ok_when_healthy
         );
     };
-    (@cases $spec:expr; $($case:ident),* $(,)?) => {
+    (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {
         $(
             #[test]
             fn $case() {
                 let spec: fn() -> Option<String> = $spec;
-                match spec() {
-                    Some(spec) => $crate::cases::$case(&spec),
-                    None => {}
+                if let Some(spec) = spec() {
+                    $crate::$module::$case(&spec);
                 }
             }
         )*
+    };
+}
+
+/// The async path for one backend (see [`conformance_tests!`]).
+#[cfg(feature = "async")]
+#[macro_export]
+macro_rules! async_conformance_tests {
+    ($spec:expr) => {
+        $crate::conformance_tests!(@cases async_cases, $spec;
+            async_hit_after_miss, async_skip_and_overwrite, async_stale_and_max_age,
+            async_concurrent_misses_compute_once, async_next_time_refreshes_once,
+            async_cancelled_leader_releases_claim, async_errors_not_cached, async_management_calls
+        );
+    };
+}
+
+/// Multi-process single flight for async callers (issue 7).
+#[cfg(feature = "async")]
+#[macro_export]
+macro_rules! async_multiprocess_tests {
+    ($spec:expr) => {
+        $crate::multiprocess_tests!(@cases $spec; async_processes_compute_once);
     };
 }
 

@@ -9,6 +9,22 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cases::eventually;
 use crate::{backend_from_spec, fresh_dir, unique_name};
 
+/// Records one computation in `count_file` (one line per computation, any process).
+fn record_computation(count_file: &Path) {
+    use std::io::Write;
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(count_file)
+        .expect("count file");
+    writeln!(log, "{}", std::process::id()).expect("write count file");
+}
+
+/// The worker's result for `x`: it names the process that computed it.
+fn worker_value(x: u64) -> u64 {
+    x * 1_000_000 + u64::from(std::process::id())
+}
+
 /// What the worker's memoized function does; shared with the worker binary.
 pub fn worker_function(
     spec: &str,
@@ -19,21 +35,38 @@ pub fn worker_function(
 ) -> cachier::Memoized<u64, u64> {
     let count_file = count_file.to_owned();
     cachier::memoize(namespace, move |x: u64| {
-        use std::io::Write;
-        let mut log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&count_file)
-            .expect("count file");
-        writeln!(log, "{}", std::process::id()).expect("write count file");
-        drop(log);
+        record_computation(&count_file);
         thread::sleep(pause);
-        x * 1_000_000 + u64::from(std::process::id())
+        worker_value(x)
     })
     .shared_backend(backend_from_spec(spec))
     .lease(lease)
     .build()
     .expect("build worker function")
+}
+
+/// [`worker_function`] as an async function, for the async workers.
+#[cfg(feature = "async")]
+pub fn async_worker_function(
+    spec: &str,
+    namespace: &str,
+    count_file: &Path,
+    pause: Duration,
+    lease: Duration,
+) -> cachier::AsyncMemoized<u64, u64> {
+    let count_file = std::sync::Arc::new(count_file.to_owned());
+    cachier::memoize_async(namespace, move |x: u64| {
+        let count_file = count_file.clone();
+        async move {
+            record_computation(&count_file);
+            tokio::time::sleep(pause).await;
+            worker_value(x)
+        }
+    })
+    .shared_backend(backend_from_spec(spec))
+    .lease(lease)
+    .build()
+    .expect("build async worker function")
 }
 
 fn unix_ms() -> u128 {
@@ -45,6 +78,7 @@ fn unix_ms() -> u128 {
 
 struct Run<'a> {
     worker: &'a str,
+    mode: &'a str,
     spec: &'a str,
     namespace: &'a str,
     count_file: &'a Path,
@@ -57,7 +91,7 @@ struct Run<'a> {
 impl Run<'_> {
     fn command(&self) -> Command {
         let mut cmd = Command::new(self.worker);
-        cmd.arg("call")
+        cmd.arg(self.mode)
             .arg(self.spec)
             .arg(self.namespace)
             .arg("7")
@@ -87,6 +121,7 @@ pub fn value_from_one_process_is_a_hit_in_another(spec: &str, worker: &str) {
     let namespace = unique_name("mp_hit");
     let run = Run {
         worker,
+        mode: "call",
         spec,
         namespace: &namespace,
         count_file: &count_file,
@@ -114,6 +149,16 @@ pub fn value_from_one_process_is_a_hit_in_another(spec: &str, worker: &str) {
 
 /// DESIGN §4.1: eight processes of four threads miss one key at once; exactly one computes.
 pub fn processes_compute_once(spec: &str, worker: &str) {
+    compute_once_across_processes(spec, worker, "call");
+}
+
+/// Issue 7: the same with async callers (four tasks per process).
+#[cfg(feature = "async")]
+pub fn async_processes_compute_once(spec: &str, worker: &str) {
+    compute_once_across_processes(spec, worker, "call-async");
+}
+
+fn compute_once_across_processes(spec: &str, worker: &str, mode: &str) {
     let dir = fresh_dir("mp_once");
     let count_file = dir.join("calls");
     let namespace = unique_name("mp_once");
@@ -122,6 +167,7 @@ pub fn processes_compute_once(spec: &str, worker: &str) {
         .map(|_| {
             let run = Run {
                 worker,
+                mode,
                 spec,
                 namespace: &namespace,
                 count_file: &count_file,
@@ -164,6 +210,7 @@ pub fn killed_computation_is_taken_over(spec: &str, worker: &str) {
     let lease = Duration::from_millis(1500);
     let run = Run {
         worker,
+        mode: "call",
         spec,
         namespace: &namespace,
         count_file: &count_file,

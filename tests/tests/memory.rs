@@ -2,6 +2,11 @@
 
 cachier_conformance::conformance_tests!(|| Some("memory".to_string()));
 
+#[cfg(feature = "async")]
+mod asynchronous {
+    cachier_conformance::async_conformance_tests!(|| Some("memory".to_string()));
+}
+
 #[test]
 fn cache_dpath_is_none() {
     let f = cachier::memoize("memory::cache_dpath", |x: u64| x)

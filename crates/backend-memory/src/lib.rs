@@ -145,12 +145,15 @@ impl Core for MemoryCore {
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + max;
         let mut entries = self.entries.lock();
+        let released = |entries: &HashMap<Key, Slot, KeyHasherBuilder>| {
+            entries.get(key).is_none_or(|slot| slot.claim.is_none())
+        };
         loop {
-            if !entries.get(key).is_some_and(|slot| slot.claim.is_some()) {
+            if released(&entries) {
                 return Ok(true);
             }
             if self.changed.wait_until(&mut entries, deadline).timed_out() {
-                return Ok(!entries.get(key).is_some_and(|slot| slot.claim.is_some()));
+                return Ok(released(&entries));
             }
         }
     }

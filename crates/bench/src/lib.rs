@@ -48,23 +48,19 @@ impl Config {
         let mut batch = 1u64;
         loop {
             let started = Instant::now();
-            for _ in 0..batch {
-                op(black_box(i));
-                i += 1;
-            }
-            if started.elapsed() >= self.batch_time / 4 || batch >= 1 << 24 {
+            run_batch(&mut op, &mut i, batch);
+            let took = started.elapsed();
+            if took >= self.batch_time || batch >= 1 << 24 {
                 break;
             }
-            batch *= 2;
+            // Grow towards the target quickly, without overshooting slow operations.
+            let factor = (self.batch_time.as_nanos() / took.as_nanos().max(1)).clamp(2, 16) as u64;
+            batch *= factor;
         }
-        batch = (batch * 4).max(1);
         let mut per_call: Vec<f64> = (0..self.samples)
             .map(|_| {
                 let started = Instant::now();
-                for _ in 0..batch {
-                    op(black_box(i));
-                    i += 1;
-                }
+                run_batch(&mut op, &mut i, batch);
                 started.elapsed().as_nanos() as f64 / batch as f64
             })
             .collect();
@@ -77,38 +73,12 @@ impl Config {
             calls: batch * self.samples as u64,
         }
     }
+}
 
-    /// Like [`Config::measure`] for slow operations (misses that write): fixed small batches.
-    pub fn measure_slow(&self, mut op: impl FnMut(u64)) -> Summary {
-        let slow = Config {
-            batch_time: self.batch_time,
-            samples: self.samples,
-            sizes: vec![],
-        };
-        let mut i = 0u64;
-        let started = Instant::now();
-        op(i);
-        i += 1;
-        let one = started.elapsed().max(Duration::from_nanos(1));
-        let batch = ((slow.batch_time.as_nanos() / one.as_nanos()).clamp(1, 1 << 20)) as u64;
-        let mut per_call: Vec<f64> = (0..slow.samples)
-            .map(|_| {
-                let started = Instant::now();
-                for _ in 0..batch {
-                    op(black_box(i));
-                    i += 1;
-                }
-                started.elapsed().as_nanos() as f64 / batch as f64
-            })
-            .collect();
-        per_call.sort_by(f64::total_cmp);
-        let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
-        Summary {
-            median_ns: at(0.5),
-            p10_ns: at(0.1),
-            p90_ns: at(0.9),
-            calls: batch * slow.samples as u64,
-        }
+fn run_batch(op: &mut impl FnMut(u64), i: &mut u64, batch: u64) {
+    for _ in 0..batch {
+        op(black_box(*i));
+        *i += 1;
     }
 }
 

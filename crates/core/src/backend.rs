@@ -131,6 +131,19 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the store cannot be opened or set up (bad path, schema creation failed...).
     fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error>;
+
+    /// The store of one function for async memoized functions, given the blocking `core`
+    /// already opened for it. The default runs `core` on tokio's blocking pool; backends with
+    /// native async drivers override it.
+    #[cfg(feature = "async")]
+    fn async_core(
+        &self,
+        namespace: &Namespace,
+        core: &Arc<dyn Core>,
+    ) -> Result<Arc<dyn crate::AsyncCore>, Error> {
+        let _ = namespace;
+        Ok(Arc::new(crate::OffloadedCore(core.clone())))
+    }
 }
 
 /// One function's cache in one store. Values cross it as bytes; times are UTC.

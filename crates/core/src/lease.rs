@@ -11,6 +11,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::{ClaimToken, Core, Key};
 
+#[derive(Clone)]
 struct Renewal {
     core: Arc<dyn Core>,
     key: Key,
@@ -74,14 +75,24 @@ impl Keeper {
         let mut renewals = self.renewals.lock();
         loop {
             let now = Instant::now();
-            let due: Vec<(u64, Arc<dyn Core>, Key, ClaimToken, Duration)> = renewals
+            let due: Vec<(u64, Renewal)> = renewals
                 .iter()
                 .filter(|(_, r)| r.due <= now)
-                .map(|(id, r)| (*id, r.core.clone(), r.key, r.token.clone(), r.lease))
+                .map(|(id, r)| (*id, r.clone()))
                 .collect();
             if !due.is_empty() {
                 drop(renewals);
-                for (id, core, key, token, lease) in due {
+                for (
+                    id,
+                    Renewal {
+                        core,
+                        key,
+                        token,
+                        lease,
+                        ..
+                    },
+                ) in due
+                {
                     let outcome = core.renew(&key, &token, lease);
                     let mut guard = self.renewals.lock();
                     if let Some(r) = guard.get_mut(&id) {

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod r#async;
 mod backend;
 pub mod codec;
 mod engine;
@@ -12,7 +14,12 @@ mod pool;
 pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core};
 pub use cachier_settings::{BoxError, Error, Result};
 pub use engine::{
-    memoize, memoize_fallible, DefaultBackend, LocalOptions, Memoize, Memoized, DEFAULT_LEASE,
+    memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize, Memoized,
+    Shared, DEFAULT_LEASE,
 };
+#[cfg(feature = "async")]
+pub use engine::{memoize_async, memoize_async_fallible, Async, AsyncMemoized};
 pub use key::{Key, KeyHasher, KeyHasherBuilder, Namespace};
 pub use options::{CallOptions, MaxAge};
+#[cfg(feature = "async")]
+pub use r#async::{AsyncCore, BoxFuture, OffloadedCore};

@@ -15,6 +15,8 @@ pub use cachier_settings::{
 
 #[cfg(feature = "memory")]
 pub use cachier_backend_memory::MemoryBackend;
+#[cfg(feature = "async")]
+pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -50,6 +52,34 @@ where
     F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
 {
     cachier_core::memoize_fallible(name, func).default_backend(default_backend)
+}
+
+/// Starts memoizing an async function; see [`memoize`]. Needs a tokio runtime.
+#[cfg(feature = "async")]
+pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> Memoize<A, V, Async>
+where
+    A: Serialize + Send + 'static,
+    V: Serialize + DeserializeOwned + Send + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = V> + Send + 'static,
+{
+    cachier_core::memoize_async(name, func).default_backend(default_backend)
+}
+
+/// Starts memoizing an async function returning `Result`; see [`memoize_fallible`].
+#[cfg(feature = "async")]
+pub fn memoize_async_fallible<A, T, E, F, Fut>(
+    name: &str,
+    func: F,
+) -> Memoize<A, Result<T, E>, Async>
+where
+    A: Serialize + Send + 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+    E: Send + 'static,
+    F: Fn(A) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+{
+    cachier_core::memoize_async_fallible(name, func).default_backend(default_backend)
 }
 
 /// Builds the global default backend by name, for functions that name none.

@@ -363,3 +363,81 @@ fn validate_backend_name(name: &str) -> Result<String> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Everything that reads or writes the environment or the globals, in one test so that no
+    /// other test of this binary races with it.
+    #[test]
+    fn defaults_environment_and_updates() {
+        let d = Settings::default();
+        assert!(d.caching_enabled);
+        assert_eq!(d.backend, FILE_BACKEND);
+        assert_eq!(d.stale_after, None);
+        assert!(!d.next_time && !d.separate_files && !d.allow_none && !d.cleanup_stale);
+        assert_eq!(d.wait_for_calc_timeout, Duration::ZERO);
+        assert_eq!(d.cleanup_interval, Duration::from_secs(86_400));
+        assert_eq!(d.entry_size_limit, None);
+
+        std::env::set_var(CACHE_DIR_ENV, "/tmp/cachier-env-dir");
+        assert_eq!(default_cache_dir(), PathBuf::from("/tmp/cachier-env-dir"));
+        std::env::remove_var(CACHE_DIR_ENV);
+        std::env::set_var("XDG_CACHE_HOME", "/tmp/xdg");
+        assert_eq!(default_cache_dir(), PathBuf::from("/tmp/xdg/cachier"));
+        std::env::set_var("XDG_CACHE_HOME", "");
+        assert!(default_cache_dir().ends_with(".cachier"));
+        std::env::remove_var("XDG_CACHE_HOME");
+
+        std::env::set_var(MAX_WORKERS_ENV, "3");
+        assert_eq!(Settings::default().max_workers, 3);
+        std::env::set_var(MAX_WORKERS_ENV, "0");
+        assert_eq!(Settings::default().max_workers, DEFAULT_MAX_WORKERS);
+        std::env::remove_var(MAX_WORKERS_ENV);
+        assert_eq!(Settings::default().max_workers, DEFAULT_MAX_WORKERS);
+
+        let before = get_global_params();
+        let err = set_global_params(ParamsUpdate::new().next_time(true).entry_size_limit("10XB"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Config {
+                    param: "entry_size_limit",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            get_global_params(),
+            before,
+            "a rejected update changes nothing"
+        );
+        let err = set_global_params(ParamsUpdate::new().backend("nosuch")).unwrap_err();
+        assert!(err.to_string().contains("nosuch"), "{err}");
+
+        set_global_params(
+            ParamsUpdate::new()
+                .backend("file")
+                .entry_size_limit("1KB")
+                .stale_after(Duration::from_secs(5)),
+        )
+        .unwrap();
+        let now = get_global_params();
+        assert_eq!(now.backend, FILE_BACKEND);
+        assert_eq!(now.entry_size_limit, Some(1024));
+        assert_eq!(
+            with_global_params(|s| s.stale_after),
+            Some(Duration::from_secs(5))
+        );
+
+        disable_caching();
+        assert!(!caching_enabled() && !get_global_params().caching_enabled);
+        enable_caching();
+        assert!(caching_enabled());
+        reset_global_params();
+        assert_eq!(with_global_params(|s| s.stale_after), None);
+    }
+}

@@ -1,15 +1,17 @@
 //! Child process of the multi-process tests: calls a memoized function from several threads
 //! and prints each result on its own line.
 //!
-//! `conformance-worker call SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS`
+//! `conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS`
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use cachier_conformance::multiprocess::worker_function;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 10 || args[1] != "call" {
-        eprintln!("usage: conformance-worker call SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS");
+    if args.len() != 10 || !["call", "call-async"].contains(&args[1].as_str()) {
+        eprintln!("usage: conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS");
         std::process::exit(2);
     }
     let number = |i: usize| -> u64 {
@@ -20,24 +22,92 @@ fn main() {
     let (spec, namespace) = (&args[2], &args[3]);
     let (arg, threads, pause_ms, lease_ms) = (number(4), number(5), number(6), number(8));
     let start_at = Duration::from_millis(number(9));
-    let f = cachier_conformance::multiprocess::worker_function(
-        spec,
-        namespace,
-        &PathBuf::from(&args[7]),
+    let (count_file, pause, lease) = (
+        PathBuf::from(&args[7]),
         Duration::from_millis(pause_ms),
         Duration::from_millis(lease_ms),
     );
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
-    if start_at > now {
-        std::thread::sleep(start_at - now);
+    let sleep_until_start = || {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock");
+        if start_at > now {
+            std::thread::sleep(start_at - now);
+        }
+    };
+    let results: Vec<u64> = if args[1] == "call" {
+        let f = worker_function(spec, namespace, &count_file, pause, lease);
+        sleep_until_start();
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let f = f.clone();
+                std::thread::spawn(move || f.call(arg))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread"))
+            .collect()
+    } else {
+        call_async(
+            spec,
+            namespace,
+            &count_file,
+            pause,
+            lease,
+            arg,
+            threads,
+            sleep_until_start,
+        )
+    };
+    for value in results {
+        println!("{value}");
     }
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let f = f.clone();
-            std::thread::spawn(move || f.call(arg))
-        })
-        .collect();
-    for h in handles {
-        println!("{}", h.join().expect("worker thread"));
-    }
+}
+
+/// `call-async`: the same calls as tasks on a tokio runtime.
+#[cfg(feature = "async")]
+#[allow(clippy::too_many_arguments)]
+fn call_async(
+    spec: &str,
+    namespace: &str,
+    count_file: &std::path::Path,
+    pause: Duration,
+    lease: Duration,
+    arg: u64,
+    tasks: u64,
+    sleep_until_start: impl FnOnce(),
+) -> Vec<u64> {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async {
+        let f = cachier_conformance::multiprocess::async_worker_function(
+            spec, namespace, count_file, pause, lease,
+        );
+        sleep_until_start();
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                let f = f.clone();
+                tokio::spawn(async move { f.call(arg).await })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.expect("worker task"));
+        }
+        out
+    })
+}
+
+#[cfg(not(feature = "async"))]
+#[allow(clippy::too_many_arguments)]
+fn call_async(
+    _: &str,
+    _: &str,
+    _: &std::path::Path,
+    _: Duration,
+    _: Duration,
+    _: u64,
+    _: u64,
+    _: impl FnOnce(),
+) -> Vec<u64> {
+    eprintln!("call-async needs the `async` feature of cachier-conformance");
+    std::process::exit(2);
 }

@@ -1,0 +1,214 @@
+//! Blocking memoized functions: the algorithm runs on the caller's thread.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{compute_claimed, run, Driver, Shared};
+use crate::{pool, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key, Namespace};
+
+/// A memoized function. Cheap to clone; share it between threads freely.
+pub struct Memoized<A, R> {
+    inner: Arc<Inner<A, R>>,
+}
+
+struct Inner<A, R> {
+    shared: Shared<A, R>,
+    func: Arc<dyn Fn(A) -> R + Send + Sync>,
+}
+
+impl<A, R> Clone for Memoized<A, R> {
+    fn clone(&self) -> Self {
+        Memoized {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<A, R> fmt::Debug for Memoized<A, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Memoized")
+            .field("namespace", &self.inner.shared.namespace)
+            .field("backend", &self.inner.shared.backend_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Drives the algorithm with the store's blocking operations: its futures never suspend.
+struct Direct<'a, A, R>(&'a Arc<Inner<A, R>>);
+
+impl<A, R> Driver<A, R> for Direct<'_, A, R>
+where
+    A: Serialize + Send + 'static,
+    R: Send + 'static,
+{
+    fn shared(&self) -> &Shared<A, R> {
+        &self.0.shared
+    }
+    fn get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> impl Future<Output = Result<Option<CacheEntry>, Error>> + Send + 'a {
+        std::future::ready(self.0.shared.core.get(key))
+    }
+    fn claim<'a>(&'a self, key: &'a Key) -> impl Future<Output = Result<Claim, Error>> + Send + 'a {
+        std::future::ready(self.0.shared.core.claim(key, self.0.shared.lease))
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a Key,
+        value: &'a [u8],
+        claim: Option<&'a ClaimToken>,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        std::future::ready(self.0.shared.core.put(key, value, claim))
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a Key,
+        claim: &'a ClaimToken,
+    ) -> impl Future<Output = Result<(), Error>> + Send + 'a {
+        std::future::ready(self.0.shared.core.release(key, claim))
+    }
+    fn wait<'a>(
+        &'a self,
+        key: &'a Key,
+        max: Duration,
+    ) -> impl Future<Output = Result<bool, Error>> + Send + 'a {
+        std::future::ready(self.0.shared.core.wait(key, max))
+    }
+    fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_ {
+        std::future::ready((self.0.func)(args))
+    }
+    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken) {
+        let inner = self.0.clone();
+        pool::submit(move || {
+            let driver = Direct(&inner);
+            let trace = inner.shared.trace(false);
+            if let Err(error) = block_on(compute_claimed(&driver, args, key, claim, false, &trace))
+            {
+                tracing::warn!(%key, %error, "cachier: background refresh failed");
+            }
+        });
+    }
+}
+
+/// Runs a future that does not suspend (the blocking driver's) to completion; should one ever
+/// suspend, parks the thread until it is woken.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    if let Poll::Ready(out) = future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        return out;
+    }
+    struct Unpark(std::thread::Thread);
+    impl Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(out) => return out,
+            Poll::Pending => std::thread::park(),
+        }
+    }
+}
+
+impl<A, R> Memoized<A, R>
+where
+    A: Serialize + Send + 'static,
+    R: Send + 'static,
+{
+    pub(super) fn new(shared: Shared<A, R>, func: Arc<dyn Fn(A) -> R + Send + Sync>) -> Self {
+        Memoized {
+            inner: Arc::new(Inner { shared, func }),
+        }
+    }
+
+    /// Calls the memoized function. Never fails because of the cache: if the store fails, the
+    /// error is logged through `tracing`, counted, and the function computed uncached.
+    pub fn call(&self, args: A) -> R {
+        self.call_with(args, &CallOptions::new())
+    }
+
+    /// [`Memoized::call`] with per-call options.
+    pub fn call_with(&self, args: A, options: &CallOptions) -> R {
+        match block_on(run(&Direct(&self.inner), args, options, false)) {
+            Ok(value) => value,
+            Err(_) => unreachable!("lenient calls handle every store error"),
+        }
+    }
+
+    /// Strict mode: like [`Memoized::call`], but a store failure is returned as
+    /// [`Error::Backend`] instead of being logged and worked around.
+    pub fn try_call(&self, args: A) -> Result<R, Error> {
+        self.try_call_with(args, &CallOptions::new())
+    }
+
+    /// [`Memoized::try_call`] with per-call options.
+    pub fn try_call_with(&self, args: A, options: &CallOptions) -> Result<R, Error> {
+        block_on(run(&Direct(&self.inner), args, options, true))
+    }
+
+    /// Stores `value` as the result for `args` (subject to the size limit) and returns it.
+    pub fn precache_value(&self, args: &A, value: R) -> Result<R, Error> {
+        let shared = &self.inner.shared;
+        let key = shared.key(args)?;
+        if let Some(bytes) = shared.encode_for_store(&value, &shared.trace(false)) {
+            shared.core.put(&key, &bytes, None)?;
+        }
+        Ok(value)
+    }
+
+    /// Deletes every entry of this function.
+    pub fn clear_cache(&self) -> Result<(), Error> {
+        self.inner.shared.core.clear_cache()
+    }
+
+    /// Drops every claim of this function, so the next caller computes.
+    pub fn clear_being_calculated(&self) -> Result<(), Error> {
+        self.inner.shared.core.clear_being_calculated()
+    }
+
+    /// Deletes entries older than `older_than` now (what `cleanup_stale` does in the
+    /// background); returns how many.
+    pub fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        self.inner.shared.core.delete_stale_entries(older_than)
+    }
+
+    /// The directory holding the cache for file backends, `None` for others.
+    pub fn cache_dpath(&self) -> Option<PathBuf> {
+        self.inner.shared.core.cache_dpath()
+    }
+
+    /// The function's namespace in its store.
+    pub fn namespace(&self) -> &Namespace {
+        &self.inner.shared.namespace
+    }
+
+    /// The store of this function, for inspection.
+    pub fn core(&self) -> &Arc<dyn Core> {
+        &self.inner.shared.core
+    }
+
+    /// The key `args` are cached under.
+    pub fn key(&self, args: &A) -> Result<Key, Error> {
+        self.inner.shared.key(args)
+    }
+
+    /// How many store failures lenient calls have worked around.
+    pub fn backend_error_count(&self) -> u64 {
+        self.inner.shared.backend_errors.load(Ordering::Relaxed)
+    }
+}
