@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use cachier_core::{
-    Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, KeyHasherBuilder, Namespace,
+    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, KeyHasherBuilder, Namespace,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -188,5 +188,10 @@ impl Core for MemoryCore {
 
     fn len(&self) -> Result<u64, Error> {
         Ok(self.entries.lock().len() as u64)
+    }
+
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        let entries = self.entries.lock();
+        Ok(entries.iter().map(|(key, slot)| EntryInfo::of(*key, &slot.entry())).collect())
     }
 }

@@ -63,6 +63,40 @@ impl fmt::Debug for CacheEntry {
     }
 }
 
+/// One entry as listed by [`Core::entries`]: everything but the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryInfo {
+    /// The entry's key.
+    pub key: Key,
+    /// Size of the stored (encoded) value in bytes; 0 for a placeholder.
+    pub size: u64,
+    /// When the value was stored (UTC).
+    pub time: SystemTime,
+    /// Its age when listed, by the store's clock.
+    pub age: Duration,
+    /// A computation finished and stored a value.
+    pub completed: bool,
+    /// A live claim exists.
+    pub being_calculated: bool,
+    /// Who holds the claim, if anyone.
+    pub claim_owner: Option<String>,
+}
+
+impl EntryInfo {
+    /// The listing of `entry` under `key`.
+    pub fn of(key: Key, entry: &CacheEntry) -> EntryInfo {
+        EntryInfo {
+            key,
+            size: entry.value.as_ref().map_or(0, |v| v.len() as u64),
+            time: entry.time,
+            age: entry.age,
+            completed: entry.completed,
+            being_calculated: entry.being_calculated,
+            claim_owner: entry.claim_owner.clone(),
+        }
+    }
+}
+
 /// Proof of a claim on one key: only its holder's [`Core::put`] or [`Core::release`] clears it.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ClaimToken(String);
@@ -131,6 +165,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Errors
     /// When the store cannot be opened or set up (bad path, schema creation failed...).
     fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error>;
+
+    /// Every namespace with entries in this store, for inspection tools (`cachier ls`).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] from backends that cannot list (the default).
+    fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        Err(Error::Unsupported { backend: self.name(), operation: "listing namespaces" })
+    }
 
     /// The store of one function for async memoized functions, given the blocking `core`
     /// already opened for it. The default runs `core` on tokio's blocking pool; backends with
@@ -203,6 +245,14 @@ pub trait Core: Send + Sync {
 
     /// Number of entries, placeholders included.
     fn len(&self) -> Result<u64, Error>;
+
+    /// Every entry, without its value (for inspection tools: `cachier show`, statistics).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] from backends that cannot list (the default).
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        Err(Error::Unsupported { backend: "this", operation: "listing entries" })
+    }
 
     /// True when [`Core::len`] is zero.
     fn is_empty(&self) -> Result<bool, Error> {

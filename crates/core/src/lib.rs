@@ -11,7 +11,7 @@ mod lease;
 mod options;
 mod pool;
 
-pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core};
+pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo};
 pub use cachier_settings::{BoxError, Error, Result};
 pub use engine::{
     memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize, Memoized,

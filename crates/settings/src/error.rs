@@ -32,6 +32,14 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// The backend cannot do this (for example list its entries).
+    #[error("the {backend} backend does not support {operation}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
     /// The arguments (for the key) or the value could not be serialized.
     #[error("could not encode {what}: {message}")]
     Encode {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 pub use error::{BoxError, Error, Result};
-pub use size::{parse_bytes, SizeSpec};
+pub use size::{parse_bytes, parse_duration, SizeSpec};
 
 /// Environment variable overriding the default cache directory.
 pub const CACHE_DIR_ENV: &str = "CACHIER_CACHE_DIR";

@@ -104,3 +104,69 @@ mod tests {
         }
     }
 }
+
+/// Parses durations such as `"1h"`, `"30s"`, `"500ms"`, `"7d"`, `"1h30m"` or `"2.5s"` (units
+/// `ms`, `s`, `m`, `h`, `d`, `w`; a bare number is seconds). The error message quotes the
+/// input.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let invalid = || {
+        format!("invalid duration {text:?}: expected a number and a unit (ms, s, m, h, d, w), such as \"30s\", \"1h30m\" or \"7d\"")
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(invalid());
+    }
+    if let Ok(seconds) = trimmed.parse::<f64>() {
+        return std::time::Duration::try_from_secs_f64(seconds).map_err(|_| invalid());
+    }
+    let mut total = 0f64;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(invalid)?;
+        let (number, tail) = rest.split_at(number_len);
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, tail) = tail.split_at(unit_len);
+        let value: f64 = number.parse().map_err(|_| invalid())?;
+        let seconds = match unit.trim() {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hrs" => 3600.0,
+            "d" | "day" | "days" => 86_400.0,
+            "w" | "week" | "weeks" => 604_800.0,
+            _ => return Err(invalid()),
+        };
+        total += value * seconds;
+        rest = tail.trim_start();
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|_| invalid())
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("2.5s"), Ok(Duration::from_millis(2500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(604_800)));
+    }
+
+    #[test]
+    fn rejects_bad_durations() {
+        for bad in ["", "abc", "10x", "h", "-1s", "1.2.3s", "5 parsecs"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("invalid duration"), "{bad}: {err}");
+        }
+    }
+}
