@@ -737,6 +737,55 @@ pub fn strict_mode_returns_ok_when_healthy(spec: &str) {
     assert_eq!(f.backend_error_count(), 0);
 }
 
+/// §8 `test_metrics.py` (hit/miss tracking, stale hits, recalculations, size-limit
+/// rejections, latency) through `stats()`.
+pub fn statistics_count_calls(spec: &str) {
+    let calls = Counter::new();
+    let f = built(numbered(spec, "stats", &calls).stale_after(MS(300)));
+    f.call(1);
+    f.call(1);
+    f.call(2);
+    let s = f.stats();
+    assert_eq!((s.hits, s.misses, s.recalculations), (1, 2, 2), "{s:?}");
+    assert!((s.hit_rate - 1.0 / 3.0).abs() < 1e-9, "{s:?}");
+    assert_eq!(s.compute_latency.count, 2);
+    thread::sleep(MS(400));
+    f.call(1);
+    let s = f.stats();
+    assert_eq!(
+        (s.stale_hits, s.misses, s.recalculations),
+        (1, 3, 3),
+        "{s:?}"
+    );
+    f.call_with(3, &CallOptions::new().skip_cache(true));
+    assert_eq!(f.stats().misses, 3, "skip_cache is not counted");
+    let big = built(text_fn(spec, "stats_size", &calls).entry_size_limit("10B"));
+    big.call(1);
+    assert_eq!(big.stats().size_limit_rejections, 1);
+    for i in 0..200 {
+        f.call(i % 2 + 1);
+    }
+    assert!(
+        f.stats().hit_latency.count >= 1,
+        "hit latencies are sampled"
+    );
+    assert_eq!(f.stats().backend_errors, 0);
+}
+
+/// §8 `test_metrics_wait_timeout_direct`: a wait that runs out is counted.
+pub fn statistics_count_wait_timeouts(spec: &str) {
+    let calls = Counter::new();
+    let f = built(slow(spec, "stats_wait", &calls, MS(800)).wait_for_calc_timeout(MS(200)));
+    let first = {
+        let f = f.clone();
+        thread::spawn(move || f.call(1))
+    };
+    thread::sleep(MS(100));
+    f.call(1);
+    first.join().unwrap();
+    assert_eq!(f.stats().wait_timeouts, 1);
+}
+
 /// Polls `check` for up to 10 s.
 pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);

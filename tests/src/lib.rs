@@ -155,7 +155,8 @@ macro_rules! conformance_tests {
             entry_size_limit_not_cached, entry_size_limit_cached, invalid_entry_size_limit,
             cleanup_stale_deletes_old_entries, cleanup_interval_limits_runs,
             delete_stale_entries_directly, garbage_value_is_a_miss, verbose_traces_decisions,
-            strict_mode_returns_ok_when_healthy
+            strict_mode_returns_ok_when_healthy, statistics_count_calls,
+            statistics_count_wait_timeouts
         );
     };
     (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {

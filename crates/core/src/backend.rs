@@ -171,7 +171,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// # Errors
     /// [`Error::Unsupported`] from backends that cannot list (the default).
     fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
-        Err(Error::Unsupported { backend: self.name(), operation: "listing namespaces" })
+        Err(Error::Unsupported {
+            backend: self.name(),
+            operation: "listing namespaces",
+        })
     }
 
     /// The store of one function for async memoized functions, given the blocking `core`
@@ -251,7 +254,10 @@ pub trait Core: Send + Sync {
     /// # Errors
     /// [`Error::Unsupported`] from backends that cannot list (the default).
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        Err(Error::Unsupported { backend: "this", operation: "listing entries" })
+        Err(Error::Unsupported {
+            backend: "this",
+            operation: "listing entries",
+        })
     }
 
     /// True when [`Core::len`] is zero.

@@ -10,6 +10,7 @@ mod key;
 mod lease;
 mod options;
 mod pool;
+pub mod stats;
 
 pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo};
 pub use cachier_settings::{BoxError, Error, Result};
@@ -23,3 +24,4 @@ pub use key::{Key, KeyHasher, KeyHasherBuilder, Namespace};
 pub use options::{CallOptions, MaxAge};
 #[cfg(feature = "async")]
 pub use r#async::{AsyncCore, BoxFuture, OffloadedCore};
+pub use stats::{all_stats, LatencySnapshot, StatsSnapshot};

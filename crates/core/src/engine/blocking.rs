@@ -12,7 +12,9 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{compute_claimed, run, Driver, Shared};
-use crate::{pool, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key, Namespace};
+use crate::{
+    pool, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key, Namespace, StatsSnapshot,
+};
 
 /// A memoized function. Cheap to clone; share it between threads freely.
 pub struct Memoized<A, R> {
@@ -207,8 +209,18 @@ where
         self.inner.shared.key(args)
     }
 
-    /// How many store failures lenient calls have worked around.
+    /// How many store failures calls have met (worked around, or returned by strict calls).
     pub fn backend_error_count(&self) -> u64 {
-        self.inner.shared.backend_errors.load(Ordering::Relaxed)
+        self.inner
+            .shared
+            .stats
+            .backend_errors
+            .load(Ordering::Relaxed)
+    }
+
+    /// This function's statistics: hits, misses, stale hits, recalculations, wait timeouts,
+    /// size-limit rejections, backend errors, hit rate and latency histograms.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.shared.stats.snapshot()
     }
 }

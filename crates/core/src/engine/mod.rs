@@ -16,7 +16,6 @@ pub use nonblocking::{memoize_async, memoize_async_fallible, Async, AsyncMemoize
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -27,6 +26,7 @@ use serde::Serialize;
 
 use crate::lease::Heartbeat;
 use crate::options::MaxAge;
+use crate::stats::{self, Stats};
 use crate::{
     codec, pool, Backend, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key, Namespace,
 };
@@ -382,8 +382,9 @@ where
             entry_size_limit,
             lease: self.lease,
             last_cleanup: Mutex::new(None),
-            backend_errors: AtomicU64::new(0),
+            stats: Arc::default(),
         };
+        stats::register(&shared.namespace, shared.backend_name, &shared.stats);
         M::finish(shared, self.func, &*backend)
     }
 }
@@ -401,7 +402,7 @@ pub struct Shared<A, R> {
     entry_size_limit: Option<u64>,
     lease: Duration,
     last_cleanup: Mutex<Option<Instant>>,
-    backend_errors: AtomicU64,
+    stats: Arc<Stats>,
 }
 
 /// The staleness limit of one call.
@@ -470,10 +471,10 @@ impl<A, R> Shared<A, R> {
     /// In strict mode returns the error; otherwise logs and counts it, and the caller goes on
     /// uncached.
     fn tolerate(&self, error: Error, strict: bool) -> Result<(), Error> {
+        Stats::count(&self.stats.backend_errors);
         if strict {
             return Err(error);
         }
-        self.backend_errors.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(
             namespace = %self.namespace,
             backend = self.backend_name,
@@ -543,6 +544,7 @@ impl<A, R> Shared<A, R> {
             }
             Ok(bytes) => match self.entry_size_limit {
                 Some(limit) if bytes.len() as u64 > limit => {
+                    Stats::count(&self.stats.size_limit_rejections);
                     trace.note("Result exceeds entry_size_limit; not cached");
                     None
                 }
@@ -573,7 +575,7 @@ impl<A, R> Shared<A, R> {
 
     /// The store failed to start a background refresh: count and log, serve the stale value.
     fn refresh_not_started(&self, error: &Error) {
-        self.backend_errors.fetch_add(1, Ordering::Relaxed);
+        Stats::count(&self.stats.backend_errors);
         tracing::warn!(namespace = %self.namespace, %error, "cachier: cannot start a background refresh");
     }
 }
@@ -662,6 +664,7 @@ where
     if options.skip_cache || !caching_enabled() {
         return Ok(d.compute(args).await);
     }
+    let started = Stats::sample_this_call().then(Instant::now);
     let trace = shared.trace(options.verbose);
     let key = match shared.key(&args) {
         Ok(key) => key,
@@ -702,12 +705,17 @@ where
                             match (shared.codec.decode)(bytes) {
                                 Ok(value) => {
                                     trace.note("And it is fresh!");
+                                    Stats::count(&shared.stats.hits);
+                                    if let Some(started) = started {
+                                        shared.stats.hit_latency.record(started.elapsed());
+                                    }
                                     return Ok(value);
                                 }
                                 Err(error) => shared.warn_undecodable(&key, &error),
                             }
                         } else {
                             trace.note("But it is stale... :(");
+                            Stats::count(&shared.stats.stale_hits);
                             if resolved.next_time {
                                 match (shared.codec.decode)(bytes) {
                                     Ok(stale) => {
@@ -724,6 +732,7 @@ where
                                             }
                                         }
                                         trace.note("Returning stale.");
+                                        Stats::count(&shared.stats.misses);
                                         return Ok(stale);
                                     }
                                     Err(error) => shared.warn_undecodable(&key, &error),
@@ -737,6 +746,7 @@ where
             }
         }
     }
+    Stats::count(&shared.stats.misses);
     compute(d, args, key, seen, options.overwrite_cache, strict, &trace).await
 }
 
@@ -778,6 +788,7 @@ where
                         return Ok(d.compute(args).await);
                     }
                     Ok(WaitEnd::TimedOut) => {
+                        Stats::count(&shared.stats.wait_timeouts);
                         trace.note("wait_for_calc_timeout reached. Calculating.");
                         return compute_unclaimed(d, args, key, strict, trace).await;
                     }
@@ -855,6 +866,8 @@ where
         key,
         token: Some(token),
     };
+    let started = Instant::now();
+    Stats::count(&shared.stats.recalculations);
     let value = d.compute(args).await;
     let stored = match shared.encode_for_store(&value, trace) {
         Some(bytes) => d.put(&key, &bytes, Some(guard.token())).await,
@@ -862,6 +875,7 @@ where
     };
     guard.disarm();
     drop(heartbeat);
+    shared.stats.compute_latency.record(started.elapsed());
     if let Err(error) = stored {
         shared.tolerate(error, strict)?;
     }
@@ -882,11 +896,17 @@ where
     R: Send,
     D: Driver<A, R>,
 {
+    let shared = d.shared();
+    let started = Instant::now();
+    Stats::count(&shared.stats.recalculations);
     let value = d.compute(args).await;
-    if let Some(bytes) = d.shared().encode_for_store(&value, trace) {
-        if let Err(error) = d.put(&key, &bytes, None).await {
-            d.shared().tolerate(error, strict)?;
-        }
+    let stored = match shared.encode_for_store(&value, trace) {
+        Some(bytes) => d.put(&key, &bytes, None).await,
+        None => Ok(()),
+    };
+    shared.stats.compute_latency.record(started.elapsed());
+    if let Err(error) = stored {
+        shared.tolerate(error, strict)?;
     }
     Ok(value)
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use super::{compute_claimed, run, Driver, Kind, Memoize, Shared, ValueCodec};
 use crate::{
     AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key,
-    Namespace,
+    Namespace, StatsSnapshot,
 };
 
 type AsyncFunc<A, R> = Arc<dyn Fn(A) -> BoxFuture<'static, R> + Send + Sync>;
@@ -244,8 +244,18 @@ where
         self.inner.shared.key(args)
     }
 
-    /// How many store failures lenient calls have worked around.
+    /// How many store failures calls have met (worked around, or returned by strict calls).
     pub fn backend_error_count(&self) -> u64 {
-        self.inner.shared.backend_errors.load(Ordering::Relaxed)
+        self.inner
+            .shared
+            .stats
+            .backend_errors
+            .load(Ordering::Relaxed)
+    }
+
+    /// This function's statistics: hits, misses, stale hits, recalculations, wait timeouts,
+    /// size-limit rejections, backend errors, hit rate and latency histograms.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.shared.stats.snapshot()
     }
 }
