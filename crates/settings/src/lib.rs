@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod redact;
 mod size;
 
 use std::cell::RefCell;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 pub use error::{BoxError, Error, Result};
+pub use redact::redact_url;
 pub use size::{parse_bytes, parse_duration, SizeSpec};
 
 /// Environment variable overriding the default cache directory.
@@ -21,6 +23,9 @@ pub const CACHE_DIR_ENV: &str = "CACHIER_CACHE_DIR";
 pub const MAX_WORKERS_ENV: &str = "CACHIER_MAX_WORKERS";
 /// Background workers when [`MAX_WORKERS_ENV`] is unset (cachier's default).
 pub const DEFAULT_MAX_WORKERS: usize = 8;
+/// Environment variable naming the default backend by URL, so that a deployed program moves
+/// from the local file cache to a shared server without a code change.
+pub const BACKEND_URL_ENV: &str = "CACHIER_BACKEND_URL";
 /// Name of the file backend, the default (cachier calls it "pickle").
 pub const FILE_BACKEND: &str = "pickle";
 /// Name of the in-process memory backend.
@@ -33,8 +38,10 @@ pub const MEMORY_BACKEND: &str = "memory";
 pub struct Settings {
     /// Read on every call; `false` makes every memoized function call straight through.
     pub caching_enabled: bool,
-    /// The backend used when a function names none: `"pickle"` (the file backend) or `"memory"`.
-    pub backend: String,
+    /// The backend used when a function names none: `"pickle"` (the file backend),
+    /// `"memory"`, or a backend URL (`redis://…`, `postgres://…`, `sqlite:///path`,
+    /// `mongodb://…`, `file:///dir`, `memory:`), by default from [`BACKEND_URL_ENV`].
+    pub backend: BackendSpec,
     /// Age after which an entry is stale; `None` = never.
     pub stale_after: Option<Duration>,
     /// On a stale hit, return the stale value and refresh it in the background.
@@ -65,7 +72,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             caching_enabled: true,
-            backend: FILE_BACKEND.to_owned(),
+            backend: backend_from_env(),
             stale_after: None,
             next_time: false,
             cache_dir: None,
@@ -104,6 +111,19 @@ pub fn default_cache_dir() -> PathBuf {
 
 fn non_empty_env(name: &str) -> Option<std::ffi::OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+fn backend_from_env() -> BackendSpec {
+    match std::env::var(BACKEND_URL_ENV) {
+        Ok(url) if !url.trim().is_empty() => match BackendSpec::parse(url.trim()) {
+            Ok(spec) => spec,
+            Err(error) => {
+                eprintln!("cachier: ignoring {BACKEND_URL_ENV}: {error}; using the file backend");
+                BackendSpec(FILE_BACKEND.to_owned())
+            }
+        },
+        _ => BackendSpec(FILE_BACKEND.to_owned()),
+    }
 }
 
 fn max_workers_from_env() -> usize {
@@ -240,7 +260,8 @@ impl ParamsUpdate {
         self.caching_enabled = Some(on);
         self
     }
-    /// See [`Settings::backend`]: `"pickle"` (or its alias `"file"`) or `"memory"`.
+    /// See [`Settings::backend`]: `"pickle"` (or its alias `"file"`), `"memory"`, or a backend
+    /// URL.
     pub fn backend(mut self, name: impl Into<String>) -> Self {
         self.backend = Some(name.into());
         self
@@ -318,7 +339,7 @@ impl ParamsUpdate {
 
     fn apply_to(self, s: &mut Settings) -> Result<()> {
         if let Some(name) = self.backend {
-            s.backend = validate_backend_name(&name)?;
+            s.backend = BackendSpec::parse(&name)?;
         }
         if let Some(limit) = self.entry_size_limit {
             s.entry_size_limit = limit.map(|l| l.to_bytes("entry_size_limit")).transpose()?;
@@ -350,17 +371,69 @@ impl ParamsUpdate {
     }
 }
 
-/// Checks a global backend name and returns its canonical form (`"file"` becomes `"pickle"`).
-fn validate_backend_name(name: &str) -> Result<String> {
-    match name {
-        FILE_BACKEND | "file" => Ok(FILE_BACKEND.to_owned()),
-        MEMORY_BACKEND => Ok(MEMORY_BACKEND.to_owned()),
-        other => Err(Error::config(
-            "backend",
-            format!(
-                "unknown backend {other:?}; expected \"pickle\" (the file backend) or \"memory\""
-            ),
-        )),
+/// The URL schemes a backend URL may have.
+pub const BACKEND_URL_SCHEMES: &[&str] = &[
+    "file",
+    "memory",
+    "sqlite",
+    "postgres",
+    "postgresql",
+    "redis",
+    "rediss",
+    "redis+unix",
+    "mongodb",
+    "mongodb+srv",
+];
+
+/// The global default backend: a name (`"pickle"`, `"memory"`) or a URL. Its `Debug` and
+/// `Display` hide passwords.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BackendSpec(String);
+
+impl BackendSpec {
+    /// Checks a name or URL; `"file"` becomes `"pickle"`, `"memory:"` becomes `"memory"`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming `backend` for anything else.
+    pub fn parse(text: &str) -> Result<BackendSpec> {
+        match text {
+            FILE_BACKEND | "file" => return Ok(BackendSpec(FILE_BACKEND.to_owned())),
+            MEMORY_BACKEND | "memory:" => return Ok(BackendSpec(MEMORY_BACKEND.to_owned())),
+            _ => {}
+        }
+        let scheme = text
+            .split_once(':')
+            .map(|(scheme, _)| scheme.to_ascii_lowercase());
+        match scheme {
+            Some(scheme) if BACKEND_URL_SCHEMES.contains(&scheme.as_str()) => {
+                Ok(BackendSpec(text.to_owned()))
+            }
+            _ => Err(Error::config(
+                "backend",
+                format!(
+                    "unknown backend {:?}; expected \"pickle\" (the file backend), \"memory\", or a URL with one of the schemes {}",
+                    redact_url(text),
+                    BACKEND_URL_SCHEMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// The name or URL itself, password included: for building the backend, never for logs.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for BackendSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackendSpec({:?})", redact_url(&self.0))
+    }
+}
+
+impl std::fmt::Display for BackendSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&redact_url(&self.0))
     }
 }
 
@@ -374,7 +447,7 @@ mod tests {
     fn defaults_environment_and_updates() {
         let d = Settings::default();
         assert!(d.caching_enabled);
-        assert_eq!(d.backend, FILE_BACKEND);
+        assert_eq!(d.backend.as_str(), FILE_BACKEND);
         assert_eq!(d.stale_after, None);
         assert!(!d.next_time && !d.separate_files && !d.allow_none && !d.cleanup_stale);
         assert_eq!(d.wait_for_calc_timeout, Duration::ZERO);
@@ -426,7 +499,20 @@ mod tests {
         )
         .unwrap();
         let now = get_global_params();
-        assert_eq!(now.backend, FILE_BACKEND);
+        assert_eq!(now.backend.as_str(), FILE_BACKEND);
+        set_global_params(ParamsUpdate::new().backend("redis://user:s3cret@127.0.0.1/0")).unwrap();
+        let shown = format!("{:?}", get_global_params());
+        assert!(
+            shown.contains("redis://user:***@127.0.0.1/0") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let err = set_global_params(ParamsUpdate::new().backend("ftp://u:pw@host")).unwrap_err();
+        assert!(err.to_string().contains("ftp://u:***@host"), "{err}");
+        std::env::set_var(BACKEND_URL_ENV, "memory:");
+        assert_eq!(Settings::default().backend.as_str(), MEMORY_BACKEND);
+        std::env::set_var(BACKEND_URL_ENV, "bogus");
+        assert_eq!(Settings::default().backend.as_str(), FILE_BACKEND);
+        std::env::remove_var(BACKEND_URL_ENV);
         assert_eq!(now.entry_size_limit, Some(1024));
         assert_eq!(
             with_global_params(|s| s.stale_after),

@@ -46,8 +46,8 @@ pub struct LocalOptions {
     pub separate_files: bool,
 }
 
-/// Builds the backend a function uses when it names none: given the global backend name
-/// (`"pickle"` or `"memory"`) and the local options. The facade provides it.
+/// Builds the backend a function uses when it names none: given the global backend
+/// (`"pickle"`, `"memory"` or a backend URL) and the local options. The facade provides it.
 pub type DefaultBackend = fn(&str, &LocalOptions) -> Result<Arc<dyn Backend>, Error>;
 
 fn no_default_backend(name: &str, _: &LocalOptions) -> Result<Arc<dyn Backend>, Error> {
@@ -368,7 +368,7 @@ where
                         .unwrap_or_else(|| settings.resolved_cache_dir()),
                     separate_files: self.separate_files.unwrap_or(settings.separate_files),
                 };
-                (self.default_backend)(&settings.backend, &local)?
+                (self.default_backend)(settings.backend.as_str(), &local)?
             }
         };
         let core = backend.core(&namespace)?;
