@@ -6,7 +6,8 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use cachier_core::{
-    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, KeyHasherBuilder, Namespace,
+    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, KeyHasherBuilder,
+    Namespace,
 };
 use parking_lot::{Condvar, Mutex};
 
@@ -192,6 +193,9 @@ impl Core for MemoryCore {
 
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
         let entries = self.entries.lock();
-        Ok(entries.iter().map(|(key, slot)| EntryInfo::of(*key, &slot.entry())).collect())
+        Ok(entries
+            .iter()
+            .map(|(key, slot)| EntryInfo::of(*key, &slot.entry()))
+            .collect())
     }
 }
