@@ -24,4 +24,4 @@ pub use key::{Key, KeyHasher, KeyHasherBuilder, Namespace};
 pub use options::{CallOptions, MaxAge};
 #[cfg(feature = "async")]
 pub use r#async::{AsyncCore, BoxFuture, OffloadedCore};
-pub use stats::{all_stats, LatencySnapshot, StatsSnapshot};
+pub use stats::{all_stats, FunctionStats, LatencySnapshot, StatsSnapshot};

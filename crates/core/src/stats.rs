@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::Namespace;
+use crate::{Core, Namespace};
 
 /// One hit in this many has its latency recorded (the others only count).
 pub const HIT_LATENCY_SAMPLING: u64 = 64;
@@ -192,23 +192,58 @@ pub struct StatsSnapshot {
     pub compute_latency: LatencySnapshot,
 }
 
-/// Every live memoized function's statistics, for exporters.
-static REGISTRY: LazyLock<Mutex<Vec<(Namespace, &'static str, Weak<Stats>)>>> =
-    LazyLock::new(Default::default);
-
-pub(crate) fn register(namespace: &Namespace, backend: &'static str, stats: &Arc<Stats>) {
-    let mut registry = REGISTRY.lock();
-    registry.retain(|(_, _, s)| s.strong_count() > 0);
-    registry.push((namespace.clone(), backend, Arc::downgrade(stats)));
+struct Registration {
+    namespace: Namespace,
+    backend: &'static str,
+    stats: Weak<Stats>,
+    core: Weak<dyn Core>,
 }
 
-/// A snapshot of every live memoized function: (namespace, backend name, statistics).
-/// Functions built twice under one name appear twice.
-pub fn all_stats() -> Vec<(Namespace, &'static str, StatsSnapshot)> {
+/// Every live memoized function, for exporters.
+static REGISTRY: LazyLock<Mutex<Vec<Registration>>> = LazyLock::new(Default::default);
+
+pub(crate) fn register(
+    namespace: &Namespace,
+    backend: &'static str,
+    stats: &Arc<Stats>,
+    core: &Arc<dyn Core>,
+) {
+    let mut registry = REGISTRY.lock();
+    registry.retain(|r| r.stats.strong_count() > 0);
+    registry.push(Registration {
+        namespace: namespace.clone(),
+        backend,
+        stats: Arc::downgrade(stats),
+        core: Arc::downgrade(core),
+    });
+}
+
+/// A live memoized function as [`all_stats`] lists it.
+#[derive(Clone)]
+pub struct FunctionStats {
+    /// Its namespace.
+    pub namespace: Namespace,
+    /// Its backend's name.
+    pub backend: &'static str,
+    /// Its counters and histograms.
+    pub stats: StatsSnapshot,
+    /// Its store, to count entries and bytes ([`Core::entries`]).
+    pub core: Arc<dyn Core>,
+}
+
+/// Every live memoized function of this process (built twice under one name: listed twice).
+pub fn all_stats() -> Vec<FunctionStats> {
     let registry = REGISTRY.lock();
     registry
         .iter()
-        .filter_map(|(ns, backend, s)| s.upgrade().map(|s| (ns.clone(), *backend, s.snapshot())))
+        .filter_map(|r| {
+            Some(FunctionStats {
+                namespace: r.namespace.clone(),
+                backend: r.backend,
+                stats: r.stats.upgrade()?.snapshot(),
+                core: r.core.upgrade()?,
+            })
+        })
         .collect()
 }
 

@@ -9,14 +9,18 @@ pub use cachier_core::{
 };
 pub use cachier_settings::{
     default_cache_dir, disable_caching, enable_caching, get_global_params, parse_bytes,
-    reset_global_params, set_global_params, BoxError, Error, ParamsUpdate, Result, Settings,
-    SizeSpec,
+    parse_duration, redact_url, reset_global_params, set_global_params, BackendSpec, BoxError,
+    Error, ParamsUpdate, Result, Settings, SizeSpec, BACKEND_URL_ENV,
 };
 
 #[cfg(feature = "memory")]
 pub use cachier_backend_memory::MemoryBackend;
+pub use cachier_core::{all_stats, EntryInfo, FunctionStats, LatencySnapshot, StatsSnapshot};
 #[cfg(feature = "async")]
 pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};
+
+#[cfg(feature = "metrics")]
+pub mod metrics;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;

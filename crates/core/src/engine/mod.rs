@@ -384,7 +384,12 @@ where
             last_cleanup: Mutex::new(None),
             stats: Arc::default(),
         };
-        stats::register(&shared.namespace, shared.backend_name, &shared.stats);
+        stats::register(
+            &shared.namespace,
+            shared.backend_name,
+            &shared.stats,
+            &shared.core,
+        );
         M::finish(shared, self.func, &*backend)
     }
 }

@@ -1,0 +1,204 @@
+//! Statistics exported through the [`metrics`](https://docs.rs/metrics) facade, so that any
+//! exporter a program already uses (Prometheus, StatsD, OpenTelemetry...) picks them up.
+//!
+//! Memoized functions never call the facade on their own hot path (a hit costs one relaxed
+//! atomic increment); [`publish`] copies every function's statistics into the installed
+//! recorder, and [`spawn_publisher`] does so periodically. Labels: `function` (the
+//! namespace) and `backend`.
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `cachier_cache_hits_total` | counter | fresh values served |
+//! | `cachier_cache_misses_total` | counter | calls without a usable value |
+//! | `cachier_stale_hits_total` | counter | stale values found |
+//! | `cachier_recalculations_total` | counter | computations run |
+//! | `cachier_wait_timeouts_total` | counter | waits that ran out |
+//! | `cachier_size_limit_rejections_total` | counter | results over `entry_size_limit` |
+//! | `cachier_backend_errors_total` | counter | store failures |
+//! | `cachier_cache_hit_rate` | gauge | hits / (hits + misses) |
+//! | `cachier_latency_seconds{path, quantile}` | gauge | p50/p90/p99 of hit and compute latency |
+//! | `cachier_entry_count` | gauge | stored entries |
+//! | `cachier_cache_size_bytes` | gauge | stored (encoded) bytes |
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use cachier_core::{all_stats, LatencySnapshot};
+use metrics::{counter, gauge, Label};
+
+/// Copies every live memoized function's statistics into the installed `metrics` recorder.
+/// Entry counts and sizes are read from the stores ([`Core::entries`](crate::Core::entries));
+/// stores that cannot list are skipped.
+pub fn publish() {
+    for f in all_stats() {
+        let labels = vec![
+            Label::new("function", f.namespace.to_string()),
+            Label::new("backend", f.backend),
+        ];
+        let s = &f.stats;
+        let counters = [
+            ("cachier_cache_hits_total", s.hits),
+            ("cachier_cache_misses_total", s.misses),
+            ("cachier_stale_hits_total", s.stale_hits),
+            ("cachier_recalculations_total", s.recalculations),
+            ("cachier_wait_timeouts_total", s.wait_timeouts),
+            (
+                "cachier_size_limit_rejections_total",
+                s.size_limit_rejections,
+            ),
+            ("cachier_backend_errors_total", s.backend_errors),
+        ];
+        for (name, value) in counters {
+            counter!(name, labels.clone()).absolute(value);
+        }
+        gauge!("cachier_cache_hit_rate", labels.clone()).set(s.hit_rate);
+        publish_latency(&labels, "hit", &s.hit_latency);
+        publish_latency(&labels, "compute", &s.compute_latency);
+        if let Ok(entries) = f.core.entries() {
+            gauge!("cachier_entry_count", labels.clone()).set(entries.len() as f64);
+            let bytes: u64 = entries.iter().map(|e| e.size).sum();
+            gauge!("cachier_cache_size_bytes", labels.clone()).set(bytes as f64);
+        }
+    }
+}
+
+fn publish_latency(labels: &[Label], path: &'static str, latency: &LatencySnapshot) {
+    for (quantile, text) in [(0.5, "0.5"), (0.9, "0.9"), (0.99, "0.99")] {
+        if let Some(value) = latency.quantile(quantile) {
+            let mut labels = labels.to_vec();
+            labels.push(Label::new("path", path));
+            labels.push(Label::new("quantile", text));
+            gauge!("cachier_latency_seconds", labels).set(value.as_secs_f64());
+        }
+    }
+}
+
+/// A background thread calling [`publish`] every `interval`; stops when dropped.
+pub struct Publisher {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Starts a [`Publisher`].
+pub fn spawn_publisher(interval: Duration) -> Publisher {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("cachier-metrics".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                publish();
+                std::thread::park_timeout(interval);
+            }
+        })
+        .expect("cachier: cannot start the metrics thread");
+    Publisher {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A loopback HTTP server exposing `/metrics` in Prometheus text format (feature
+/// `prometheus`): installs `metrics-exporter-prometheus` as the global recorder, publishes
+/// every `interval`, and renders on each scrape. Stops when dropped.
+#[cfg(feature = "prometheus")]
+pub struct PrometheusServer {
+    address: std::net::SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    _publisher: Publisher,
+}
+
+#[cfg(feature = "prometheus")]
+impl PrometheusServer {
+    /// Binds `address` (use port 0 for any free port) and starts serving.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) if another global `metrics` recorder is already
+    /// installed, the bind's I/O error otherwise (as [`Error::Backend`](crate::Error::Backend)).
+    pub fn start(
+        address: impl std::net::ToSocketAddrs,
+        interval: Duration,
+    ) -> crate::Result<PrometheusServer> {
+        use std::io::{Read, Write};
+        let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .map_err(|e| {
+                crate::Error::config(
+                    "metrics",
+                    format!("cannot install the Prometheus recorder: {e}"),
+                )
+            })?;
+        let listener = std::net::TcpListener::bind(address)
+            .map_err(|e| crate::Error::backend("prometheus", "bind", e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| crate::Error::backend("prometheus", "bind", e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| crate::Error::backend("prometheus", "bind", e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let publisher = spawn_publisher(interval);
+        let thread = std::thread::Builder::new()
+            .name("cachier-prometheus".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    let Ok((mut stream, _)) = listener.accept() else {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    };
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                    let mut request = [0u8; 1024];
+                    let n = stream.read(&mut request).unwrap_or(0);
+                    let line = String::from_utf8_lossy(&request[..n]);
+                    let response = if line.starts_with("GET /metrics ") {
+                        publish();
+                        let body = handle.render();
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        )
+                    } else {
+                        "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_owned()
+                    };
+                    let _ = stream.write_all(response.as_bytes());
+                }
+            })
+            .map_err(|e| crate::Error::backend("prometheus", "spawn", e))?;
+        Ok(PrometheusServer {
+            address,
+            stop,
+            thread: Some(thread),
+            _publisher: publisher,
+        })
+    }
+
+    /// Where it listens.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.address
+    }
+}
+
+#[cfg(feature = "prometheus")]
+impl Drop for PrometheusServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
