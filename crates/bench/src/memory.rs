@@ -62,6 +62,23 @@ pub fn rows(config: &Config) -> Vec<Row> {
             baseline_name: "cached UnboundCache hit".into(),
             baseline: unbound_hit,
         });
+        let quiet = overhead_fn(&run_name("memory-nostats"))
+            .backend(backend.clone())
+            .statistics(false)
+            .build()
+            .expect("build");
+        prefill(&quiet, n);
+        let hit_without_stats = config.measure(|i| {
+            std::hint::black_box(quiet.call(scattered(i, n)));
+        });
+        rows.push(Row {
+            backend: "memory".into(),
+            entries: n,
+            path: "hit, statistics on",
+            ours: hit,
+            baseline_name: "same, statistics off".into(),
+            baseline: hit_without_stats,
+        });
 
         let base = 1u64 << 40;
         let miss = config.measure(|i| {

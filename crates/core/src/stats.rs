@@ -128,11 +128,6 @@ thread_local! {
 }
 
 impl Stats {
-    #[inline]
-    pub(crate) fn count(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Whether this call's hit latency is sampled (a thread-local counter, no shared state).
     #[inline]
     pub(crate) fn sample_this_call() -> bool {
