@@ -34,6 +34,15 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
     match kind {
         #[cfg(feature = "memory")]
         "memory" => Arc::new(cachier::MemoryBackend::new()),
+        #[cfg(feature = "file")]
+        "file" => Arc::new(cachier::FileBackend::new(rest)),
+        #[cfg(feature = "file")]
+        "file-separate" => Arc::new(
+            cachier::FileBackend::builder()
+                .cache_dir(rest)
+                .separate_files(true)
+                .build(),
+        ),
         other => panic!("backend spec {spec:?}: unknown or not compiled in ({other})"),
     }
 }

@@ -1,6 +1,17 @@
 //! Cases that change the global settings, per backend. Every test here holds the globals
 //! lock, and no other test binary changes globals.
 
+#[cfg(feature = "memory")]
 mod memory {
     cachier_conformance::global_conformance_tests!(|| Some("memory".to_string()));
+}
+
+#[cfg(feature = "file")]
+mod file {
+    cachier_conformance::global_conformance_tests!(|| Some(format!(
+        "file:{}",
+        cachier_conformance::fresh_dir("globals-file")
+            .join("cache")
+            .display()
+    )));
 }

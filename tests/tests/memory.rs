@@ -1,4 +1,5 @@
 //! The conformance suite against the memory backend.
+#![cfg(feature = "memory")]
 
 cachier_conformance::conformance_tests!(|| Some("memory".to_string()));
 

@@ -10,5 +10,7 @@ fn main() {
     let mut rows = Vec::new();
     #[cfg(feature = "memory")]
     rows.extend(cachier_bench::memory::rows(&config));
+    #[cfg(feature = "file")]
+    rows.extend(cachier_bench::file::rows(&config));
     cachier_bench::print_table(&rows);
 }

@@ -4,6 +4,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "file")]
+pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
 

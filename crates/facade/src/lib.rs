@@ -15,6 +15,8 @@ pub use cachier_settings::{
 
 #[cfg(feature = "memory")]
 pub use cachier_backend_memory::MemoryBackend;
+#[cfg(feature = "pickle")]
+pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder, FileCore};
 pub use cachier_core::{all_stats, EntryInfo, FunctionStats, LatencySnapshot, StatsSnapshot};
 #[cfg(feature = "async")]
 pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};
@@ -92,9 +94,36 @@ pub fn default_backend(name: &str, local: &LocalOptions) -> Result<Arc<dyn Backe
     match name {
         #[cfg(feature = "memory")]
         cachier_settings::MEMORY_BACKEND => Ok(Arc::new(MemoryBackend::global())),
+        #[cfg(feature = "pickle")]
+        cachier_settings::FILE_BACKEND => Ok(shared_file_backend(local)),
         other => Err(Error::config(
             "backend",
             format!("the default backend {other:?} is not compiled in; enable its cargo feature of `cachier` or set the global backend to one that is"),
         )),
     }
+}
+
+/// One [`FileBackend`] per (directory, `separate_files`), so that the functions using the
+/// default backend share its stores and connections.
+#[cfg(feature = "pickle")]
+fn shared_file_backend(local: &LocalOptions) -> Arc<dyn Backend> {
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+    use std::sync::{LazyLock, Mutex};
+    type Shared = HashMap<(PathBuf, bool), Arc<dyn Backend>>;
+    static BACKENDS: LazyLock<Mutex<Shared>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut backends = BACKENDS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    backends
+        .entry((local.cache_dir.clone(), local.separate_files))
+        .or_insert_with(|| {
+            Arc::new(
+                FileBackend::builder()
+                    .cache_dir(local.cache_dir.clone())
+                    .separate_files(local.separate_files)
+                    .build(),
+            )
+        })
+        .clone()
 }

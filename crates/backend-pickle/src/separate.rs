@@ -1,0 +1,260 @@
+//! `separate_files` mode: one file per entry, `<dir>/<64 hex digits of the key>`, replaced
+//! atomically (written to a temporary file in the same directory, then renamed over).
+//!
+//! File layout (little endian): `b"CHR1"`, flags (bit 0: completed), 3 reserved bytes,
+//! time (ns since the Unix epoch, i64), value length (u64), BLAKE3 of the value (first 8
+//! bytes), then the value. A file that is short, long, or fails the checksum is damaged.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use cachier_core::Key;
+
+use crate::{from_nanos, to_nanos};
+
+const MAGIC: &[u8; 4] = b"CHR1";
+const HEADER: usize = 32;
+const FLAG_COMPLETED: u8 = 1;
+/// Temporary files older than this are leftovers of a crashed writer.
+const TMP_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// A decoded entry file.
+#[derive(Debug)]
+pub(crate) struct EntryFile {
+    pub(crate) value: Vec<u8>,
+    pub(crate) time: SystemTime,
+    pub(crate) completed: bool,
+}
+
+/// Why an entry file could not be read.
+pub(crate) enum ReadError {
+    Io(io::Error),
+    Damaged(String),
+}
+
+fn checksum(value: &[u8]) -> [u8; 8] {
+    blake3::hash(value).as_bytes()[..8]
+        .try_into()
+        .expect("8 bytes")
+}
+
+pub(crate) fn encode(value: &[u8], time: SystemTime) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER + value.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[FLAG_COMPLETED, 0, 0, 0]);
+    out.extend_from_slice(&to_nanos(time).to_le_bytes());
+    out.extend_from_slice(&(value.len() as u64).to_le_bytes());
+    out.extend_from_slice(&checksum(value));
+    out.extend_from_slice(value);
+    out
+}
+
+fn header(bytes: &[u8]) -> Result<(SystemTime, bool, usize), String> {
+    if bytes.len() < HEADER {
+        return Err(format!(
+            "{} bytes, shorter than the {HEADER}-byte header",
+            bytes.len()
+        ));
+    }
+    if &bytes[..4] != MAGIC {
+        return Err("not a cachier entry file (bad magic)".into());
+    }
+    let time = from_nanos(i64::from_le_bytes(bytes[8..16].try_into().expect("8")));
+    let len = u64::from_le_bytes(bytes[16..24].try_into().expect("8"));
+    let len = usize::try_from(len).map_err(|_| format!("value length {len} too large"))?;
+    Ok((time, bytes[4] & FLAG_COMPLETED != 0, len))
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Result<EntryFile, String> {
+    let (time, completed, len) = header(bytes)?;
+    let value = &bytes[HEADER..];
+    if value.len() != len {
+        return Err(format!(
+            "value is {} bytes, header says {len} (truncated?)",
+            value.len()
+        ));
+    }
+    if checksum(value) != bytes[24..32] {
+        return Err("checksum mismatch".into());
+    }
+    Ok(EntryFile {
+        value: value.to_vec(),
+        time,
+        completed,
+    })
+}
+
+/// One function's entry directory.
+#[derive(Debug)]
+pub(crate) struct SeparateStore {
+    dir: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl SeparateStore {
+    /// Uses `dir` (created by the caller) and removes temporary files a crashed writer left.
+    pub(crate) fn open(dir: PathBuf) -> io::Result<SeparateStore> {
+        let store = SeparateStore { dir };
+        store.remove_tmp_files(TMP_MAX_AGE)?;
+        Ok(store)
+    }
+
+    pub(crate) fn path(&self, key: &Key) -> PathBuf {
+        self.dir.join(key.to_hex())
+    }
+
+    pub(crate) fn read(&self, key: &Key) -> Result<Option<EntryFile>, ReadError> {
+        match fs::read(self.path(key)) {
+            Ok(bytes) => decode(&bytes).map(Some).map_err(ReadError::Damaged),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(ReadError::Io(error)),
+        }
+    }
+
+    /// The stored time of `key`'s file, reading only its header.
+    fn read_time(path: &Path) -> io::Result<Option<SystemTime>> {
+        let mut buf = [0u8; HEADER];
+        let mut file = match fs::File::open(path) {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(error),
+        };
+        let mut read = 0;
+        while read < HEADER {
+            match file.read(&mut buf[read..])? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        // A damaged file counts as infinitely old: stale cleanup removes it.
+        Ok(Some(
+            header(&buf[..read])
+                .map(|(time, _, _)| time)
+                .unwrap_or(SystemTime::UNIX_EPOCH),
+        ))
+    }
+
+    /// Writes `key`'s file atomically: readers see the old file or the new one, never a mix.
+    pub(crate) fn write(&self, key: &Key, value: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let bytes = encode(value, SystemTime::now());
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut file| file.write_all(&bytes));
+        let renamed = written.and_then(|()| fs::rename(&tmp, self.path(key)));
+        if renamed.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        renamed
+    }
+
+    /// Entry files: names of 64 hex digits.
+    fn entries(&self) -> io::Result<Vec<(Key, PathBuf)>> {
+        let listing = match fs::read_dir(&self.dir) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        let mut out = Vec::new();
+        for entry in listing {
+            let entry = entry?;
+            if let Some(key) = entry.file_name().to_str().and_then(Key::from_hex) {
+                out.push((key, entry.path()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn keys(&self) -> io::Result<Vec<Key>> {
+        Ok(self.entries()?.into_iter().map(|(key, _)| key).collect())
+    }
+
+    pub(crate) fn clear(&self) -> io::Result<()> {
+        for (_, path) in self.entries()? {
+            remove_if_present(&path)?;
+        }
+        self.remove_tmp_files(Duration::from_secs(60))
+    }
+
+    /// Entries stored before `cutoff` (damaged files included).
+    pub(crate) fn older_than(&self, cutoff: SystemTime) -> io::Result<Vec<(Key, PathBuf)>> {
+        let mut out = Vec::new();
+        for (key, path) in self.entries()? {
+            if Self::read_time(&path)?.is_some_and(|time| time < cutoff) {
+                out.push((key, path));
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn remove(&self, path: &Path) -> io::Result<bool> {
+        remove_if_present(path)
+    }
+
+    fn remove_tmp_files(&self, older_than: Duration) -> io::Result<()> {
+        let listing = match fs::read_dir(&self.dir) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        let now = SystemTime::now();
+        for entry in listing.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                continue;
+            }
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| now.duration_since(t).unwrap_or_default() >= older_than)
+                .unwrap_or(false);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn remove_if_present(path: &Path) -> io::Result<bool> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_files_round_trip_and_reject_damage() {
+        let now = SystemTime::now();
+        let bytes = encode(b"hello", now);
+        let entry = decode(&bytes).expect("round trip");
+        assert_eq!(entry.value, b"hello");
+        assert!(entry.completed);
+        assert_eq!(to_nanos(entry.time), to_nanos(now));
+        for cut in [0, 3, HEADER - 1, HEADER, bytes.len() - 1] {
+            assert!(decode(&bytes[..cut]).is_err(), "truncated at {cut}");
+        }
+        let mut flipped = bytes.clone();
+        *flipped.last_mut().unwrap() ^= 1;
+        assert!(decode(&flipped).unwrap_err().contains("checksum"));
+        assert!(decode(b"garbage garbage garbage garbage garbage")
+            .unwrap_err()
+            .contains("magic"));
+    }
+}

@@ -1,0 +1,193 @@
+//! Single-store mode: one SQLite database (WAL) per function.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use cachier_core::{CacheEntry, Error, Key};
+use cachier_sqlite::{Database, OpenOptions};
+use rusqlite::{params, OptionalExtension};
+
+use crate::{from_nanos, to_nanos, BACKEND};
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (
+    key BLOB PRIMARY KEY NOT NULL,
+    value BLOB,
+    time_ns INTEGER NOT NULL,
+    completed INTEGER NOT NULL,
+    claim TEXT
+) WITHOUT ROWID";
+
+/// One function's database.
+#[derive(Debug)]
+pub(crate) struct SingleStore {
+    db: Database,
+}
+
+/// A row as read.
+pub(crate) struct Row {
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) time: SystemTime,
+    pub(crate) completed: bool,
+    pub(crate) claim: Option<String>,
+}
+
+impl Row {
+    pub(crate) fn entry(self, being_calculated: bool, owner: Option<String>) -> CacheEntry {
+        CacheEntry {
+            value: self.value.map(Arc::from),
+            time: self.time,
+            age: SystemTime::now()
+                .duration_since(self.time)
+                .unwrap_or_default(),
+            completed: self.completed,
+            being_calculated,
+            claim_owner: if being_calculated {
+                owner.or(self.claim)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+impl SingleStore {
+    pub(crate) fn open(path: PathBuf) -> Result<SingleStore, Error> {
+        let options = OpenOptions::default()
+            .file_mode(0o600)
+            .recover_corrupt(true);
+        let db = Database::open(path, BACKEND, options, |conn| conn.execute_batch(SCHEMA))?;
+        Ok(SingleStore { db })
+    }
+
+    pub(crate) fn get(&self, key: &Key) -> Result<Option<Row>, Error> {
+        self.db.with("get", |conn| {
+            conn.prepare_cached(
+                "SELECT value, time_ns, completed, claim FROM entries WHERE key = ?1",
+            )?
+            .query_row([key.as_bytes().as_slice()], |r| {
+                Ok(Row {
+                    value: r.get(0)?,
+                    time: from_nanos(r.get(1)?),
+                    completed: r.get(2)?,
+                    claim: r.get(3)?,
+                })
+            })
+            .optional()
+        })
+    }
+
+    /// Stores a completed value; clears the claim marker if it is `claim`'s.
+    pub(crate) fn put(&self, key: &Key, value: &[u8], claim: Option<&str>) -> Result<(), Error> {
+        let now = to_nanos(SystemTime::now());
+        self.db.with("put", |conn| {
+            conn.prepare_cached(
+                "INSERT INTO entries (key, value, time_ns, completed, claim) VALUES (?1, ?2, ?3, 1, NULL)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value, time_ns = excluded.time_ns,
+                 completed = 1, claim = CASE WHEN claim = ?4 THEN NULL ELSE claim END",
+            )?
+            .execute(params![key.as_bytes().as_slice(), value, now, claim])
+        })?;
+        Ok(())
+    }
+
+    /// Writes the claim marker (a placeholder row if there is no entry; a value is kept).
+    pub(crate) fn mark(&self, key: &Key, claim: &str) -> Result<(), Error> {
+        let now = to_nanos(SystemTime::now());
+        self.db.with("claim", |conn| {
+            conn.prepare_cached(
+                "INSERT INTO entries (key, value, time_ns, completed, claim) VALUES (?1, NULL, ?2, 0, ?3)
+                 ON CONFLICT (key) DO UPDATE SET claim = excluded.claim",
+            )?
+            .execute(params![key.as_bytes().as_slice(), now, claim])
+        })?;
+        Ok(())
+    }
+
+    /// Clears the marker if it is `claim`'s, dropping a placeholder row with it.
+    pub(crate) fn unmark(
+        &self,
+        key: &Key,
+        claim: &str,
+        operation: &'static str,
+    ) -> Result<(), Error> {
+        self.db.with(operation, |conn| {
+            conn.prepare_cached(
+                "DELETE FROM entries WHERE key = ?1 AND claim = ?2 AND value IS NULL",
+            )?
+            .execute(params![key.as_bytes().as_slice(), claim])?;
+            conn.prepare_cached("UPDATE entries SET claim = NULL WHERE key = ?1 AND claim = ?2")?
+                .execute(params![key.as_bytes().as_slice(), claim])
+        })?;
+        Ok(())
+    }
+
+    pub(crate) fn clear(&self) -> Result<(), Error> {
+        self.db.with("clear_cache", |conn| {
+            conn.execute("DELETE FROM entries", [])
+        })?;
+        Ok(())
+    }
+
+    pub(crate) fn clear_marks(&self) -> Result<(), Error> {
+        self.db.immediate("clear_being_calculated", |tx| {
+            tx.execute("DELETE FROM entries WHERE value IS NULL", [])?;
+            tx.execute(
+                "UPDATE entries SET claim = NULL WHERE claim IS NOT NULL",
+                [],
+            )
+        })?;
+        Ok(())
+    }
+
+    /// Keys of entries stored before `cutoff`, with their claim markers.
+    pub(crate) fn older_than(
+        &self,
+        cutoff: SystemTime,
+    ) -> Result<Vec<(Key, Option<String>)>, Error> {
+        let cutoff = to_nanos(cutoff);
+        self.db.with("delete_stale_entries", |conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT key, claim FROM entries WHERE time_ns < ?1")?;
+            let rows = stmt.query_map([cutoff], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?)))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, claim) = row?;
+                if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
+                    out.push((Key::from_bytes(bytes), claim));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Deletes `keys` if they are still older than `cutoff`; returns how many went.
+    pub(crate) fn delete(&self, keys: &[Key], cutoff: SystemTime) -> Result<u64, Error> {
+        let cutoff = to_nanos(cutoff);
+        self.db.immediate("delete_stale_entries", |tx| {
+            let mut stmt =
+                tx.prepare_cached("DELETE FROM entries WHERE key = ?1 AND time_ns < ?2")?;
+            let mut n = 0;
+            for key in keys {
+                n += stmt.execute(params![key.as_bytes().as_slice(), cutoff])? as u64;
+            }
+            Ok(n)
+        })
+    }
+
+    pub(crate) fn len(&self) -> Result<u64, Error> {
+        self.db
+            .with("len", |conn| {
+                conn.prepare_cached("SELECT COUNT(*) FROM entries")?
+                    .query_row([], |r| r.get::<_, i64>(0))
+            })
+            .map(|n| n as u64)
+    }
+}
+
+/// `older_than` before now, clamped at the epoch.
+pub(crate) fn cutoff(older_than: Duration) -> SystemTime {
+    SystemTime::now()
+        .checked_sub(older_than)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+}
