@@ -685,9 +685,9 @@ pub fn delete_stale_entries_directly(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "delete_stale", &calls));
     f.call(1);
-    thread::sleep(MS(400));
+    thread::sleep(MS(1200));
     f.call(2);
-    assert_eq!(f.delete_stale_entries(MS(200)).unwrap(), 1);
+    assert_eq!(f.delete_stale_entries(MS(600)).unwrap(), 1);
     assert_eq!(f.core().len().unwrap(), 1);
     assert_eq!(f.call(2), 2002, "the fresh entry stayed");
     thread::sleep(MS(5));

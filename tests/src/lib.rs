@@ -43,6 +43,11 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
                 .separate_files(true)
                 .build(),
         ),
+        #[cfg(feature = "redis")]
+        "redis" => Arc::new(
+            cachier::RedisBackend::from_url(rest)
+                .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
+        ),
         other => panic!("backend spec {spec:?}: unknown or not compiled in ({other})"),
     }
 }

@@ -15,3 +15,12 @@ mod file {
             .display()
     )));
 }
+
+#[cfg(feature = "redis")]
+mod redis {
+    cachier_conformance::global_conformance_tests!(|| cachier_conformance::service_url(
+        "CACHIER_TEST_REDIS_URL",
+        "globals::redis"
+    )
+    .map(|url| format!("redis:{url}")));
+}

@@ -12,5 +12,7 @@ fn main() {
     rows.extend(cachier_bench::memory::rows(&config));
     #[cfg(feature = "file")]
     rows.extend(cachier_bench::file::rows(&config));
+    #[cfg(feature = "redis")]
+    rows.extend(cachier_bench::redis::rows(&config));
     cachier_bench::print_table(&rows);
 }

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub mod file;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -17,6 +17,8 @@ pub use cachier_settings::{
 pub use cachier_backend_memory::MemoryBackend;
 #[cfg(feature = "pickle")]
 pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder, FileCore};
+#[cfg(feature = "redis")]
+pub use cachier_backend_redis::{RedisBackend, RedisBuilder};
 pub use cachier_core::{all_stats, EntryInfo, FunctionStats, LatencySnapshot, StatsSnapshot};
 #[cfg(feature = "async")]
 pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};

@@ -1,0 +1,639 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod pool;
+mod scripts;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use cachier_core::{Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, Namespace};
+use redis::{Connection, RedisResult, Value};
+
+use crate::pool::{Pool, PoolSettings};
+
+/// The `redis` crate this backend is built on, so callers can build a [`redis::Client`] for
+/// [`RedisBackend::with_client`] without matching versions.
+pub use redis;
+
+/// The key prefix unless [`RedisBuilder::prefix`] changes it (cachier's).
+pub const DEFAULT_PREFIX: &str = "cachier";
+
+/// Keys fetched per `SCAN` step (and deleted or checked per round trip) by the namespace-wide
+/// operations.
+const SCAN_BATCH: usize = 1000;
+
+/// A Redis (or Valkey) server shared by processes and machines: one hash per entry under
+/// `{prefix}:{namespace}:{key hex}`. Clones share one connection pool.
+#[derive(Clone)]
+pub struct RedisBackend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: Pool,
+    prefix: String,
+    evict_after: Option<Duration>,
+    /// The server, as it may be shown (no password).
+    shown: String,
+}
+
+/// Configures a [`RedisBackend`]; made by [`RedisBackend::builder`] or
+/// [`RedisBackend::with_client`].
+#[must_use]
+pub struct RedisBuilder {
+    source: Source,
+    prefix: String,
+    evict_after: Option<Duration>,
+    settings: PoolSettings,
+}
+
+enum Source {
+    Url(String),
+    Client(Box<redis::Client>),
+}
+
+impl fmt::Debug for RedisBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let server = match &self.source {
+            Source::Url(url) => cachier_core::redact_url(url),
+            Source::Client(client) => format!("{:?}", client.get_connection_info().addr()),
+        };
+        f.debug_struct("RedisBuilder")
+            .field("server", &server)
+            .field("prefix", &self.prefix)
+            .field("evict_after", &self.evict_after)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+impl RedisBuilder {
+    fn new(source: Source) -> RedisBuilder {
+        RedisBuilder {
+            source,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            evict_after: None,
+            settings: PoolSettings {
+                connect_timeout: Duration::from_secs(1),
+                response_timeout: Duration::from_secs(2),
+                reconnect_backoff: Duration::from_millis(250),
+                max_idle: 16,
+            },
+        }
+    }
+
+    /// The first part of every key (default `"cachier"`): separates applications sharing a
+    /// server.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Lets the server delete an entry this long after it was stored (a TTL; cachier never
+    /// expires Redis keys). Without it entries stay until cleared or cleaned up.
+    pub fn evict_after(mut self, ttl: Duration) -> Self {
+        self.evict_after = Some(ttl);
+        self
+    }
+
+    /// How long opening a connection may take (default 1 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.connect_timeout = timeout;
+        self
+    }
+
+    /// How long one request may wait for its reply (default 2 s): a hung server fails the
+    /// call (a warning and an uncached result by default) instead of blocking it.
+    pub fn response_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.response_timeout = timeout;
+        self
+    }
+
+    /// After a failed connection attempt, operations fail at once for this long before the
+    /// next attempt (default 250 ms), so an unreachable server costs calls nothing.
+    pub fn reconnect_backoff(mut self, backoff: Duration) -> Self {
+        self.settings.reconnect_backoff = backoff;
+        self
+    }
+
+    /// Connections kept open between calls (default 16); more are opened under load and
+    /// closed after use.
+    pub fn max_idle_connections(mut self, n: usize) -> Self {
+        self.settings.max_idle = n;
+        self
+    }
+
+    /// Checks the configuration. Does not connect: a server that is down now makes calls
+    /// run uncached (with warnings) until it is back.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a URL the `redis` crate cannot use (naming what to change), an
+    /// empty prefix, or a zero timeout or TTL.
+    pub fn build(self) -> Result<RedisBackend, Error> {
+        let (client, shown) = match self.source {
+            Source::Url(url) => {
+                let shown = cachier_core::redact_url(&url);
+                let client = redis::Client::open(url.as_str()).map_err(|e| {
+                    Error::config(
+                        "url",
+                        format!("{shown}: {e} (expected redis://[user:password@]host[:port][/db], rediss://... with the `tls` feature, or redis+unix:///path/to.sock[?db=N])"),
+                    )
+                })?;
+                (client, shown)
+            }
+            Source::Client(client) => {
+                let shown = format!("{:?}", client.get_connection_info().addr());
+                (*client, shown)
+            }
+        };
+        if self.prefix.is_empty() || self.prefix.chars().any(char::is_control) {
+            return Err(Error::config(
+                "prefix",
+                "must be non-empty text without control characters",
+            ));
+        }
+        let positive = |param: &'static str, d: Duration| {
+            if d.is_zero() {
+                Err(Error::config(param, "must be longer than zero"))
+            } else {
+                Ok(())
+            }
+        };
+        positive("connect_timeout", self.settings.connect_timeout)?;
+        positive("response_timeout", self.settings.response_timeout)?;
+        if let Some(ttl) = self.evict_after {
+            if ttl < Duration::from_millis(1) {
+                return Err(Error::config("evict_after", "must be at least 1 ms"));
+            }
+        }
+        Ok(RedisBackend {
+            shared: Arc::new(Shared {
+                pool: Pool::new(client, self.settings),
+                prefix: self.prefix,
+                evict_after: self.evict_after,
+                shown,
+            }),
+        })
+    }
+}
+
+impl RedisBackend {
+    /// The backend of the server at `url`, with default settings.
+    ///
+    /// # Errors
+    /// See [`RedisBuilder::build`].
+    pub fn from_url(url: &str) -> Result<RedisBackend, Error> {
+        RedisBackend::builder(url).build()
+    }
+
+    /// A builder for the server at `url`: `redis://[user:password@]host[:port][/db]`,
+    /// `rediss://...` (TLS, with the `tls` feature; `#insecure` accepts any certificate) or
+    /// `redis+unix:///path/to.sock[?db=N&user=U&pass=P]`.
+    pub fn builder(url: impl Into<String>) -> RedisBuilder {
+        RedisBuilder::new(Source::Url(url.into()))
+    }
+
+    /// A builder on a client the caller made (for settings a URL cannot say).
+    pub fn with_client(client: redis::Client) -> RedisBuilder {
+        RedisBuilder::new(Source::Client(Box::new(client)))
+    }
+
+    /// The Redis key of `key` in `namespace`: `{prefix}:{namespace}:{key hex}`.
+    pub fn redis_key(&self, namespace: &Namespace, key: &Key) -> String {
+        let mut out = namespace_base(&self.shared.prefix, namespace);
+        push_hex(&mut out, key);
+        out
+    }
+
+    /// The client the connections are opened with.
+    pub fn client(&self) -> &redis::Client {
+        self.shared.pool.client()
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("server", &self.shared.shown)
+            .field("prefix", &self.shared.prefix)
+            .field("evict_after", &self.shared.evict_after)
+            .finish()
+    }
+}
+
+impl Backend for RedisBackend {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
+        let base = namespace_base(&self.shared.prefix, namespace);
+        Ok(Arc::new(RedisCore {
+            shared: self.shared.clone(),
+            pattern: scan_pattern(&base),
+            base,
+            evict_ms: self.shared.evict_after.map_or(0, duration_ms),
+        }))
+    }
+}
+
+fn namespace_base(prefix: &str, namespace: &Namespace) -> String {
+    let mut base = String::with_capacity(prefix.len() + namespace.as_str().len() + 66);
+    base.push_str(prefix);
+    base.push(':');
+    base.push_str(namespace.as_str());
+    base.push(':');
+    base
+}
+
+/// The `SCAN MATCH` pattern of the keys under `base`: glob characters escaped, then `?` × 64,
+/// which matches exactly one key hex, so never another namespace's keys (not even one whose
+/// name is this one's followed by ':' and more).
+fn scan_pattern(base: &str) -> String {
+    let mut pattern = String::with_capacity(base.len() + 80);
+    for c in base.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push_str(&"?".repeat(64));
+    pattern
+}
+
+fn push_hex(out: &mut String, key: &Key) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in key.as_bytes() {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 15)] as char);
+    }
+}
+
+/// Whole milliseconds, at least 1 (Redis TTLs are in ms; zero would delete at once).
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One function's entries on the server.
+pub struct RedisCore {
+    shared: Arc<Shared>,
+    /// `{prefix}:{namespace}:`
+    base: String,
+    /// `SCAN MATCH` pattern of this namespace's entries.
+    pattern: String,
+    /// TTL set on stored values, 0 = none.
+    evict_ms: u64,
+}
+
+impl fmt::Debug for RedisCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCore")
+            .field("server", &self.shared.shown)
+            .field("keys", &self.base)
+            .finish()
+    }
+}
+
+/// The fields of an entry's hash, as read.
+#[derive(Default)]
+struct Fields {
+    value: Option<Vec<u8>>,
+    time: Option<u64>,
+    completed: bool,
+    claim: Option<String>,
+    lease: Option<u64>,
+}
+
+fn text(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn number(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => std::str::from_utf8(text(other)?).ok()?.parse().ok(),
+    }
+}
+
+impl Fields {
+    fn from_reply(reply: Value) -> Fields {
+        let mut fields = Fields::default();
+        let mut set = |name: Value, value: Value| match text(&name) {
+            Some(b"value") => {
+                if let Value::BulkString(bytes) = value {
+                    fields.value = Some(bytes);
+                }
+            }
+            Some(b"time") => fields.time = number(&value),
+            Some(b"completed") => fields.completed = text(&value) == Some(b"1"),
+            Some(b"claim") => {
+                fields.claim = text(&value).map(|t| String::from_utf8_lossy(t).into_owned())
+            }
+            Some(b"lease") => fields.lease = number(&value),
+            _ => {}
+        };
+        match reply {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                    set(name, value);
+                }
+            }
+            Value::Map(pairs) => {
+                for (name, value) in pairs {
+                    set(name, value);
+                }
+            }
+            _ => {}
+        }
+        fields
+    }
+}
+
+/// The server's clock from a `TIME` reply, in µs since the Unix epoch.
+fn server_time(reply: &Value) -> Option<u64> {
+    match reply {
+        Value::Array(parts) if parts.len() == 2 => {
+            Some(number(&parts[0])? * 1_000_000 + number(&parts[1])?)
+        }
+        _ => None,
+    }
+}
+
+/// True for a `WRONGTYPE` reply: something that is not one of our hashes sits at the key.
+fn wrong_type(error: &redis::RedisError) -> bool {
+    error.code() == Some("WRONGTYPE") || error.to_string().contains("WRONGTYPE")
+}
+
+impl RedisCore {
+    fn entry_key(&self, key: &Key) -> String {
+        let mut out = String::with_capacity(self.base.len() + 64);
+        out.push_str(&self.base);
+        push_hex(&mut out, key);
+        out
+    }
+
+    /// Calls `step` with every batch of this namespace's keys, one `SCAN` at a time (never
+    /// `KEYS`, which blocks the server for the whole keyspace).
+    fn scan(
+        &self,
+        operation: &'static str,
+        mut step: impl FnMut(&mut Connection, &[Vec<u8>]) -> RedisResult<()>,
+    ) -> Result<(), Error> {
+        self.shared.pool.run(operation, |con| {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&self.pattern)
+                    .arg("COUNT")
+                    .arg(SCAN_BATCH)
+                    .query(con)?;
+                if !keys.is_empty() {
+                    step(con, &keys)?;
+                }
+                if next == 0 {
+                    return Ok(());
+                }
+                cursor = next;
+            }
+        })
+    }
+}
+
+impl Core for RedisCore {
+    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        let entry_key = self.entry_key(key);
+        // One round trip: the hash and the server's clock, pipelined.
+        let reply = self.shared.pool.run("get", |con| {
+            redis::pipe()
+                .cmd("HGETALL")
+                .arg(&entry_key)
+                .cmd("TIME")
+                .query::<(Value, Value)>(con)
+        });
+        let (hash, time) = match reply {
+            Ok(reply) => reply,
+            Err(Error::Backend { source, .. })
+                if source
+                    .downcast_ref::<redis::RedisError>()
+                    .is_some_and(wrong_type) =>
+            {
+                tracing::warn!(key = %entry_key, "cachier: a non-hash value sits at an entry's key; treating it as a miss");
+                return Ok(None);
+            }
+            Err(error) => return Err(error),
+        };
+        let now = server_time(&time).ok_or_else(|| {
+            Error::backend(
+                "redis",
+                "get",
+                format!("unexpected reply to TIME: {time:?}"),
+            )
+        })?;
+        let fields = Fields::from_reply(hash);
+        let Some(stored) = fields.time else {
+            // Empty (no entry), or garbled beyond use: a miss, overwritten by the next write.
+            return Ok(None);
+        };
+        let live = fields.claim.is_some() && fields.lease.is_some_and(|deadline| deadline > now);
+        let completed = fields.completed && fields.value.is_some();
+        Ok(Some(CacheEntry {
+            value: fields.value.map(Arc::from),
+            time: UNIX_EPOCH + Duration::from_micros(stored),
+            age: Duration::from_micros(now.saturating_sub(stored)),
+            completed,
+            being_calculated: live,
+            claim_owner: if live { fields.claim } else { None },
+        }))
+    }
+
+    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+        let entry_key = self.entry_key(key);
+        let token = claim.map_or("", ClaimToken::as_str);
+        self.shared.pool.run("put", |con| {
+            scripts::PUT
+                .key(&entry_key)
+                .arg(value)
+                .arg(token)
+                .arg(self.evict_ms)
+                .invoke::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+        let entry_key = self.entry_key(key);
+        // Made once: a retry of the same request finds its own claim and reports it claimed.
+        let token = ClaimToken::new();
+        let claimed = self.shared.pool.run("claim", |con| {
+            scripts::CLAIM
+                .key(&entry_key)
+                .arg(token.as_str())
+                .arg(duration_us(lease).max(1))
+                .arg(duration_ms(lease))
+                .arg(if self.evict_ms > 0 { "1" } else { "0" })
+                .invoke::<i64>(con)
+        })?;
+        Ok(if claimed == 1 {
+            Claim::Claimed(token)
+        } else {
+            Claim::Busy
+        })
+    }
+
+    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+        let entry_key = self.entry_key(key);
+        let renewed = self.shared.pool.run("renew", |con| {
+            scripts::RENEW
+                .key(&entry_key)
+                .arg(claim.as_str())
+                .arg(duration_us(lease).max(1))
+                .arg(duration_ms(lease))
+                .invoke::<i64>(con)
+        })?;
+        Ok(renewed == 1)
+    }
+
+    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+        let entry_key = self.entry_key(key);
+        self.shared.pool.run("release", |con| {
+            scripts::RELEASE
+                .key(&entry_key)
+                .arg(claim.as_str())
+                .invoke::<i64>(con)
+        })?;
+        Ok(())
+    }
+
+    fn clear_cache(&self) -> Result<(), Error> {
+        self.scan("clear_cache", |con, keys| {
+            redis::cmd("UNLINK").arg(keys).query::<i64>(con).map(drop)
+        })
+    }
+
+    fn clear_being_calculated(&self) -> Result<(), Error> {
+        self.scan("clear_being_calculated", |con, keys| {
+            let mut invocation = scripts::UNCLAIM.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            invocation.invoke::<i64>(con).map(drop)
+        })
+    }
+
+    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        let limit = duration_us(older_than);
+        let mut deleted = 0u64;
+        self.scan("delete_stale_entries", |con, keys| {
+            let mut invocation = scripts::DELETE_STALE.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            deleted += invocation.arg(limit).invoke::<u64>(con)?;
+            Ok(())
+        })?;
+        Ok(deleted)
+    }
+
+    fn len(&self) -> Result<u64, Error> {
+        let mut n = 0u64;
+        self.scan("len", |_, keys| {
+            n += keys.len() as u64;
+            Ok(())
+        })?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_layout() {
+        let backend = RedisBackend::builder("redis://127.0.0.1:1/0")
+            .prefix("app")
+            .build()
+            .unwrap();
+        let ns = Namespace::new("m::f", Some("2")).unwrap();
+        let key = Key::from_bytes([0xab; 32]);
+        assert_eq!(
+            backend.redis_key(&ns, &key),
+            format!("app:m::f@2:{}", "ab".repeat(32))
+        );
+        assert_eq!(key.to_hex(), "ab".repeat(32));
+    }
+
+    #[test]
+    fn bad_configuration_is_a_config_error() {
+        let check = |result: Result<RedisBackend, Error>, param: &str| match result {
+            Err(Error::Config { param: p, message }) => {
+                assert_eq!(p, param);
+                assert!(!message.contains("s3cret"), "{message}");
+            }
+            other => panic!("expected a config error for {param}, got {other:?}"),
+        };
+        check(RedisBackend::from_url("http://user:s3cret@host/"), "url");
+        check(
+            RedisBackend::from_url("redis://user:s3cret@host/notadb"),
+            "url",
+        );
+        check(
+            RedisBackend::builder("redis://127.0.0.1/")
+                .prefix("")
+                .build(),
+            "prefix",
+        );
+        check(
+            RedisBackend::builder("redis://127.0.0.1/")
+                .evict_after(Duration::ZERO)
+                .build(),
+            "evict_after",
+        );
+        check(
+            RedisBackend::builder("redis://127.0.0.1/")
+                .response_timeout(Duration::ZERO)
+                .build(),
+            "response_timeout",
+        );
+        #[cfg(not(feature = "tls"))]
+        check(RedisBackend::from_url("rediss://127.0.0.1/"), "url");
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let builder = RedisBackend::builder("redis://user:s3cret@127.0.0.1:6379/0");
+        assert!(!format!("{builder:?}").contains("s3cret"));
+        let backend = builder.build().unwrap();
+        let shown = format!("{backend:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("user:***@127.0.0.1:6379/0"), "{shown}");
+        let core = backend.core(&Namespace::new("n", None).unwrap()).unwrap();
+        let _ = core; // `dyn Core` has no Debug; RedisCore's shows the redacted server only.
+        let client = redis::Client::open("redis://user:s3cret@127.0.0.1:6379/0").unwrap();
+        let from_client = RedisBackend::with_client(client).build().unwrap();
+        assert!(!format!("{from_client:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn scan_pattern_escapes_glob_characters() {
+        let ns = Namespace::new("a*b?[c]\\d", None).unwrap();
+        let pattern = scan_pattern(&namespace_base("cachier", &ns));
+        assert_eq!(
+            pattern,
+            format!("cachier:a\\*b\\?\\[c\\]\\\\d:{}", "?".repeat(64))
+        );
+    }
+}

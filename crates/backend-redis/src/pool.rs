@@ -1,0 +1,194 @@
+//! A small pool of synchronous connections that outlives server restarts.
+//!
+//! Idle connections are reused; a connection that breaks is dropped, and when one taken from
+//! the idle list turns out dead (the server restarted), every idle one is dropped and the
+//! operation retried once on a fresh connection, so a restart costs no failed call. Every
+//! connection has a connect and a response timeout, and after a failed connect no new one is
+//! tried for `reconnect_backoff`: a dead or unreachable server makes calls fail fast instead
+//! of hanging them.
+
+use std::time::{Duration, Instant};
+
+use cachier_core::Error;
+use parking_lot::Mutex;
+use redis::{Client, Connection, ConnectionLike, RedisError, RedisResult};
+
+/// Timeouts and sizes of a [`Pool`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    pub(crate) connect_timeout: Duration,
+    pub(crate) response_timeout: Duration,
+    pub(crate) reconnect_backoff: Duration,
+    pub(crate) max_idle: usize,
+}
+
+pub(crate) struct Pool {
+    client: Client,
+    settings: PoolSettings,
+    idle: Mutex<Vec<Connection>>,
+    /// Set after a failed connect: no new attempt before the instant; the text says why.
+    down: Mutex<Option<(Instant, String)>>,
+}
+
+/// The error of an operation while connecting is suspended.
+#[derive(Debug)]
+struct Unreachable {
+    retry_in: Duration,
+    last_error: String,
+}
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server unreachable (last error: {}); next connection attempt in {} ms",
+            self.last_error,
+            self.retry_in.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for Unreachable {}
+
+/// True when the connection itself failed (not a command): it cannot be reused.
+fn broken(error: &RedisError) -> bool {
+    error.is_io_error()
+        || error.is_connection_dropped()
+        || error.is_timeout()
+        || error.is_unrecoverable_error()
+}
+
+/// True when a reused connection was found dead, and a fresh one is worth one retry (a
+/// timeout is not: the server may be hung, and a retry would double the wait).
+fn dropped(error: &RedisError) -> bool {
+    (error.is_connection_dropped() || error.is_io_error() || error.is_unrecoverable_error())
+        && !error.is_timeout()
+}
+
+impl Pool {
+    pub(crate) fn new(client: Client, settings: PoolSettings) -> Pool {
+        Pool {
+            client,
+            settings,
+            idle: Mutex::new(Vec::new()),
+            down: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs `op` on a connection. `op` may run twice (once more on a fresh connection when a
+    /// pooled one was dead), so it must be safe to repeat.
+    pub(crate) fn run<T>(
+        &self,
+        operation: &'static str,
+        mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, Error> {
+        let reused = self.idle.lock().pop();
+        let (mut con, reused) = match reused {
+            Some(con) => (con, true),
+            None => (self.connect(operation)?, false),
+        };
+        match op(&mut con) {
+            Ok(value) => {
+                self.check_in(con);
+                Ok(value)
+            }
+            Err(error) if reused && dropped(&error) => {
+                drop(con);
+                self.idle.lock().clear();
+                let mut con = self.connect(operation)?;
+                let outcome = op(&mut con);
+                self.finish(con, outcome, operation)
+            }
+            Err(error) => self.finish(con, Err(error), operation),
+        }
+    }
+
+    fn finish<T>(
+        &self,
+        con: Connection,
+        outcome: RedisResult<T>,
+        operation: &'static str,
+    ) -> Result<T, Error> {
+        match outcome {
+            Ok(value) => {
+                self.check_in(con);
+                Ok(value)
+            }
+            Err(error) => {
+                if !broken(&error) {
+                    self.check_in(con);
+                }
+                Err(Error::backend("redis", operation, error))
+            }
+        }
+    }
+
+    fn check_in(&self, con: Connection) {
+        if !con.is_open() {
+            return;
+        }
+        let mut idle = self.idle.lock();
+        if idle.len() < self.settings.max_idle {
+            idle.push(con);
+        }
+    }
+
+    fn connect(&self, operation: &'static str) -> Result<Connection, Error> {
+        if let Some((until, last_error)) = &*self.down.lock() {
+            let now = Instant::now();
+            if now < *until {
+                let retry_in = *until - now;
+                return Err(Error::backend(
+                    "redis",
+                    operation,
+                    Unreachable {
+                        retry_in,
+                        last_error: last_error.clone(),
+                    },
+                ));
+            }
+        }
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
+        let settings = &self.settings;
+        let connected = self
+            .client
+            .get_connection_with_timeout(settings.connect_timeout)
+            .and_then(|con| {
+                con.set_read_timeout(Some(settings.response_timeout))?;
+                con.set_write_timeout(Some(settings.response_timeout))?;
+                Ok(con)
+            });
+        match connected {
+            Ok(con) => {
+                *self.down.lock() = None;
+                Ok(con)
+            }
+            Err(error) => {
+                if !settings.reconnect_backoff.is_zero() {
+                    *self.down.lock() = Some((
+                        Instant::now() + settings.reconnect_backoff,
+                        error.to_string(),
+                    ));
+                }
+                Err(Error::backend("redis", operation, error))
+            }
+        }
+    }
+}
+
+/// rustls needs a process-wide crypto provider; it picks one by itself only when exactly one
+/// is compiled in. Install ring's unless the program installed another.
+#[cfg(feature = "tls")]
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
+}

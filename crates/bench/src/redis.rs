@@ -1,0 +1,198 @@
+//! Redis backend rows, next to a raw `HGETALL` (and `GET`) round trip made with the same
+//! client in the same run.
+//!
+//! The server is `CACHIER_BENCH_REDIS_URL`, else `CACHIER_TEST_REDIS_URL`, else
+//! `redis://127.0.0.1:6379/0`; without a reachable server the rows are skipped with a note.
+//! Each run uses fresh namespaces and clears them at the end.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use cachier::{Backend, Key, Namespace, RedisBackend};
+
+use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
+
+fn url() -> String {
+    ["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"]
+        .iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+fn row(
+    entries: usize,
+    path: &'static str,
+    ours: Summary,
+    baseline_name: &str,
+    baseline: Summary,
+) -> Row {
+    Row {
+        backend: "redis".into(),
+        entries,
+        path,
+        ours,
+        baseline_name: baseline_name.into(),
+        baseline,
+    }
+}
+
+/// Like [`Config::measure`] for two operations at once: their batches alternate (one of
+/// `ours`, one of `baseline`, and again), so a burst of load on a shared machine hits both
+/// sides alike. The batch size is calibrated on `ours`.
+fn paired(
+    config: &Config,
+    mut ours: impl FnMut(u64),
+    mut baseline: impl FnMut(u64),
+) -> (Summary, Summary) {
+    let mut i = 0u64;
+    let mut batch = 1u64;
+    let time_batch = |op: &mut dyn FnMut(u64), i: &mut u64, batch: u64| {
+        let started = Instant::now();
+        for _ in 0..batch {
+            op(black_box(*i));
+            *i += 1;
+        }
+        started.elapsed()
+    };
+    loop {
+        let took = time_batch(&mut ours, &mut i, batch);
+        if took >= config.batch_time || batch >= 1 << 20 {
+            break;
+        }
+        batch *= (config.batch_time.as_nanos() / took.as_nanos().max(1)).clamp(2, 16) as u64;
+    }
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..config.samples {
+        a.push(time_batch(&mut ours, &mut i, batch).as_nanos() as f64 / batch as f64);
+        b.push(time_batch(&mut baseline, &mut i, batch).as_nanos() as f64 / batch as f64);
+    }
+    let summary = |mut per_call: Vec<f64>| {
+        per_call.sort_by(f64::total_cmp);
+        let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
+        Summary {
+            median_ns: at(0.5),
+            p10_ns: at(0.1),
+            p90_ns: at(0.9),
+            calls: batch * config.samples as u64,
+        }
+    };
+    (summary(a), summary(b))
+}
+
+/// Hit, miss and stale rows at every size, with their raw round-trip baselines.
+pub fn rows(config: &Config) -> Vec<Row> {
+    let url = url();
+    let backend = match RedisBackend::from_url(&url) {
+        Ok(backend) => backend,
+        Err(error) => {
+            eprintln!("redis rows skipped: {error}");
+            return Vec::new();
+        }
+    };
+    let mut con = match backend
+        .client()
+        .get_connection_with_timeout(Duration::from_secs(1))
+    {
+        Ok(con) => con,
+        Err(error) => {
+            eprintln!("redis rows skipped: no server ({error})");
+            return Vec::new();
+        }
+    };
+    let mut rows = Vec::new();
+    for &n in &config.sizes {
+        let f = overhead_fn(&run_name("redis"))
+            .backend(backend.clone())
+            .build()
+            .expect("build");
+        prefill(&f, n);
+        // The raw baseline reads the very entries the hits read, by their precomputed keys.
+        let keys: Vec<String> = (0..n as u64)
+            .map(|k| backend.redis_key(f.namespace(), &f.key(&k).expect("key")))
+            .collect();
+        let plain = Namespace::new(&run_name("redis-plain"), None).expect("namespace");
+        let plain_keys: Vec<String> = (0..n as u64)
+            .map(|k| backend.redis_key(&plain, &Key::of(&k).expect("key")))
+            .collect();
+        for chunk in plain_keys.chunks(5_000) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(b"0123456789".as_slice())
+                    .ignore();
+            }
+            pipe.query::<()>(&mut con).expect("fill GET baseline keys");
+        }
+
+        let stale = overhead_fn(&run_name("redis-stale"))
+            .backend(backend.clone())
+            .stale_after(Duration::ZERO)
+            .build()
+            .expect("build");
+        let stale_n = n.min(1_000);
+        prefill(&stale, stale_n);
+
+        // Each path is measured in batches alternating with its baseline's (see `paired`).
+        let mut raw_hgetall = |i: u64| {
+            let reply: redis::Value = redis::cmd("HGETALL")
+                .arg(&keys[scattered(i, n) as usize])
+                .query(&mut con)
+                .expect("HGETALL");
+            black_box(reply);
+        };
+        let (hit, raw) = paired(
+            config,
+            |i| {
+                black_box(f.call(scattered(i, n)));
+            },
+            &mut raw_hgetall,
+        );
+        rows.push(row(n, "hit", hit, "raw HGETALL round trip", raw));
+        let base = 1u64 << 40;
+        let (miss, raw) = paired(
+            config,
+            |i| {
+                black_box(f.call(base + i));
+            },
+            &mut raw_hgetall,
+        );
+        rows.push(row(n, "miss", miss, "raw HGETALL round trip", raw));
+        let (stale_path, raw) = paired(
+            config,
+            |i| {
+                black_box(stale.call(scattered(i, stale_n)));
+            },
+            &mut raw_hgetall,
+        );
+        rows.push(row(
+            n,
+            "stale (recompute)",
+            stale_path,
+            "raw HGETALL round trip",
+            raw,
+        ));
+        let (hit, raw) = paired(
+            config,
+            |i| {
+                black_box(f.call(scattered(i, n)));
+            },
+            |i| {
+                let reply: Option<Vec<u8>> = redis::cmd("GET")
+                    .arg(&plain_keys[scattered(i, n) as usize])
+                    .query(&mut con)
+                    .expect("GET");
+                black_box(reply);
+            },
+        );
+        rows.push(row(n, "hit", hit, "raw GET round trip", raw));
+
+        f.clear_cache().expect("clear");
+        stale.clear_cache().expect("clear");
+        backend
+            .core(&plain)
+            .and_then(|core| core.clear_cache())
+            .expect("clear");
+    }
+    rows
+}
