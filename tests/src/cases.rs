@@ -786,6 +786,48 @@ pub fn statistics_count_wait_timeouts(spec: &str) {
     assert_eq!(f.stats().wait_timeouts, 1);
 }
 
+/// Issue 8: a store lists its namespaces and a function's entries without their values.
+pub fn listing_namespaces_and_entries(spec: &str) {
+    let backend = backend_from_spec(spec);
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = built(
+        cachier::memoize(&unique_name("listing"), move |x: u64| {
+            if x == 3 {
+                thread::sleep(MS(600));
+            }
+            x * 1000 + c.bump() as u64
+        })
+        .shared_backend(backend.clone()),
+    );
+    f.call(1);
+    f.call(2);
+    let namespaces = backend.namespaces().unwrap();
+    assert!(namespaces.contains(f.namespace()), "{:?} lists {}", namespaces, f.namespace());
+    let mut entries = f.core().entries().unwrap();
+    entries.sort_by_key(|e| e.key);
+    let mut keys = vec![f.key(&1).unwrap(), f.key(&2).unwrap()];
+    keys.sort();
+    assert_eq!(entries.iter().map(|e| e.key).collect::<Vec<_>>(), keys);
+    for e in &entries {
+        assert!(e.completed && !e.being_calculated, "{e:?}");
+        assert!(e.size > 0 && e.age < Duration::from_secs(60), "{e:?}");
+    }
+    let computing = {
+        let f = f.clone();
+        thread::spawn(move || f.call(3))
+    };
+    let listed = crate::cases::eventually(|| {
+        let entries = f.core().entries().unwrap();
+        entries.iter().find(|e| e.key == f.key(&3).unwrap() && e.being_calculated).cloned()
+    });
+    assert!(!listed.completed, "a computation in flight is listed as being calculated: {listed:?}");
+    computing.join().unwrap();
+    f.clear_cache().unwrap();
+    assert!(f.core().entries().unwrap().is_empty());
+    assert!(!backend.namespaces().unwrap().contains(f.namespace()), "a cleared function is no longer listed");
+}
+
 /// Polls `check` for up to 10 s.
 pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);

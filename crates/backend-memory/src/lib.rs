@@ -44,6 +44,17 @@ impl Backend for MemoryBackend {
             .clone();
         Ok(core)
     }
+
+    fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        let cores = self.cores.lock();
+        let mut names: Vec<Namespace> = cores
+            .iter()
+            .filter(|(_, core)| !core.entries.lock().is_empty())
+            .map(|(name, _)| name.clone())
+            .collect();
+        names.sort();
+        Ok(names)
+    }
 }
 
 /// One function's entries.
