@@ -803,7 +803,12 @@ pub fn listing_namespaces_and_entries(spec: &str) {
     f.call(1);
     f.call(2);
     let namespaces = backend.namespaces().unwrap();
-    assert!(namespaces.contains(f.namespace()), "{:?} lists {}", namespaces, f.namespace());
+    assert!(
+        namespaces.contains(f.namespace()),
+        "{:?} lists {}",
+        namespaces,
+        f.namespace()
+    );
     let mut entries = f.core().entries().unwrap();
     entries.sort_by_key(|e| e.key);
     let mut keys = vec![f.key(&1).unwrap(), f.key(&2).unwrap()];
@@ -819,13 +824,22 @@ pub fn listing_namespaces_and_entries(spec: &str) {
     };
     let listed = crate::cases::eventually(|| {
         let entries = f.core().entries().unwrap();
-        entries.iter().find(|e| e.key == f.key(&3).unwrap() && e.being_calculated).cloned()
+        entries
+            .iter()
+            .find(|e| e.key == f.key(&3).unwrap() && e.being_calculated)
+            .cloned()
     });
-    assert!(!listed.completed, "a computation in flight is listed as being calculated: {listed:?}");
+    assert!(
+        !listed.completed,
+        "a computation in flight is listed as being calculated: {listed:?}"
+    );
     computing.join().unwrap();
     f.clear_cache().unwrap();
     assert!(f.core().entries().unwrap().is_empty());
-    assert!(!backend.namespaces().unwrap().contains(f.namespace()), "a cleared function is no longer listed");
+    assert!(
+        !backend.namespaces().unwrap().contains(f.namespace()),
+        "a cleared function is no longer listed"
+    );
 }
 
 /// Polls `check` for up to 10 s.

@@ -14,5 +14,7 @@ fn main() {
     rows.extend(cachier_bench::file::rows(&config));
     #[cfg(feature = "redis")]
     rows.extend(cachier_bench::redis::rows(&config));
+    #[cfg(feature = "macros")]
+    rows.extend(cachier_bench::macros::rows(&config));
     cachier_bench::print_table(&rows);
 }

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "file")]
 pub mod file;
+#[cfg(feature = "macros")]
+pub mod macros;
 #[cfg(feature = "memory")]
 pub mod memory;
 #[cfg(feature = "redis")]

@@ -23,6 +23,15 @@ pub use cachier_core::{all_stats, EntryInfo, FunctionStats, LatencySnapshot, Sta
 #[cfg(feature = "async")]
 pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};
 
+/// Memoizes a `fn` or `async fn`: `#[cachier(stale_after = "1h", backend = ...)]`.
+///
+/// The function keeps its signature; a sibling `<name>_cache()` returns its
+/// [`Memoized`] (or `AsyncMemoized`) handle for the management calls (`clear_cache`,
+/// `precache_value`, `call_with`, `cache_dpath`...). See the `cachier-macros` README for every
+/// parameter, methods (`allow_non_static_methods`) and `#[cachier] impl` blocks.
+#[cfg(feature = "macros")]
+pub use cachier_macros::cachier;
+
 #[cfg(feature = "metrics")]
 pub mod metrics;
 
@@ -128,4 +137,125 @@ fn shared_file_backend(local: &LocalOptions) -> Arc<dyn Backend> {
             )
         })
         .clone()
+}
+
+/// Runtime support for the code `#[cachier]` generates; not a public API.
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+pub mod __private {
+    use std::any::Any;
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    use crate::Error;
+
+    /// The memoized handle of one `#[cachier]` function, built on first use.
+    pub struct Slot {
+        built: OnceLock<Result<Box<dyn Any + Send + Sync>, Error>>,
+        mismatch_warned: AtomicBool,
+    }
+
+    impl Slot {
+        #[allow(clippy::new_without_default)]
+        pub const fn new() -> Self {
+            Slot {
+                built: OnceLock::new(),
+                mismatch_warned: AtomicBool::new(false),
+            }
+        }
+
+        /// The handle; the first call names (`derived`: from the module path, so checked for
+        /// accidental sharing) and builds it. A failed build is logged once and returned as
+        /// an error on every call (the function then runs uncached).
+        pub fn get<M, N>(
+            &'static self,
+            derived: bool,
+            name: impl FnOnce() -> N,
+            build: impl FnOnce(&str) -> Result<M, Error>,
+        ) -> Result<&'static M, Error>
+        where
+            M: Any + Send + Sync,
+            N: AsRef<str>,
+        {
+            let built = self.built.get_or_init(|| {
+                let name = name();
+                let name = name.as_ref();
+                let built = claim_name(self, name, derived).and_then(|()| build(name));
+                match built {
+                    Ok(handle) => Ok(Box::new(handle)),
+                    Err(error) => {
+                        tracing::warn!(namespace = name, %error, "cachier: cannot build this #[cachier] function's cache; it runs uncached");
+                        Err(error)
+                    }
+                }
+            });
+            match built {
+                Ok(handle) => handle.downcast_ref::<M>().ok_or_else(|| {
+                    let message = "a #[cachier] method in a generic impl has one cache for every instantiation; memoize in a non-generic impl";
+                    if !self.mismatch_warned.swap(true, Ordering::Relaxed) {
+                        tracing::warn!("cachier: {message}; it runs uncached");
+                    }
+                    Error::config("cachier", message)
+                }),
+                Err(error) => Err(copy_error(error)),
+            }
+        }
+    }
+
+    /// Refuses a derived namespace already taken by another function of this process (two
+    /// same-named functions in blocks of one module), so they never share entries by accident.
+    fn claim_name(slot: &'static Slot, name: &str, derived: bool) -> Result<(), Error> {
+        static NAMES: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+        if !derived {
+            return Ok(());
+        }
+        let id = slot as *const Slot as usize;
+        let mut names = NAMES
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *names.entry(name.to_owned()).or_insert(id) {
+            owner if owner == id => Ok(()),
+            _ => Err(Error::config(
+                "name",
+                format!("two #[cachier] functions are both named {name:?} (same-named functions in blocks of one module); give one of them `name = \"...\"`"),
+            )),
+        }
+    }
+
+    fn copy_error(error: &Error) -> Error {
+        match error {
+            Error::Config { param, message } => Error::config(param, message),
+            Error::Backend {
+                backend,
+                operation,
+                source,
+            } => Error::backend(backend, operation, source.to_string()),
+            other => Error::config("cachier", other),
+        }
+    }
+
+    /// A method's receiver inside the memoized arguments: not part of the key (it encodes to
+    /// nothing), so every instance shares the cache (`allow_non_static_methods`).
+    pub struct Receiver<T>(pub T);
+
+    impl<T> serde::Serialize for Receiver<T> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_unit()
+        }
+    }
+
+    /// `module::Type::method` for a method of `T`.
+    pub fn method_namespace<T: ?Sized>(module: &str, method: &str) -> String {
+        let full = std::any::type_name::<T>();
+        let path = full.split('<').next().unwrap_or(full);
+        let ty = path.rsplit("::").next().unwrap_or(path);
+        format!("{module}::{ty}::{method}")
+    }
+
+    /// Fixes a key closure's argument type, for inference.
+    pub fn key_fn<A, K, F: Fn(&A) -> K>(key: F) -> F {
+        key
+    }
 }
