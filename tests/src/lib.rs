@@ -48,6 +48,16 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
             cachier::RedisBackend::from_url(rest)
                 .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
         ),
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Arc::new(
+            cachier::SqlBackend::sqlite(rest)
+                .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
+        ),
+        #[cfg(feature = "postgres")]
+        "postgres" => Arc::new(
+            cachier::SqlBackend::postgres(rest)
+                .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
+        ),
         other => panic!("backend spec {spec:?}: unknown or not compiled in ({other})"),
     }
 }

@@ -39,3 +39,27 @@ mod redis {
     cachier_conformance::async_conformance_tests!(spec);
     cachier_conformance::async_multiprocess_tests!(spec);
 }
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    fn spec() -> Option<String> {
+        Some(format!(
+            "sqlite:{}",
+            cachier_conformance::fresh_dir("async-sqlite")
+                .join("cache.db")
+                .display()
+        ))
+    }
+    cachier_conformance::async_conformance_tests!(spec);
+    cachier_conformance::async_multiprocess_tests!(spec);
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    fn spec() -> Option<String> {
+        cachier_conformance::service_url("CACHIER_TEST_POSTGRES_URL", "async postgres")
+            .map(|url| format!("postgres:{url}"))
+    }
+    cachier_conformance::async_conformance_tests!(spec);
+    cachier_conformance::async_multiprocess_tests!(spec);
+}

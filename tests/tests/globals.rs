@@ -24,3 +24,22 @@ mod redis {
     )
     .map(|url| format!("redis:{url}")));
 }
+
+#[cfg(feature = "sqlite")]
+mod sqlite {
+    cachier_conformance::global_conformance_tests!(|| Some(format!(
+        "sqlite:{}",
+        cachier_conformance::fresh_dir("globals-sqlite")
+            .join("cache.db")
+            .display()
+    )));
+}
+
+#[cfg(feature = "postgres")]
+mod postgres {
+    cachier_conformance::global_conformance_tests!(|| cachier_conformance::service_url(
+        "CACHIER_TEST_POSTGRES_URL",
+        "globals::postgres"
+    )
+    .map(|url| format!("postgres:{url}")));
+}

@@ -16,5 +16,9 @@ fn main() {
     rows.extend(cachier_bench::redis::rows(&config));
     #[cfg(feature = "macros")]
     rows.extend(cachier_bench::macros::rows(&config));
+    #[cfg(feature = "sqlite")]
+    rows.extend(cachier_bench::sql::sqlite_rows(&config));
+    #[cfg(feature = "postgres")]
+    rows.extend(cachier_bench::sql::postgres_rows(&config));
     cachier_bench::print_table(&rows);
 }

@@ -12,6 +12,8 @@ pub mod macros;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod sql;
 
 /// What to measure.
 #[derive(Debug, Clone)]

@@ -19,6 +19,8 @@ pub use cachier_backend_memory::MemoryBackend;
 pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder, FileCore};
 #[cfg(feature = "redis")]
 pub use cachier_backend_redis::{RedisBackend, RedisBuilder};
+#[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
+pub use cachier_backend_sql::{SqlBackend, SqlBackendBuilder};
 pub use cachier_core::{all_stats, EntryInfo, FunctionStats, LatencySnapshot, StatsSnapshot};
 #[cfg(feature = "async")]
 pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};

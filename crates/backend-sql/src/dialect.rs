@@ -1,0 +1,442 @@
+//! The one statement table both dialects share: every statement is written once here, and a
+//! [`Dialect`] fills in the few fragments where SQLite and PostgreSQL differ (the clock, time
+//! arithmetic, placeholders and column types).
+
+use cachier_core::Error;
+
+/// The schema version this crate writes; bump it (and add a step to [`MIGRATIONS`]) when the
+/// table's layout changes, so existing tables are migrated instead of failing.
+pub(crate) const SCHEMA_VERSION: u32 = 1;
+
+/// Statements that bring a table from version `n` (the index + 1) to `n + 1`. Empty while
+/// only version 1 exists.
+pub(crate) const MIGRATIONS: &[&[&str]] = &[];
+
+/// The default table name (cachier's).
+pub const DEFAULT_TABLE: &str = "cachier_cache";
+
+/// Longest accepted table name: PostgreSQL truncates identifiers at 63 bytes and the metadata
+/// table appends `_meta`.
+const MAX_TABLE_LEN: usize = 58;
+
+/// Where the two SQL dialects differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// SQLite: times are INTEGER microseconds since the Unix epoch (UTC) by SQLite's own clock.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
+    Sqlite,
+    /// PostgreSQL: times are `TIMESTAMPTZ` by the server's clock (`now()`).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres,
+}
+
+impl Dialect {
+    /// Parameter `n` (1-based).
+    fn p(self, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    /// The store's clock.
+    fn now(self) -> &'static str {
+        match self {
+            // `unixepoch('subsec')` has millisecond resolution and is stable within a statement.
+            Dialect::Sqlite => "CAST(ROUND(unixepoch('subsec') * 1000000) AS INTEGER)",
+            Dialect::Postgres => "now()",
+        }
+    }
+
+    /// The store's clock shifted by parameter `n` microseconds (`sign` is `+` or `-`).
+    fn now_shifted(self, sign: char, n: u8) -> String {
+        match self {
+            Dialect::Sqlite => format!("({} {sign} ?{n})", self.now()),
+            Dialect::Postgres => format!("(now() {sign} ${n}::int8 * interval '1 microsecond')"),
+        }
+    }
+
+    /// A time column as microseconds since the Unix epoch.
+    fn epoch_us(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => column.to_owned(),
+            Dialect::Postgres => format!("(extract(epoch from {column}) * 1000000)::int8"),
+        }
+    }
+
+    /// How old a time column is, in microseconds, by the store's clock.
+    fn age_us(self, column: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("({} - {column})", self.now()),
+            Dialect::Postgres => {
+                format!("(extract(epoch from (now() - {column})) * 1000000)::int8")
+            }
+        }
+    }
+
+    fn blob_type(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BLOB",
+            Dialect::Postgres => "BYTEA",
+        }
+    }
+
+    fn time_type(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "INTEGER",
+            Dialect::Postgres => "TIMESTAMPTZ",
+        }
+    }
+}
+
+/// A validated table name, possibly schema-qualified (`schema.table`), and its quoted forms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TableName {
+    /// As the user wrote it.
+    pub(crate) name: String,
+    /// Quoted for SQL (`"schema"."table"`).
+    quoted: String,
+    /// The metadata table, quoted.
+    quoted_meta: String,
+}
+
+impl TableName {
+    /// Checks `name`: one or two dot-separated identifiers of ASCII letters, digits and
+    /// underscores, not starting with a digit, the table part at most 58 characters. Nothing
+    /// else ever reaches SQL text, so no name can inject SQL.
+    pub(crate) fn parse(name: &str) -> Result<TableName, Error> {
+        let bad = |why: &str| {
+            Err(Error::config(
+                "table",
+                format!(
+                    "{name:?} {why}; use letters, digits and underscores (not starting with a digit), optionally `schema.table`, \
+                     at most {MAX_TABLE_LEN} characters per part"
+                ),
+            ))
+        };
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.len() > 2 {
+            return bad("has more than one dot");
+        }
+        for part in &parts {
+            if part.is_empty() {
+                return bad("has an empty part");
+            }
+            if part.len() > MAX_TABLE_LEN {
+                return bad("is too long");
+            }
+            if part.starts_with(|c: char| c.is_ascii_digit()) {
+                return bad("starts with a digit");
+            }
+            if !part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return bad("contains characters that are not allowed");
+            }
+        }
+        let quote = |parts: &[&str], suffix: &str| {
+            let last = parts.len() - 1;
+            parts
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    if i == last {
+                        format!("\"{p}{suffix}\"")
+                    } else {
+                        format!("\"{p}\"")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+        };
+        Ok(TableName {
+            name: name.to_owned(),
+            quoted: quote(&parts, ""),
+            quoted_meta: quote(&parts, "_meta"),
+        })
+    }
+}
+
+/// The statements a core runs, in the order of [`Statements::sql`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stmt {
+    /// `(function_id, key)` → value, stored (µs), age (µs), completed, claim owner, live claim.
+    Get,
+    /// `(function_id, key, value, token or NULL)`: store and release `token`'s claim.
+    Put,
+    /// `(function_id, key, token, lease µs)`: 1 row = claimed.
+    Claim,
+    /// `(function_id, key, token, lease µs)`: 1 row = still ours.
+    Renew,
+    /// `(function_id, key, token)`: drop our placeholder row (no value stored yet).
+    ReleasePlaceholder,
+    /// `(function_id, key, token)`: drop our claim, keep the value.
+    Release,
+    /// `(function_id)`.
+    ClearCache,
+    /// `(function_id)`.
+    ClearClaims,
+    /// `(function_id, older than µs)`.
+    DeleteStale,
+    /// `(function_id)` → count.
+    Len,
+    /// `(function_id)` → key, value size, stored (µs), age (µs), completed, claim owner, live.
+    Entries,
+    /// `()` → every function id with rows.
+    Namespaces,
+}
+
+/// Number of [`Stmt`] variants.
+pub(crate) const STMT_COUNT: usize = 12;
+
+impl Stmt {
+    /// Index into [`Statements::sql`] and into per-connection caches of prepared statements.
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Every statement of one table in one dialect, rendered once per backend.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) table: TableName,
+    sql: [String; STMT_COUNT],
+    /// DDL: the cache table.
+    pub(crate) create_table: String,
+    /// DDL: the metadata table (name → value).
+    pub(crate) create_meta: String,
+    /// `SELECT value FROM meta WHERE name = 'schema_version'`.
+    pub(crate) select_version: String,
+    /// Records [`SCHEMA_VERSION`] (parameter: the version as text).
+    pub(crate) upsert_version: String,
+}
+
+impl Statements {
+    pub(crate) fn new(dialect: Dialect, table: TableName) -> Statements {
+        let d = dialect;
+        let t = &table.quoted;
+        let p = |n| d.p(n);
+        let now = d.now();
+        let live = format!("(claim_owner IS NOT NULL AND claim_expires > {now})");
+        let row = format!("function_id = {} AND key = {}", p(1), p(2));
+        let sql = [
+            // Get: one query per hit, age and lease judged by the store's clock.
+            format!(
+                "SELECT value, {}, {}, completed, claim_owner, {live} FROM {t} WHERE {row}",
+                d.epoch_us("stored_at"),
+                d.age_us("stored_at"),
+            ),
+            // Put: write the value and release the caller's own claim in one statement.
+            format!(
+                "INSERT INTO {t} AS cur (function_id, key, value, stored_at, completed, claim_owner, claim_expires) \
+                 VALUES ({}, {}, {}, {now}, TRUE, NULL, NULL) \
+                 ON CONFLICT (function_id, key) DO UPDATE SET value = excluded.value, stored_at = excluded.stored_at, \
+                 completed = TRUE, \
+                 claim_owner = CASE WHEN cur.claim_owner = {p4} THEN NULL ELSE cur.claim_owner END, \
+                 claim_expires = CASE WHEN cur.claim_owner = {p4} THEN NULL ELSE cur.claim_expires END",
+                p(1),
+                p(2),
+                p(3),
+                p4 = p(4),
+            ),
+            // Claim: atomic; taken when free, lapsed, or already ours (a retry after a lost
+            // connection must not lock its own caller out). A stored value is kept.
+            format!(
+                "INSERT INTO {t} AS cur (function_id, key, value, stored_at, completed, claim_owner, claim_expires) \
+                 VALUES ({}, {}, NULL, {now}, FALSE, {}, {}) \
+                 ON CONFLICT (function_id, key) DO UPDATE SET claim_owner = excluded.claim_owner, \
+                 claim_expires = excluded.claim_expires \
+                 WHERE cur.claim_owner IS NULL OR cur.claim_expires <= {now} OR cur.claim_owner = excluded.claim_owner",
+                p(1),
+                p(2),
+                p(3),
+                d.now_shifted('+', 4),
+            ),
+            // Renew.
+            format!(
+                "UPDATE {t} SET claim_expires = {} WHERE {row} AND claim_owner = {}",
+                d.now_shifted('+', 4),
+                p(3)
+            ),
+            // ReleasePlaceholder.
+            format!("DELETE FROM {t} WHERE {row} AND claim_owner = {} AND NOT completed", p(3)),
+            // Release.
+            format!(
+                "UPDATE {t} SET claim_owner = NULL, claim_expires = NULL WHERE {row} AND claim_owner = {}",
+                p(3)
+            ),
+            // ClearCache.
+            format!("DELETE FROM {t} WHERE function_id = {}", p(1)),
+            // ClearClaims: placeholders left behind hold no value and read as misses.
+            format!(
+                "UPDATE {t} SET claim_owner = NULL, claim_expires = NULL WHERE function_id = {} AND claim_owner IS NOT NULL",
+                p(1)
+            ),
+            // DeleteStale: a live computation keeps its row (and so its claim).
+            format!(
+                "DELETE FROM {t} WHERE function_id = {} AND stored_at < {} AND NOT {live}",
+                p(1),
+                d.now_shifted('-', 2)
+            ),
+            // Len.
+            format!("SELECT COUNT(*) FROM {t} WHERE function_id = {}", p(1)),
+            // Entries: everything but the values.
+            format!(
+                "SELECT key, CAST(COALESCE(length(value), 0) AS BIGINT), {}, {}, completed, claim_owner, {live} \
+                 FROM {t} WHERE function_id = {}",
+                d.epoch_us("stored_at"),
+                d.age_us("stored_at"),
+                p(1),
+            ),
+            // Namespaces.
+            format!("SELECT DISTINCT function_id FROM {t}"),
+        ];
+        let create_table = format!(
+            "CREATE TABLE IF NOT EXISTS {t} (\
+             function_id TEXT NOT NULL, \
+             key TEXT NOT NULL, \
+             value {blob}, \
+             stored_at {time} NOT NULL, \
+             completed BOOLEAN NOT NULL DEFAULT FALSE, \
+             claim_owner TEXT, \
+             claim_expires {time}, \
+             PRIMARY KEY (function_id, key))",
+            blob = d.blob_type(),
+            time = d.time_type(),
+        );
+        let m = &table.quoted_meta;
+        let create_meta =
+            format!("CREATE TABLE IF NOT EXISTS {m} (name TEXT PRIMARY KEY, value TEXT NOT NULL)");
+        let select_version = format!("SELECT value FROM {m} WHERE name = 'schema_version'");
+        let upsert_version = format!(
+            "INSERT INTO {m} (name, value) VALUES ('schema_version', {}) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            p(1)
+        );
+        Statements {
+            table,
+            sql,
+            create_table,
+            create_meta,
+            select_version,
+            upsert_version,
+        }
+    }
+
+    /// The text of `stmt`.
+    pub(crate) fn sql(&self, stmt: Stmt) -> &str {
+        &self.sql[stmt.index()]
+    }
+}
+
+/// What a schema set-up needs from a transaction, so that one [`ensure_schema`] serves both
+/// drivers.
+pub(crate) trait SchemaTx {
+    /// Runs DDL or a statement without parameters or results.
+    fn batch(&mut self, sql: &str) -> Result<(), Error>;
+    /// The first column of the first row of `sql`, if any row.
+    fn query_text(&mut self, sql: &str) -> Result<Option<String>, Error>;
+    /// Runs `sql` with one text parameter.
+    fn execute_text(&mut self, sql: &str, param: &str) -> Result<(), Error>;
+}
+
+/// Creates the tables if missing and checks (or migrates) the schema version. Runs inside a
+/// transaction that the caller holds exclusively (SQLite `BEGIN IMMEDIATE`, a PostgreSQL
+/// advisory lock), so concurrent first users do not race.
+pub(crate) fn ensure_schema(tx: &mut dyn SchemaTx, stmts: &Statements) -> Result<(), Error> {
+    tx.batch(&stmts.create_meta)?;
+    let found = tx.query_text(&stmts.select_version)?;
+    let version = match found {
+        None => {
+            tx.batch(&stmts.create_table)?;
+            tx.execute_text(&stmts.upsert_version, &SCHEMA_VERSION.to_string())?;
+            return Ok(());
+        }
+        Some(text) => text.trim().parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
+            Error::config(
+                "table",
+                format!(
+                    "table {:?}: its metadata holds schema version {text:?}, which is not a version number; use another table",
+                    stmts.table.name
+                ),
+            )
+        })?,
+    };
+    if version > SCHEMA_VERSION {
+        return Err(Error::config(
+            "table",
+            format!(
+                "table {:?} has schema version {version}, written by a newer cachier (this one knows up to {SCHEMA_VERSION}); \
+                 upgrade cachier or use another table",
+                stmts.table.name
+            ),
+        ));
+    }
+    for step in version..SCHEMA_VERSION {
+        // `step` starts at 1; MIGRATIONS[0] goes from version 1 to 2.
+        for sql in MIGRATIONS
+            .get(step as usize - 1)
+            .copied()
+            .unwrap_or_default()
+        {
+            tx.batch(sql)?;
+        }
+    }
+    tx.batch(&stmts.create_table)?;
+    if version != SCHEMA_VERSION {
+        tx.execute_text(&stmts.upsert_version, &SCHEMA_VERSION.to_string())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_validated() {
+        for good in [
+            "cachier_cache",
+            "c",
+            "_x1",
+            "Cache",
+            "public.cachier_cache",
+            &"a".repeat(58),
+        ] {
+            assert!(TableName::parse(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a b",
+            "a;DROP TABLE x",
+            "a\"b",
+            "a.b.c",
+            ".a",
+            "a.",
+            "tåble",
+            &"a".repeat(59),
+        ] {
+            match TableName::parse(bad) {
+                Err(Error::Config { param: "table", .. }) => {}
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_are_quoted() {
+        let t = TableName::parse("s.Tab").unwrap();
+        assert_eq!(t.quoted, "\"s\".\"Tab\"");
+        assert_eq!(t.quoted_meta, "\"s\".\"Tab_meta\"");
+    }
+
+    #[test]
+    fn dialects_differ_only_in_fragments() {
+        let t = TableName::parse("t").unwrap();
+        let pg = Statements::new(Dialect::Postgres, t.clone());
+        let lite = Statements::new(Dialect::Sqlite, t);
+        assert!(pg.sql(Stmt::Claim).contains("$4::int8"));
+        assert!(lite.sql(Stmt::Claim).contains("?4"));
+        assert!(!lite.sql(Stmt::Get).contains('$'));
+        assert!(pg.sql(Stmt::Get).contains("now()"));
+    }
+}
