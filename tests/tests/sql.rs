@@ -498,3 +498,24 @@ mod postgres {
         );
     }
 }
+
+/// `sqlite::memory:`: a private in-memory database per backend.
+#[cfg(feature = "sqlite")]
+mod sqlite_memory {
+    cachier_conformance::conformance_tests!(|| Some("sqlite::memory:".to_string()));
+
+    #[test]
+    fn in_memory_url_opens() {
+        let backend = cachier::SqlBackend::from_url("sqlite::memory:").unwrap();
+        assert_eq!(backend.sqlite_path(), None);
+        let f = cachier::memoize(
+            &cachier_conformance::unique_name("sqlite_memory"),
+            |x: u64| x + 1,
+        )
+        .backend(backend)
+        .build()
+        .unwrap();
+        assert_eq!(f.call(1), 2);
+        assert_eq!(f.core().len().unwrap(), 1);
+    }
+}

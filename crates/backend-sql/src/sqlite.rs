@@ -49,20 +49,18 @@ impl fmt::Debug for SqliteDriver {
 
 impl SqliteDriver {
     pub(crate) fn new(location: Location, table: TableName) -> Result<SqliteDriver, Error> {
-        let path = match location {
-            Location::File(path) => path,
-            Location::Memory => {
-                return Err(Error::config(
-                    "url",
-                    "in-memory SQLite (sqlite::memory:) is not supported yet; use a file (sqlite:///path/to/cache.db) or the memory backend",
-                ))
-            }
-        };
         let stmts = Arc::new(Statements::new(Dialect::Sqlite, table));
         let init_stmts = stmts.clone();
-        // A cache's content can always be recomputed: a damaged file is moved aside.
-        let options = OpenOptions::default().recover_corrupt(true);
-        let db = Database::open(path, NAME, options, move |conn| init(conn, &init_stmts))?;
+        let db = match location {
+            Location::File(path) => {
+                // A cache's content can always be recomputed: a damaged file is moved aside.
+                let options = OpenOptions::default().recover_corrupt(true);
+                Database::open(path, NAME, options, move |conn| init(conn, &init_stmts))?
+            }
+            Location::Memory => {
+                Database::open_in_memory(NAME, move |conn| init(conn, &init_stmts))?
+            }
+        };
         Ok(SqliteDriver { db, stmts })
     }
 }
@@ -239,6 +237,6 @@ impl Driver for SqliteDriver {
     }
 
     fn path(&self) -> Option<&Path> {
-        Some(self.db.path())
+        Some(self.db.path()).filter(|p| p.as_os_str() != ":memory:")
     }
 }

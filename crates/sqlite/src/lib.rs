@@ -90,6 +90,8 @@ struct Inner {
     last_check_ms: AtomicU64,
     /// Serialises recoveries inside this process (the lock file does across processes).
     recovering: Mutex<()>,
+    /// The one connection of an in-memory database (which lives as long as it does).
+    memory: Option<Mutex<Connection>>,
 }
 
 /// One SQLite database file shared by threads and processes: a pool of WAL-mode connections.
@@ -144,11 +146,40 @@ impl Database {
                 current: Mutex::new(None),
                 last_check_ms: AtomicU64::new(now_ms()),
                 recovering: Mutex::new(()),
+                memory: None,
             }),
         };
         // Open one connection now, so a bad path or a damaged file shows at once.
         db.with("open", |_| Ok(()))?;
         Ok(db)
+    }
+
+    /// A private in-memory database (`sqlite::memory:`): one connection, shared by the threads
+    /// of this process in turn, gone with the last clone. `init` runs once; `path()` is
+    /// `":memory:"`.
+    ///
+    /// # Errors
+    /// [`Error::Backend`] with operation `"open"` when SQLite or `init` fails.
+    pub fn open_in_memory(
+        backend: &'static str,
+        init: impl Fn(&Connection) -> rusqlite::Result<()> + Send + Sync + 'static,
+    ) -> Result<Database, Error> {
+        let conn = Connection::open_in_memory().map_err(|e| backend_error(backend, "open", e))?;
+        init(&conn).map_err(|e| backend_error(backend, "open", e))?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                path: PathBuf::from(":memory:"),
+                backend,
+                options: OpenOptions::default(),
+                init: Box::new(init),
+                idle: Mutex::new(Vec::new()),
+                generation: AtomicU64::new(0),
+                current: Mutex::new(None),
+                last_check_ms: AtomicU64::new(now_ms()),
+                recovering: Mutex::new(()),
+                memory: Some(Mutex::new(conn)),
+            }),
+        })
     }
 
     /// The database file.
@@ -166,6 +197,9 @@ impl Database {
         operation: &'static str,
         mut f: impl FnMut(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, Error> {
+        if let Some(memory) = &self.inner.memory {
+            return f(&mut memory.lock()).map_err(|e| self.error(operation, e));
+        }
         self.check_identity();
         let mut pooled = self.take(operation)?;
         match f(&mut pooled.conn) {
