@@ -6,6 +6,46 @@
 //! ([`Memoized`]) runs it to completion on the caller's thread (it never suspends), the async
 //! driver ([`AsyncMemoized`]) awaits the store and the function.
 
+/// The accessors every kind of memoized function has (its `inner.shared` is a [`Shared`]).
+macro_rules! shared_accessors {
+    () => {
+        /// The directory holding the cache for file backends, `None` for others.
+        pub fn cache_dpath(&self) -> Option<std::path::PathBuf> {
+            self.inner.shared.core.cache_dpath()
+        }
+
+        /// The function's namespace in its store.
+        pub fn namespace(&self) -> &crate::Namespace {
+            &self.inner.shared.namespace
+        }
+
+        /// The (blocking) store of this function, for inspection.
+        pub fn core(&self) -> &std::sync::Arc<dyn crate::Core> {
+            &self.inner.shared.core
+        }
+
+        /// The key `args` are cached under.
+        pub fn key(&self, args: &A) -> Result<crate::Key, crate::Error> {
+            self.inner.shared.key(args)
+        }
+
+        /// How many store failures calls have met (worked around, or returned by strict calls).
+        pub fn backend_error_count(&self) -> u64 {
+            self.inner
+                .shared
+                .stats
+                .backend_errors
+                .load(std::sync::atomic::Ordering::Relaxed)
+        }
+
+        /// This function's statistics: hits, misses, stale hits, recalculations, wait
+        /// timeouts, size-limit rejections, backend errors, hit rate and latency histograms.
+        pub fn stats(&self) -> crate::StatsSnapshot {
+            self.inner.shared.stats.snapshot()
+        }
+    };
+}
+
 mod blocking;
 #[cfg(feature = "async")]
 mod nonblocking;

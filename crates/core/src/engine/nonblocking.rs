@@ -6,8 +6,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,8 +14,7 @@ use serde::Serialize;
 
 use super::{compute_claimed, run, Driver, Kind, Memoize, Shared, ValueCodec};
 use crate::{
-    AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key,
-    Namespace, StatsSnapshot,
+    AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key,
 };
 
 type AsyncFunc<A, R> = Arc<dyn Fn(A) -> BoxFuture<'static, R> + Send + Sync>;
@@ -224,38 +221,5 @@ where
         self.inner.store.delete_stale_entries(older_than).await
     }
 
-    /// The directory holding the cache for file backends, `None` for others.
-    pub fn cache_dpath(&self) -> Option<PathBuf> {
-        self.inner.shared.core.cache_dpath()
-    }
-
-    /// The function's namespace in its store.
-    pub fn namespace(&self) -> &Namespace {
-        &self.inner.shared.namespace
-    }
-
-    /// The blocking store of this function, for inspection.
-    pub fn core(&self) -> &Arc<dyn Core> {
-        &self.inner.shared.core
-    }
-
-    /// The key `args` are cached under.
-    pub fn key(&self, args: &A) -> Result<Key, Error> {
-        self.inner.shared.key(args)
-    }
-
-    /// How many store failures calls have met (worked around, or returned by strict calls).
-    pub fn backend_error_count(&self) -> u64 {
-        self.inner
-            .shared
-            .stats
-            .backend_errors
-            .load(Ordering::Relaxed)
-    }
-
-    /// This function's statistics: hits, misses, stale hits, recalculations, wait timeouts,
-    /// size-limit rejections, backend errors, hit rate and latency histograms.
-    pub fn stats(&self) -> StatsSnapshot {
-        self.inner.shared.stats.snapshot()
-    }
+    shared_accessors!();
 }
