@@ -58,6 +58,25 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
             cachier::SqlBackend::postgres(rest)
                 .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
         ),
+        #[cfg(feature = "mongo")]
+        "mongo" => {
+            // One client per URL for the whole process: each client opens a pool and monitors.
+            type Backends =
+                parking_lot::Mutex<std::collections::HashMap<String, cachier::MongoBackend>>;
+            static BACKENDS: std::sync::LazyLock<Backends> =
+                std::sync::LazyLock::new(Default::default);
+            let mut backends = BACKENDS.lock();
+            let backend = match backends.get(rest) {
+                Some(backend) => backend.clone(),
+                None => {
+                    let backend = cachier::MongoBackend::from_url(rest)
+                        .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}"));
+                    backends.insert(rest.to_owned(), backend.clone());
+                    backend
+                }
+            };
+            Arc::new(backend)
+        }
         other => panic!("backend spec {spec:?}: unknown or not compiled in ({other})"),
     }
 }

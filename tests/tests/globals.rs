@@ -43,3 +43,12 @@ mod postgres {
     )
     .map(|url| format!("postgres:{url}")));
 }
+
+#[cfg(feature = "mongo")]
+mod mongo {
+    cachier_conformance::global_conformance_tests!(|| cachier_conformance::service_url(
+        "CACHIER_TEST_MONGO_URL",
+        "globals::mongo"
+    )
+    .map(|url| format!("mongo:{url}")));
+}

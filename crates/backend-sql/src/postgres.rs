@@ -28,57 +28,10 @@ pub(crate) fn parse_config(url: &str) -> Result<Config, Error> {
             "url",
             format!(
                 "{} is not a valid PostgreSQL URL ({e}); expected postgres://user@host:port/database",
-                redact(url)
+                cachier_core::redact_url(url)
             ),
         )
     })
-}
-
-/// `url` with the password of `scheme://user:password@host` replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        // key=value form: hide any password=... value.
-        return url
-            .split_whitespace()
-            .map(|kv| {
-                if kv.starts_with("password=") {
-                    "password=***"
-                } else {
-                    kv
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let tail = redact_query(tail);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => format!("{scheme}://{userinfo}@{host}{tail}"),
-        },
-        None => format!("{scheme}://{authority}{tail}"),
-    }
-}
-
-fn redact_query(tail: &str) -> String {
-    match tail.split_once('?') {
-        None => tail.to_owned(),
-        Some((path, query)) => {
-            let query: Vec<&str> = query
-                .split('&')
-                .map(|kv| {
-                    if kv.starts_with("password=") {
-                        "password=***"
-                    } else {
-                        kv
-                    }
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
-        }
-    }
 }
 
 /// A `postgres::Client` that can be dropped anywhere. The sync client closes its connection by
@@ -541,23 +494,6 @@ impl SchemaTx for PgTx<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            redact("postgres://u@h/db?password=secret&x=1"),
-            "postgres://u@h/db?password=***&x=1"
-        );
-        assert_eq!(
-            redact("host=h password=secret user=u"),
-            "host=h password=*** user=u"
-        );
-        assert_eq!(redact("postgres://h/db"), "postgres://h/db");
-    }
 
     #[test]
     fn debug_and_errors_hide_the_password() {

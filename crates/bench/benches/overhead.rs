@@ -20,5 +20,7 @@ fn main() {
     rows.extend(cachier_bench::sql::sqlite_rows(&config));
     #[cfg(feature = "postgres")]
     rows.extend(cachier_bench::sql::postgres_rows(&config));
+    #[cfg(feature = "mongo")]
+    rows.extend(cachier_bench::mongo::rows(&config));
     cachier_bench::print_table(&rows);
 }

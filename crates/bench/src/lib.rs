@@ -10,6 +10,8 @@ pub mod file;
 pub mod macros;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]

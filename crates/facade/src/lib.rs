@@ -15,6 +15,8 @@ pub use cachier_settings::{
 
 #[cfg(feature = "memory")]
 pub use cachier_backend_memory::MemoryBackend;
+#[cfg(feature = "mongo")]
+pub use cachier_backend_mongo::{MongoBackend, MongoBackendBuilder, MongoCore};
 #[cfg(feature = "pickle")]
 pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder, FileCore};
 #[cfg(feature = "redis")]
@@ -36,6 +38,8 @@ pub use cachier_macros::cachier;
 
 #[cfg(feature = "metrics")]
 pub mod metrics;
+mod url;
+pub use url::{backend_from_url, shared_backend_from_url};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -101,18 +105,20 @@ where
     cachier_core::memoize_async_fallible(name, func).default_backend(default_backend)
 }
 
-/// Builds the global default backend by name, for functions that name none.
-pub fn default_backend(name: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>> {
+/// Builds the global default backend (`"pickle"`, `"memory"` or a backend URL), for
+/// functions that name none. URL backends are opened once and shared.
+pub fn default_backend(spec: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>> {
     let _ = local;
-    match name {
-        #[cfg(feature = "memory")]
-        cachier_settings::MEMORY_BACKEND => Ok(Arc::new(MemoryBackend::global())),
+    match spec {
         #[cfg(feature = "pickle")]
         cachier_settings::FILE_BACKEND => Ok(shared_file_backend(local)),
-        other => Err(Error::config(
+        #[cfg(not(feature = "pickle"))]
+        cachier_settings::FILE_BACKEND => Err(Error::config(
             "backend",
-            format!("the default backend {other:?} is not compiled in; enable its cargo feature of `cachier` or set the global backend to one that is"),
+            "the default file backend is not compiled in; enable the `pickle` cargo feature of `cachier` or set the global backend to another",
         )),
+        cachier_settings::MEMORY_BACKEND => shared_backend_from_url("memory:"),
+        url => shared_backend_from_url(url),
     }
 }
 

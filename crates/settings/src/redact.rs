@@ -34,24 +34,34 @@ pub fn redact_url(url: &str) -> String {
             }
             out.push_str(path);
         }
-        None => out.push_str(before_query),
+        // PostgreSQL's `key=value` connection strings.
+        None => {
+            let pairs: Vec<&str> = before_query
+                .split(' ')
+                .map(|pair| match pair.split_once('=') {
+                    Some((name, _)) if is_password(name) => "password=***",
+                    _ => pair,
+                })
+                .collect();
+            out.push_str(&pairs.join(" "));
+        }
     }
     if let Some(query) = query {
         out.push('?');
         let pairs: Vec<String> = query
             .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((name, _))
-                    if matches!(name.to_ascii_lowercase().as_str(), "pass" | "password") =>
-                {
-                    format!("{name}=***")
-                }
+                Some((name, _)) if is_password(name) => format!("{name}=***"),
                 _ => pair.to_owned(),
             })
             .collect();
         out.push_str(&pairs.join("&"));
     }
     out
+}
+
+fn is_password(name: &str) -> bool {
+    matches!(name.to_ascii_lowercase().as_str(), "pass" | "password")
 }
 
 #[cfg(test)]
@@ -76,5 +86,13 @@ mod tests {
             "redis+unix:///run/redis.sock?db=1&pass=***&user=me"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(
+            redact_url("host=db user=app password=s3cret dbname=cache"),
+            "host=db user=app password=*** dbname=cache"
+        );
+        assert_eq!(
+            redact_url("mongodb://user:s3cret@host:27017/db?x=1"),
+            "mongodb://user:***@host:27017/db?x=1"
+        );
     }
 }

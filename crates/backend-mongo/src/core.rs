@@ -1,0 +1,431 @@
+//! One function's entries: the documents of the collection whose `func` is its namespace.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use cachier_core::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key};
+use mongodb::bson::spec::BinarySubtype;
+use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
+use mongodb::error::{ErrorKind, WriteFailure};
+
+use crate::{runtime, Shared, NAME};
+
+/// Longest pause between two looks of a waiting caller.
+const WAIT_POLL_MAX: Duration = Duration::from_millis(40);
+
+/// The entries of one memoized function in a [`MongoBackend`](crate::MongoBackend)'s
+/// collection.
+///
+/// A document is cachier's (`func`, `key`, `value` as binary, `time` as a UTC datetime,
+/// `processing`, `completed`) plus `claim_owner` and `lease_until`. Times are written by the
+/// server's clock (`$$NOW`), and claims are decided by it.
+pub struct MongoCore {
+    shared: Arc<Shared>,
+    func: String,
+}
+
+impl std::fmt::Debug for MongoCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MongoCore")
+            .field("namespace", &self.shared.collection.namespace().to_string())
+            .field("func", &self.func)
+            .finish()
+    }
+}
+
+/// The driver's error code of a failed command or write, if it has one.
+pub(crate) fn error_code(error: &mongodb::error::Error) -> Option<i32> {
+    match &*error.kind {
+        ErrorKind::Command(e) => Some(e.code),
+        ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
+        _ => None,
+    }
+}
+
+const DUPLICATE_KEY: i32 = 11000;
+
+fn lease_ms(lease: Duration) -> i64 {
+    i64::try_from(lease.as_millis())
+        .unwrap_or(i64::MAX / 4)
+        .max(1)
+}
+
+/// The server's clock in milliseconds, read inside an update pipeline. `$toLong` keeps it a
+/// plain number, which every server compares correctly (SecantusDB mis-compares a raw
+/// `$$NOW` with stored dates).
+fn server_now_expression() -> Bson {
+    Bson::Document(doc! { "$toLong": "$$NOW" })
+}
+
+/// Whether a document holds a claim whose lease is still ahead of the server's clock.
+fn live_claim(doc: &Document, now_ms: i64) -> bool {
+    doc.get_bool("processing").unwrap_or(false)
+        && matches!(doc.get("lease_until"), Some(Bson::DateTime(until)) if until.timestamp_millis() > now_ms)
+}
+
+/// What a document says, however it was read (whole, or listed without its value).
+struct State {
+    time: SystemTime,
+    age: Duration,
+    completed: bool,
+    live_claim: bool,
+    claim_owner: Option<String>,
+}
+
+impl State {
+    /// `has_value`: the document's `value` is binary.
+    fn of(doc: &Document, has_value: bool, now_ms: i64) -> State {
+        let time_ms = match doc.get("time") {
+            Some(Bson::DateTime(time)) => Some(time.timestamp_millis()),
+            _ => None,
+        };
+        let completed =
+            has_value && time_ms.is_some() && doc.get_bool("completed").unwrap_or(false);
+        let live = live_claim(doc, now_ms);
+        let time_ms = time_ms.unwrap_or(now_ms);
+        State {
+            time: DateTime::from_millis(time_ms).to_system_time(),
+            age: Duration::from_millis(u64::try_from(now_ms - time_ms).unwrap_or(0)),
+            completed,
+            live_claim: live,
+            claim_owner: if live {
+                doc.get_str("claim_owner").ok().map(str::to_owned)
+            } else {
+                None
+            },
+        }
+    }
+}
+
+/// True inside a pipeline when `token` holds the claim.
+fn mine(token: &ClaimToken) -> Document {
+    doc! { "$eq": ["$claim_owner", { "$literal": token.as_str() }] }
+}
+
+/// Pipeline stages dropping the claim when the earlier stage set `_mine`, leaving another
+/// holder's claim alone (a missing field stays missing).
+fn drop_claim_if_mine() -> [Document; 2] {
+    [
+        doc! { "$set": {
+            "processing": { "$cond": ["$_mine", false, { "$ifNull": ["$processing", false] }] },
+            "claim_owner": { "$cond": ["$_mine", Bson::Null, "$claim_owner"] },
+            "lease_until": { "$cond": ["$_mine", Bson::Null, "$lease_until"] },
+        } },
+        doc! { "$unset": "_mine" },
+    ]
+}
+
+impl MongoCore {
+    pub(crate) fn new(shared: Arc<Shared>, func: String) -> MongoCore {
+        MongoCore { shared, func }
+    }
+
+    fn filter(&self, key: &Key) -> Document {
+        doc! { "func": &self.func, "key": key.to_hex() }
+    }
+
+    /// Sets the backend up if needed, then runs `future` (made from the collection) on the
+    /// driver's runtime.
+    fn run<T, F, Fut>(&self, operation: &'static str, make: F) -> Result<T, Error>
+    where
+        F: FnOnce(mongodb::Collection<Document>) -> Fut,
+        Fut: std::future::Future<Output = mongodb::error::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.shared.ensure_ready(operation)?;
+        let future = make(self.shared.collection.clone());
+        runtime::block_on(operation, future)?.map_err(|e| Error::backend(NAME, operation, e))
+    }
+
+    /// Turns a stored document into an entry. A document that is not a usable value (a
+    /// non-binary `value`, a missing `time`: garbage or a foreign writer's) reads as a
+    /// placeholder that holds nothing, so the engine recomputes and overwrites it.
+    fn entry(&self, key: &Key, doc: &Document, now_ms: i64) -> CacheEntry {
+        let value: Option<Arc<[u8]>> = match doc.get("value") {
+            Some(Bson::Binary(binary)) => Some(Arc::from(binary.bytes.as_slice())),
+            None | Some(Bson::Null) => None,
+            Some(other) => {
+                tracing::warn!(
+                    func = %self.func,
+                    %key,
+                    kind = ?other.element_type(),
+                    "cachier: stored value is not binary; treating it as a miss and overwriting it"
+                );
+                None
+            }
+        };
+        let state = State::of(doc, value.is_some(), now_ms);
+        CacheEntry {
+            value: if state.completed { value } else { None },
+            time: state.time,
+            age: state.age,
+            completed: state.completed,
+            being_calculated: state.live_claim,
+            claim_owner: state.claim_owner,
+        }
+    }
+
+    /// Whether `key` has a live claim, by a light query (no value transferred).
+    fn claimed_now(&self, key: &Key) -> Result<bool, Error> {
+        let filter = self.filter(key);
+        let doc = self.run("wait", move |c| async move {
+            c.find_one(filter)
+                .projection(doc! { "_id": 0, "processing": 1, "lease_until": 1 })
+                .await
+        })?;
+        let now_ms = self.shared.server_now_ms();
+        Ok(doc.is_some_and(|d| live_claim(&d, now_ms)))
+    }
+}
+
+impl Core for MongoCore {
+    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        let filter = self.filter(key);
+        let doc = self.run("get", move |c| async move { c.find_one(filter).await })?;
+        Ok(doc.map(|doc| self.entry(key, &doc, self.shared.server_now_ms())))
+    }
+
+    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+        let filter = self.filter(key);
+        let binary = Bson::Binary(Binary {
+            subtype: BinarySubtype::Generic,
+            bytes: value.to_vec(),
+        });
+        match claim {
+            // Someone else's claim (or none) is left alone.
+            None => {
+                let update = doc! {
+                    "$set": { "value": binary, "completed": true },
+                    "$currentDate": { "time": true },
+                    "$setOnInsert": { "processing": false },
+                };
+                self.run("put", move |c| async move {
+                    c.update_one(filter, update).upsert(true).await
+                })?;
+            }
+            // The value lands and our claim goes in one atomic update.
+            Some(token) => {
+                let mut pipeline = vec![doc! { "$set": {
+                    "value": { "$literal": binary },
+                    "time": { "$toDate": server_now_expression() },
+                    "completed": true,
+                    "_mine": mine(token),
+                } }];
+                pipeline.extend(drop_claim_if_mine());
+                self.run("put", move |c| async move {
+                    c.update_one(filter, pipeline).upsert(true).await
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+        let token = ClaimToken::new();
+        let filter = self.filter(key);
+        // The update takes the claim only if no live claim exists, judged by the server's
+        // clock, and keeps any stored value; reading the owner back tells whether it was
+        // ours. (A findAndModify would save the read, but the test server scans the whole
+        // collection for it.) A racing upsert that loses on the unique index is a claim
+        // someone else holds.
+        let pipeline = vec![
+            doc! { "$set": { "_now": server_now_expression() } },
+            doc! { "$set": { "_free": { "$or": [
+                { "$ne": ["$processing", true] },
+                { "$not": [{ "$gt": [
+                    // A lease that is not a date (a foreign writer's) counts as lapsed.
+                    { "$convert": { "input": "$lease_until", "to": "long", "onError": Bson::Null, "onNull": Bson::Null } },
+                    "$_now",
+                ] }] },
+            ] } } },
+            doc! { "$set": {
+                "processing": { "$cond": ["$_free", true, "$processing"] },
+                "claim_owner": { "$cond": ["$_free", { "$literal": token.as_str() }, "$claim_owner"] },
+                "lease_until": { "$cond": ["$_free", { "$toDate": { "$add": ["$_now", lease_ms(lease)] } }, "$lease_until"] },
+                "time": { "$ifNull": ["$time", { "$toDate": "$_now" }] },
+                "completed": { "$ifNull": ["$completed", false] },
+            } },
+            doc! { "$unset": ["_now", "_free"] },
+        ];
+        let owner = self.run("claim", move |c| async move {
+            match c.update_one(filter.clone(), pipeline).upsert(true).await {
+                Err(e) if error_code(&e) == Some(DUPLICATE_KEY) => return Ok(None),
+                other => other?,
+            };
+            c.find_one(filter)
+                .projection(doc! { "_id": 0, "claim_owner": 1 })
+                .await
+        })?;
+        match owner {
+            Some(doc) if doc.get_str("claim_owner").ok() == Some(token.as_str()) => {
+                Ok(Claim::Claimed(token))
+            }
+            _ => Ok(Claim::Busy),
+        }
+    }
+
+    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+        let filter = self.filter(key);
+        let pipeline = vec![doc! { "$set": {
+            "lease_until": { "$cond": [
+                mine(claim),
+                { "$toDate": { "$add": [server_now_expression(), lease_ms(lease)] } },
+                "$lease_until",
+            ] },
+        } }];
+        let owner = self.run("renew", move |c| async move {
+            c.update_one(filter.clone(), pipeline).await?;
+            c.find_one(filter)
+                .projection(doc! { "_id": 0, "claim_owner": 1 })
+                .await
+        })?;
+        Ok(owner.is_some_and(|doc| doc.get_str("claim_owner").ok() == Some(claim.as_str())))
+    }
+
+    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+        // The claim goes if it is still ours; the document stays (a placeholder reads as a
+        // miss, as in cachier). The condition lives in the pipeline, not the filter: the test
+        // server scans the collection for any filter beyond (func, key).
+        let filter = self.filter(key);
+        let mut pipeline = vec![doc! { "$set": { "_mine": mine(claim) } }];
+        pipeline.extend(drop_claim_if_mine());
+        self.run("release", move |c| async move {
+            c.update_one(filter, pipeline).await
+        })?;
+        Ok(())
+    }
+
+    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+        let deadline = Instant::now() + max;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            if !self.claimed_now(key)? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(WAIT_POLL_MAX);
+        }
+    }
+
+    fn clear_cache(&self) -> Result<(), Error> {
+        let filter = doc! { "func": &self.func };
+        self.run("clear_cache", move |c| async move {
+            c.delete_many(filter).await
+        })?;
+        Ok(())
+    }
+
+    fn clear_being_calculated(&self) -> Result<(), Error> {
+        let filter = doc! { "func": &self.func, "processing": true };
+        let update = doc! { "$set": { "processing": false, "claim_owner": Bson::Null, "lease_until": Bson::Null } };
+        self.run("clear_being_calculated", move |c| async move {
+            c.update_many(filter, update).await
+        })?;
+        Ok(())
+    }
+
+    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        self.shared.ensure_ready("delete_stale_entries")?;
+        let now_ms = self.shared.server_now_ms();
+        let cutoff =
+            now_ms.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
+        // Filters cannot read `$$NOW` on every server, so the cut-off comes from the measured
+        // server clock. An entry being computed stays: deleting it would drop the claim.
+        let filter = doc! {
+            "func": &self.func,
+            "time": { "$lt": DateTime::from_millis(cutoff) },
+            "$or": [
+                { "processing": { "$ne": true } },
+                { "lease_until": { "$not": { "$gt": DateTime::from_millis(now_ms) } } },
+            ],
+        };
+        let result = self.run("delete_stale_entries", move |c| async move {
+            c.delete_many(filter).await
+        })?;
+        Ok(result.deleted_count)
+    }
+
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        let filter = doc! { "func": &self.func };
+        // Sizes are computed by the server: values never cross the network for a listing.
+        let projection = doc! {
+            "_id": 0, "key": 1, "time": 1, "completed": 1, "processing": 1, "claim_owner": 1,
+            "lease_until": 1,
+            "size": { "$cond": [
+                { "$eq": [{ "$type": "$value" }, "binData"] },
+                { "$binarySize": "$value" },
+                -1,
+            ] },
+        };
+        let docs = self.run("entries", move |c| async move {
+            let mut cursor = c.find(filter).projection(projection).await?;
+            let mut docs = Vec::new();
+            while cursor.advance().await? {
+                docs.push(cursor.deserialize_current()?);
+            }
+            Ok(docs)
+        })?;
+        let now_ms = self.shared.server_now_ms();
+        let mut out: Vec<EntryInfo> = docs
+            .iter()
+            .filter_map(|doc| {
+                let key = Key::from_hex(doc.get_str("key").ok()?)?;
+                let size = match doc.get("size") {
+                    Some(Bson::Int32(n)) => i64::from(*n),
+                    Some(Bson::Int64(n)) => *n,
+                    _ => -1,
+                };
+                let state = State::of(doc, size >= 0, now_ms);
+                Some(EntryInfo {
+                    key,
+                    size: if state.completed {
+                        size.unsigned_abs()
+                    } else {
+                        0
+                    },
+                    time: state.time,
+                    age: state.age,
+                    completed: state.completed,
+                    being_calculated: state.live_claim,
+                    claim_owner: state.claim_owner,
+                })
+            })
+            .collect();
+        out.sort_by_key(|e| e.key);
+        Ok(out)
+    }
+
+    fn len(&self) -> Result<u64, Error> {
+        let filter = doc! { "func": &self.func };
+        self.run(
+            "len",
+            move |c| async move { c.count_documents(filter).await },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_is_at_least_a_millisecond() {
+        assert_eq!(lease_ms(Duration::ZERO), 1);
+        assert_eq!(lease_ms(Duration::from_secs(2)), 2000);
+        assert!(lease_ms(Duration::MAX) > 0);
+    }
+
+    #[test]
+    fn time_round_trips_through_bson() {
+        let now = SystemTime::now();
+        let ms = crate::unix_ms(now);
+        assert_eq!(
+            crate::unix_ms(DateTime::from_millis(ms).to_system_time()),
+            ms
+        );
+    }
+}

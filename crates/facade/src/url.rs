@@ -1,0 +1,165 @@
+//! Backends chosen by URL, so that a deployed program moves from the local file cache to a
+//! shared server by changing `CACHIER_BACKEND_URL`, not its code.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+
+use cachier_settings::redact_url;
+
+use crate::{Backend, Error, Result};
+
+/// Opens the backend a URL names:
+///
+/// | URL | backend | cargo feature |
+/// |---|---|---|
+/// | `file:///dir` (`?separate_files=true`) | file backend in `dir` | `pickle` |
+/// | `memory:` | the process-wide memory store | `memory` |
+/// | `sqlite:///path/file.db`, `sqlite::memory:` | SQL on SQLite | `sql-sqlite` |
+/// | `postgres://user@host/db` | SQL on PostgreSQL | `sql-postgres` |
+/// | `redis://host/db`, `rediss://…`, `redis+unix:///path` | Redis | `redis` (`redis-tls`) |
+/// | `mongodb://host/db`, `mongodb+srv://…` | MongoDB | `mongo` |
+///
+/// # Errors
+/// [`Error::Config`] naming `backend` for an unknown scheme, a malformed URL, or a backend
+/// whose cargo feature is not enabled (the message names the feature); the backend's own error
+/// if it cannot connect. Passwords never appear in messages.
+pub fn backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once(':') else {
+        return Err(bad(url, "it has no scheme"));
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "memory" => memory(rest),
+        "file" => file(url, rest),
+        "sqlite" => sql(url, "sql-sqlite"),
+        "postgres" | "postgresql" => sql(url, "sql-postgres"),
+        "redis" | "redis+unix" => redis(url, "redis"),
+        "rediss" => redis(url, "redis-tls"),
+        "mongodb" | "mongodb+srv" => mongo(url),
+        other => Err(bad(
+            url,
+            &format!("unknown scheme {other:?} (expected file, memory, sqlite, postgres, redis, rediss, redis+unix, mongodb)"),
+        )),
+    }
+}
+
+/// [`backend_from_url`], opened once per URL and shared by every caller (what the global default
+/// backend uses, so that all functions share one connection pool).
+pub fn shared_backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
+    static OPENED: LazyLock<Mutex<HashMap<String, Arc<dyn Backend>>>> =
+        LazyLock::new(Default::default);
+    if let Some(backend) = OPENED.lock().unwrap_or_else(|p| p.into_inner()).get(url) {
+        return Ok(backend.clone());
+    }
+    let backend = backend_from_url(url)?;
+    let mut opened = OPENED.lock().unwrap_or_else(|p| p.into_inner());
+    Ok(opened.entry(url.to_owned()).or_insert(backend).clone())
+}
+
+fn bad(url: &str, why: &str) -> Error {
+    Error::config(
+        "backend",
+        format!("cannot use backend URL {:?}: {why}", redact_url(url)),
+    )
+}
+
+#[allow(dead_code)] // used only by the arms whose feature is off
+fn not_compiled(url: &str, feature: &str) -> Error {
+    bad(
+        url,
+        &format!(
+            "its backend is not compiled in; enable the `{feature}` cargo feature of `cachier`"
+        ),
+    )
+}
+
+#[cfg(feature = "memory")]
+fn memory(rest: &str) -> Result<Arc<dyn Backend>> {
+    if !rest.is_empty() && rest != "//" {
+        return Err(bad(
+            &format!("memory:{rest}"),
+            "the memory backend takes no path (use `memory:`)",
+        ));
+    }
+    Ok(Arc::new(crate::MemoryBackend::global()))
+}
+#[cfg(not(feature = "memory"))]
+fn memory(rest: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(&format!("memory:{rest}"), "memory"))
+}
+
+#[cfg(feature = "pickle")]
+fn file(url: &str, rest: &str) -> Result<Arc<dyn Backend>> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let Some(dir) = path.strip_prefix("//") else {
+        return Err(bad(url, "expected file:///absolute/dir"));
+    };
+    // `file://localhost/dir` and `file:///dir` both name /dir.
+    let dir = dir.strip_prefix("localhost").unwrap_or(dir);
+    if !dir.starts_with('/') {
+        return Err(bad(
+            url,
+            "expected an absolute directory: file:///absolute/dir",
+        ));
+    }
+    let mut separate_files = false;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("separate_files", "true" | "1")) => separate_files = true,
+            Some(("separate_files", "false" | "0")) => separate_files = false,
+            _ => {
+                return Err(bad(
+                    url,
+                    &format!("unknown option {pair:?} (file URLs take separate_files=true|false)"),
+                ))
+            }
+        }
+    }
+    Ok(Arc::new(
+        crate::FileBackend::builder()
+            .cache_dir(dir)
+            .separate_files(separate_files)
+            .build(),
+    ))
+}
+#[cfg(not(feature = "pickle"))]
+fn file(url: &str, _: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(url, "pickle"))
+}
+
+#[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
+fn sql(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
+    let compiled = match feature {
+        "sql-sqlite" => cfg!(feature = "sql-sqlite"),
+        _ => cfg!(feature = "sql-postgres"),
+    };
+    if !compiled {
+        return Err(not_compiled(url, feature));
+    }
+    Ok(Arc::new(crate::SqlBackend::from_url(url)?))
+}
+#[cfg(not(any(feature = "sql-sqlite", feature = "sql-postgres")))]
+fn sql(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(url, feature))
+}
+
+#[cfg(feature = "redis")]
+fn redis(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
+    if feature == "redis-tls" && !cfg!(feature = "redis-tls") {
+        return Err(not_compiled(url, feature));
+    }
+    Ok(Arc::new(crate::RedisBackend::from_url(url)?))
+}
+#[cfg(not(feature = "redis"))]
+fn redis(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(url, feature))
+}
+
+#[cfg(feature = "mongo")]
+fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(crate::MongoBackend::from_url(url)?))
+}
+#[cfg(not(feature = "mongo"))]
+fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(url, "mongo"))
+}
