@@ -199,7 +199,7 @@ macro_rules! conformance_tests {
             cleanup_stale_deletes_old_entries, cleanup_interval_limits_runs,
             delete_stale_entries_directly, garbage_value_is_a_miss, verbose_traces_decisions,
             strict_mode_returns_ok_when_healthy, statistics_count_calls,
-            statistics_count_wait_timeouts
+            statistics_count_wait_timeouts, listing_namespaces_and_entries
         );
     };
     (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {

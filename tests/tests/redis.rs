@@ -655,3 +655,129 @@ fn tls_urls_work() {
     let size: u64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(size, 1);
 }
+
+/// Listing (issue 8): namespaces come back whole from the keys, `:` and `@` included, under
+/// a prefix with glob characters; a namespace that extends another's name is listed apart;
+/// foreign keys under the prefix are ignored; `entries()` covers more than one SCAN batch,
+/// sizes values with HSTRLEN, judges claims by the server's clock, and never uses KEYS.
+#[test]
+fn listing_namespaces_and_entries_on_the_server() {
+    let Some(url) = shared_url("listing_namespaces_and_entries_on_the_server") else {
+        return;
+    };
+    let prefix = format!("t[*]?{}", unique_name("listing").replace("::", "-"));
+    let backend = RedisBackend::builder(&url).prefix(&prefix).build().unwrap();
+    let base = Namespace::new("app::mod:fn", Some("v:2")).unwrap();
+    let extended = Namespace::new(&format!("{base}:more"), None).unwrap();
+    let core = backend.core(&base).unwrap();
+    let extended_core = backend.core(&extended).unwrap();
+    let mut con = raw(&url);
+    let n = 2_500u64;
+    let mut pipe = redis::pipe();
+    for i in 0..n {
+        let value = vec![b'v'; (i % 89) as usize];
+        pipe.cmd("HSET")
+            .arg(backend.redis_key(&base, &Key::of(&i).unwrap()))
+            .arg("value")
+            .arg(value)
+            .arg("time")
+            .arg(1u64)
+            .arg("completed")
+            .arg("1")
+            .ignore();
+    }
+    pipe.query::<()>(&mut con).unwrap();
+    extended_core
+        .put(&Key::of(&1u8).unwrap(), b"other", None)
+        .unwrap();
+    // Not entries: a key without a key hex, and one of another prefix that starts alike.
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}:junk"))
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}x:ns:{}", "0".repeat(64)))
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let keys_before = command_calls(&mut con, "keys");
+    assert_eq!(
+        backend.namespaces().unwrap(),
+        vec![base.clone(), extended.clone()]
+    );
+    let entries = core.entries().unwrap();
+    assert_eq!(entries.len() as u64, n, "exactly this namespace's entries");
+    for e in &entries {
+        assert!(
+            e.completed && !e.being_calculated && e.claim_owner.is_none(),
+            "{e:?}"
+        );
+        assert!(
+            e.age > Duration::from_secs(1_000_000),
+            "stored at 1 µs after the epoch"
+        );
+    }
+    for i in [0u64, 1, 88, 89, 2_499] {
+        let key = Key::of(&i).unwrap();
+        let e = entries.iter().find(|e| e.key == key).unwrap();
+        assert_eq!(e.size, i % 89);
+        let stored = core.get(&key).unwrap().unwrap();
+        assert_eq!(e.size, stored.value.unwrap().len() as u64);
+    }
+    assert_eq!(extended_core.entries().unwrap().len(), 1);
+    assert_eq!(
+        command_calls(&mut con, "keys"),
+        keys_before,
+        "KEYS was never called"
+    );
+
+    // A live claim on a stored entry, then lapsed; a placeholder under a live claim.
+    let key = Key::of(&5u64).unwrap();
+    let fresh = Key::of(&(n + 1)).unwrap();
+    let Claim::Claimed(token) = core.claim(&key, MS(300)).unwrap() else {
+        panic!("claim")
+    };
+    let Claim::Claimed(placeholder) = core.claim(&fresh, Duration::from_secs(30)).unwrap() else {
+        panic!("claim")
+    };
+    let listed = core.entries().unwrap();
+    let find = |entries: &[cachier::EntryInfo], key| entries.iter().find(|e| e.key == key).cloned();
+    let e = find(&listed, key).unwrap();
+    assert!(e.being_calculated && e.completed, "{e:?}");
+    assert_eq!(e.claim_owner.as_deref(), Some(token.as_str()));
+    let p = find(&listed, fresh).unwrap();
+    assert!(p.being_calculated && !p.completed && p.size == 0, "{p:?}");
+    assert_eq!(p.claim_owner.as_deref(), Some(placeholder.as_str()));
+    assert!(p.age < Duration::from_secs(60), "{p:?}");
+    thread::sleep(MS(400));
+    let e = find(&core.entries().unwrap(), key).unwrap();
+    assert!(
+        !e.being_calculated && e.claim_owner.is_none(),
+        "lapsed: {e:?}"
+    );
+    assert_eq!(
+        e.being_calculated,
+        core.get(&key).unwrap().unwrap().being_calculated
+    );
+    core.release(&fresh, &placeholder).unwrap();
+
+    // Garbage at an entry's address is not listed (get reads it as a miss).
+    let garbage = backend.redis_key(&base, &Key::of(&(n + 2)).unwrap());
+    let _: () = redis::cmd("SET")
+        .arg(&garbage)
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(core.entries().unwrap().len() as u64, n);
+
+    core.clear_cache().unwrap();
+    extended_core.clear_cache().unwrap();
+    assert!(core.entries().unwrap().is_empty());
+    assert_eq!(backend.namespaces().unwrap(), vec![]);
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{prefix}:junk"))
+        .arg(format!("{prefix}x:ns:{}", "0".repeat(64)))
+        .query(&mut con)
+        .unwrap();
+}

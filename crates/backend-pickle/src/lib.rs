@@ -5,19 +5,22 @@ mod claims;
 mod separate;
 mod single;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, Namespace};
+use cachier_core::{
+    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
+};
 use parking_lot::Mutex;
 
 use claims::{create_dir, Claims, Liveness};
 use separate::{ReadError, SeparateStore};
-use single::{cutoff, SingleStore};
+use single::{cutoff, SingleStore, Stored};
 
 /// The backend's name in errors and logs.
 const BACKEND: &str = "file";
@@ -152,6 +155,99 @@ impl Backend for FileBackend {
         cores.insert(namespace.clone(), core.clone());
         Ok(core)
     }
+
+    /// The namespaces of this layout's stores in the cache directory that hold entries,
+    /// read from the name each store records (not guessed from file names). Stores written
+    /// before names were recorded are skipped (a debug log says which); so are stores that
+    /// cannot be read (a warning says why) and stores renamed by hand (their namespace
+    /// would open another file).
+    fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        let dir = &self.inner.dir;
+        let listing = match fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(error) => return Err(io_error("namespaces", dir, error)),
+        };
+        let mut names = BTreeSet::new();
+        for entry in listing {
+            let entry = entry.map_err(|e| io_error("namespaces", dir, e))?;
+            let file_name = entry.file_name();
+            let Some(file_name) = file_name.to_str() else {
+                continue;
+            };
+            let path = entry.path();
+            let read = if self.inner.separate_files {
+                if file_name.starts_with('.') || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                listed_directory(&path, file_name)
+            } else {
+                let Some(stem) = file_name.strip_suffix(".sqlite3") else {
+                    continue;
+                };
+                listed_database(&path, stem)
+            };
+            match read {
+                Ok(Some(name)) => {
+                    names.insert(name);
+                }
+                Ok(None) => {}
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), why, "cachier: store skipped while listing namespaces");
+                }
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+}
+
+/// Why a store was left out of a listing, when it is worth a debug line.
+fn unlisted(path: &Path, why: &str) -> Result<Option<Namespace>, String> {
+    tracing::debug!(path = %path.display(), why, "cachier: store not listed");
+    Ok(None)
+}
+
+/// Checks a recorded namespace against the store's file name `stem`.
+fn checked_namespace(path: &Path, stem: &str, recorded: &str) -> Result<Option<Namespace>, String> {
+    if file_stem(recorded) != stem {
+        return unlisted(
+            path,
+            "renamed or copied: its recorded namespace names another file",
+        );
+    }
+    Namespace::new(recorded, None)
+        .map(Some)
+        .map_err(|e| format!("bad recorded namespace {recorded:?}: {e}"))
+}
+
+/// The namespace of the SQLite store at `path` (file name `<stem>.sqlite3`) if it has
+/// entries.
+fn listed_database(path: &Path, stem: &str) -> Result<Option<Namespace>, String> {
+    match single::stored_namespace(path).map_err(|e| e.to_string())? {
+        Stored::Unlabelled => unlisted(path, "written before namespaces were recorded"),
+        Stored::Namespace(_, false) => Ok(None),
+        Stored::Namespace(recorded, true) => checked_namespace(path, stem, &recorded),
+    }
+}
+
+/// The namespace of the entry directory `path` (named `stem`) if it has entries (entry files
+/// or claims in flight).
+fn listed_directory(path: &Path, stem: &str) -> Result<Option<Namespace>, String> {
+    let Some(recorded) = separate::stored_namespace(path).map_err(|e| e.to_string())? else {
+        return unlisted(
+            path,
+            "no .namespace file (written before namespaces were recorded)",
+        );
+    };
+    let has_entries = separate::has_entry_files(path).map_err(|e| e.to_string())?
+        || !Claims::new(path.join(".claims"))
+            .marked_keys()
+            .map_err(|e| e.to_string())?
+            .is_empty();
+    if !has_entries {
+        return Ok(None);
+    }
+    checked_namespace(path, stem, &recorded)
 }
 
 /// A store's file name for `namespace`: its letters, digits, `_`, `-`, `.` and `@` (others
@@ -266,11 +362,14 @@ impl FileCore {
         let store = if self.separate_files {
             create_dir(&self.store_path).map_err(|e| io_error("open", &self.store_path, e))?;
             Store::Separate(
-                SeparateStore::open(self.store_path.clone())
+                SeparateStore::open(self.store_path.clone(), self.namespace.as_str())
                     .map_err(|e| io_error("open", &self.store_path, e))?,
             )
         } else {
-            Store::Single(SingleStore::open(self.store_path.clone())?)
+            Store::Single(SingleStore::open(
+                self.store_path.clone(),
+                self.namespace.as_str(),
+            )?)
         };
         Ok(self.store.get_or_init(|| store))
     }
@@ -284,7 +383,7 @@ impl FileCore {
             // The directory was deleted by hand: make it again.
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 create_dir(&self.store_path).map_err(|e| io_error("put", &self.store_path, e))?;
-                store.write(key, value)
+                store.label().and_then(|()| store.write(key, value))
             }
             other => other,
         }
@@ -506,6 +605,99 @@ impl Core for FileCore {
         Some(self.cache_dir.clone())
     }
 
+    /// Lists rows (single store: `length(value)`, never the values) or entry files (their
+    /// headers and sizes). A claim counts as being calculated only while its lock is held, as
+    /// in `get`; markers left by dead processes are cleaned up on the way, as `get` does.
+    /// Damaged entry files are left out (`get` reads them as misses).
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        let now = SystemTime::now();
+        let age = |time: SystemTime| now.duration_since(time).unwrap_or_default();
+        let live = |key: &Key| -> Result<bool, Error> {
+            Ok(self
+                .claims
+                .probe(key)
+                .map_err(|e| self.claim_error("entries", e))?
+                .is_live())
+        };
+        let mut out = Vec::new();
+        match self.store()? {
+            Store::Single(store) => {
+                for (key, row) in store.list()? {
+                    let being_calculated = match &row.claim {
+                        None => false,
+                        Some(_) if live(&key)? => true,
+                        Some(marker) => {
+                            store.unmark(&key, marker, "entries")?;
+                            if row.size.is_none() {
+                                continue; // a dead claim's placeholder, now gone
+                            }
+                            false
+                        }
+                    };
+                    out.push(EntryInfo {
+                        key,
+                        size: row.size.unwrap_or(0),
+                        time: row.time,
+                        age: age(row.time),
+                        completed: row.completed,
+                        being_calculated,
+                        claim_owner: if being_calculated { row.claim } else { None },
+                    });
+                }
+            }
+            Store::Separate(store) => {
+                let files = store
+                    .list()
+                    .map_err(|e| io_error("entries", &self.store_path, e))?;
+                for (key, file) in files {
+                    match file {
+                        Ok(file) => out.push(EntryInfo {
+                            key,
+                            size: file.size,
+                            time: file.time,
+                            age: age(file.time),
+                            completed: file.completed,
+                            being_calculated: false,
+                            claim_owner: None,
+                        }),
+                        Err(why) => tracing::debug!(
+                            path = %store.path(&key).display(),
+                            why,
+                            "cachier: damaged entry file not listed"
+                        ),
+                    }
+                }
+                let marked = self
+                    .claims
+                    .marked_keys()
+                    .map_err(|e| self.claim_error("entries", e))?;
+                for key in marked {
+                    if !live(&key)? {
+                        continue;
+                    }
+                    if let Some(entry) = out.iter_mut().find(|e| e.key == key) {
+                        entry.being_calculated = true;
+                        continue;
+                    }
+                    // A placeholder: nothing stored yet. Its time is the claim's.
+                    let time = fs::metadata(self.claims.path(&key))
+                        .and_then(|m| m.modified())
+                        .unwrap_or(now);
+                    out.push(EntryInfo {
+                        key,
+                        size: 0,
+                        time,
+                        age: age(time),
+                        completed: false,
+                        being_calculated: true,
+                        claim_owner: None,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
     fn len(&self) -> Result<u64, Error> {
         match self.store()? {
             Store::Single(store) => store.len(),
@@ -569,6 +761,122 @@ mod tests {
         }
         assert!(file_stem("my_crate::pricing::quote@2").starts_with("my_crate.pricing.quote@2-"));
         assert_eq!(file_stem("a::b"), file_stem("a::b"), "stable");
+    }
+
+    fn ns(name: &str) -> Namespace {
+        Namespace::new(name, None).unwrap()
+    }
+
+    fn store_one(backend: &FileBackend, namespace: &Namespace) {
+        let core = backend.core(namespace).unwrap();
+        core.put(&Key::of(&1u8).unwrap(), b"value", None).unwrap();
+    }
+
+    /// Stores from before namespaces were recorded are skipped until a function opens them
+    /// again (which labels them); stores renamed by hand and damaged stores are skipped; the
+    /// rest are still listed.
+    #[test]
+    fn unlabelled_renamed_and_damaged_stores_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FileBackend::new(dir.path());
+        let (old, good) = (ns("m::old@1"), ns("m::good"));
+        // A store as the previous version wrote it: the entries table, no `meta`.
+        let old_path = backend.store_path(&old);
+        let conn = rusqlite::Connection::open(&old_path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE entries (key BLOB PRIMARY KEY NOT NULL, value BLOB,
+             time_ns INTEGER NOT NULL, completed INTEGER NOT NULL, claim TEXT) WITHOUT ROWID;
+             INSERT INTO entries VALUES (zeroblob(32), x'01', 1, 1, NULL);",
+        )
+        .unwrap();
+        drop(conn);
+        store_one(&backend, &good);
+        fs::copy(
+            backend.store_path(&good),
+            dir.path().join("copied-0123456789abcdef.sqlite3"),
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("damaged-0123456789abcdef.sqlite3"),
+            [0x5a; 4096],
+        )
+        .unwrap();
+        assert_eq!(backend.namespaces().unwrap(), vec![good.clone()]);
+        // Opened by this version: labelled, and listed from then on.
+        let _ = FileBackend::new(dir.path()).core(&old).unwrap();
+        assert_eq!(
+            backend.namespaces().unwrap(),
+            vec![good.clone(), old.clone()]
+        );
+        assert_eq!(backend.core(&old).unwrap().entries().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn entry_directories_record_their_namespace() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FileBackend::builder()
+            .cache_dir(dir.path())
+            .separate_files(true)
+            .build();
+        let (a, b) = (ns("m::a:b@2"), ns("m::old"));
+        store_one(&backend, &a);
+        store_one(&backend, &b);
+        let label = backend.store_path(&a).join(".namespace");
+        assert_eq!(fs::read_to_string(&label).unwrap(), "m::a:b@2\n");
+        assert_eq!(backend.namespaces().unwrap(), vec![a.clone(), b.clone()]);
+        // Unlabelled (as before this version), and renamed by hand: skipped.
+        fs::remove_file(backend.store_path(&b).join(".namespace")).unwrap();
+        fs::rename(
+            backend.store_path(&a),
+            dir.path().join("moved-0123456789abcdef"),
+        )
+        .unwrap();
+        assert_eq!(backend.namespaces().unwrap(), vec![]);
+        // Deleted by hand while in use: the next write makes and labels it again.
+        let core = backend.core(&a).unwrap();
+        core.put(&Key::of(&2u8).unwrap(), b"again", None).unwrap();
+        assert_eq!(fs::read_to_string(&label).unwrap(), "m::a:b@2\n");
+        assert_eq!(backend.namespaces().unwrap(), vec![a.clone()]);
+        core.clear_cache().unwrap();
+        assert_eq!(backend.namespaces().unwrap(), vec![], "empty: not listed");
+    }
+
+    /// A store nobody has open (its `-wal` and `-shm` are gone) is listed, and listing
+    /// leaves no file behind.
+    #[test]
+    fn closed_stores_are_listed_without_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = ns("m::closed");
+        {
+            let backend = FileBackend::new(dir.path());
+            store_one(&backend, &name);
+        }
+        let names = |dir: &Path| {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = names(dir.path());
+        assert!(before.iter().all(|n| !n.ends_with("-wal")), "{before:?}");
+        assert_eq!(
+            FileBackend::new(dir.path()).namespaces().unwrap(),
+            vec![name]
+        );
+        assert_eq!(names(dir.path()), before);
+    }
+
+    #[test]
+    fn missing_cache_directory_lists_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = FileBackend::new(dir.path().join("never-created"));
+        assert_eq!(backend.namespaces().unwrap(), vec![]);
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"x").unwrap();
+        let err = FileBackend::new(&file).namespaces().unwrap_err();
+        assert!(err.to_string().contains("a-file"), "{err}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! File layout (little endian): `b"CHR1"`, flags (bit 0: completed), 3 reserved bytes,
 //! time (ns since the Unix epoch, i64), value length (u64), BLAKE3 of the value (first 8
 //! bytes), then the value. A file that is short, long, or fails the checksum is damaged.
+//!
+//! `<dir>/.namespace` holds the function's namespace (then a newline), for listing tools.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -19,6 +21,8 @@ use crate::{from_nanos, to_nanos};
 const MAGIC: &[u8; 4] = b"CHR1";
 const HEADER: usize = 32;
 const FLAG_COMPLETED: u8 = 1;
+/// The file in each entry directory that records its function's namespace.
+const NAMESPACE_FILE: &str = ".namespace";
 /// Temporary files older than this are leftovers of a crashed writer.
 const TMP_MAX_AGE: Duration = Duration::from_secs(600);
 
@@ -53,7 +57,10 @@ pub(crate) fn encode(value: &[u8], time: SystemTime) -> Vec<u8> {
     out
 }
 
-fn header(bytes: &[u8]) -> Result<(SystemTime, bool, usize), String> {
+/// A decoded header: time, completed, value length; or why it is damaged.
+type HeaderRead = Result<(SystemTime, bool, usize), String>;
+
+fn header(bytes: &[u8]) -> HeaderRead {
     if bytes.len() < HEADER {
         return Err(format!(
             "{} bytes, shorter than the {HEADER}-byte header",
@@ -88,20 +95,72 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<EntryFile, String> {
     })
 }
 
+/// An entry file as listed: its header, and its value's size from the file's size.
+#[derive(Debug)]
+pub(crate) struct ListedFile {
+    pub(crate) size: u64,
+    pub(crate) time: SystemTime,
+    pub(crate) completed: bool,
+}
+
+/// The namespace recorded in the entry directory `dir`; `None` if there is none (a directory
+/// written before namespaces were recorded, or not an entry directory).
+pub(crate) fn stored_namespace(dir: &Path) -> io::Result<Option<String>> {
+    match fs::read(dir.join(NAMESPACE_FILE)) {
+        Ok(bytes) => {
+            let text = String::from_utf8(bytes)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))?;
+            Ok(Some(text.strip_suffix('\n').unwrap_or(&text).to_owned()))
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether the entry directory `dir` holds at least one entry file (stops at the first).
+pub(crate) fn has_entry_files(dir: &Path) -> io::Result<bool> {
+    for entry in fs::read_dir(dir)? {
+        if entry?
+            .file_name()
+            .to_str()
+            .and_then(Key::from_hex)
+            .is_some()
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// One function's entry directory.
 #[derive(Debug)]
 pub(crate) struct SeparateStore {
     dir: PathBuf,
+    namespace: String,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl SeparateStore {
-    /// Uses `dir` (created by the caller) and removes temporary files a crashed writer left.
-    pub(crate) fn open(dir: PathBuf) -> io::Result<SeparateStore> {
-        let store = SeparateStore { dir };
+    /// Uses `dir` (created by the caller) for `namespace`'s entries, records the namespace
+    /// there, and removes temporary files a crashed writer left.
+    pub(crate) fn open(dir: PathBuf, namespace: &str) -> io::Result<SeparateStore> {
+        let store = SeparateStore {
+            dir,
+            namespace: namespace.to_owned(),
+        };
+        store.label()?;
         store.remove_tmp_files(TMP_MAX_AGE)?;
         Ok(store)
+    }
+
+    /// Writes `.namespace` unless it exists (atomically: a reader sees all of it or none).
+    pub(crate) fn label(&self) -> io::Result<()> {
+        let path = self.dir.join(NAMESPACE_FILE);
+        if fs::symlink_metadata(&path).is_ok() {
+            return Ok(());
+        }
+        self.replace(&path, format!("{}\n", self.namespace).as_bytes())
     }
 
     pub(crate) fn path(&self, key: &Key) -> PathBuf {
@@ -116,14 +175,16 @@ impl SeparateStore {
         }
     }
 
-    /// The stored time of `key`'s file, reading only its header.
-    fn read_time(path: &Path) -> io::Result<Option<SystemTime>> {
+    /// The header of the file at `path` (reading only its first bytes) and the file's size;
+    /// `None` if the file is gone, `Err` inside for a damaged header.
+    fn read_header(path: &Path) -> io::Result<Option<(HeaderRead, u64)>> {
         let mut buf = [0u8; HEADER];
         let mut file = match fs::File::open(path) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
+        let size = file.metadata()?.len();
         let mut read = 0;
         while read < HEADER {
             match file.read(&mut buf[read..])? {
@@ -131,29 +192,65 @@ impl SeparateStore {
                 n => read += n,
             }
         }
+        Ok(Some((header(&buf[..read]), size)))
+    }
+
+    /// The stored time of `key`'s file, reading only its header.
+    fn read_time(path: &Path) -> io::Result<Option<SystemTime>> {
         // A damaged file counts as infinitely old: stale cleanup removes it.
-        Ok(Some(
-            header(&buf[..read])
+        Ok(Self::read_header(path)?.map(|(header, _)| {
+            header
                 .map(|(time, _, _)| time)
-                .unwrap_or(SystemTime::UNIX_EPOCH),
-        ))
+                .unwrap_or(SystemTime::UNIX_EPOCH)
+        }))
+    }
+
+    /// Every entry file, from its header and size only (values are never read). A damaged
+    /// header, or a size that disagrees with it, is reported as the `Err` beside its key.
+    pub(crate) fn list(&self) -> io::Result<Vec<(Key, Result<ListedFile, String>)>> {
+        let mut out = Vec::new();
+        for (key, path) in self.entries()? {
+            let Some((header, size)) = Self::read_header(&path)? else {
+                continue; // removed since the directory was read
+            };
+            let listed = header.and_then(|(time, completed, len)| {
+                if size.checked_sub(HEADER as u64) == Some(len as u64) {
+                    Ok(ListedFile {
+                        size: len as u64,
+                        time,
+                        completed,
+                    })
+                } else {
+                    Err(format!(
+                        "{size} bytes, header says {} (truncated?)",
+                        HEADER + len
+                    ))
+                }
+            });
+            out.push((key, listed));
+        }
+        Ok(out)
     }
 
     /// Writes `key`'s file atomically: readers see the old file or the new one, never a mix.
     pub(crate) fn write(&self, key: &Key, value: &[u8]) -> io::Result<()> {
+        self.replace(&self.path(key), &encode(value, SystemTime::now()))
+    }
+
+    /// Writes `bytes` to a temporary file in the directory, then renames it over `target`.
+    fn replace(&self, target: &Path, bytes: &[u8]) -> io::Result<()> {
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
             std::process::id(),
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        let bytes = encode(value, SystemTime::now());
         let written = fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
             .open(&tmp)
-            .and_then(|mut file| file.write_all(&bytes));
-        let renamed = written.and_then(|()| fs::rename(&tmp, self.path(key)));
+            .and_then(|mut file| file.write_all(bytes));
+        let renamed = written.and_then(|()| fs::rename(&tmp, target));
         if renamed.is_err() {
             let _ = fs::remove_file(&tmp);
         }

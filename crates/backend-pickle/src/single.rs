@@ -1,22 +1,93 @@
 //! Single-store mode: one SQLite database (WAL) per function.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use cachier_core::{CacheEntry, Error, Key};
 use cachier_sqlite::{Database, OpenOptions};
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
 use crate::{from_nanos, to_nanos, BACKEND};
 
+/// `meta` holds the function's namespace (row `namespace`), so that listing tools get the
+/// original name back instead of guessing it from the sanitised file name.
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS entries (
     key BLOB PRIMARY KEY NOT NULL,
     value BLOB,
     time_ns INTEGER NOT NULL,
     completed INTEGER NOT NULL,
     claim TEXT
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    name TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
 ) WITHOUT ROWID";
+
+/// Records `namespace` in `meta` unless it is there already (read first: a store opened
+/// again takes no write lock).
+fn record_namespace(conn: &Connection, namespace: &str) -> rusqlite::Result<()> {
+    let recorded: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM meta WHERE name = 'namespace')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !recorded {
+        conn.execute(
+            "INSERT OR IGNORE INTO meta (name, value) VALUES ('namespace', ?1)",
+            [namespace],
+        )?;
+    }
+    Ok(())
+}
+
+/// What a store file says about itself, for [`crate::FileBackend`]'s listing.
+pub(crate) enum Stored {
+    /// The namespace recorded in it, and whether it holds any entry.
+    Namespace(String, bool),
+    /// A store written before namespaces were recorded.
+    Unlabelled,
+}
+
+/// Reads the namespace recorded in the store at `path` and whether it has entries. It only
+/// reads and never creates a file; the connection is read-write all the same, so that, when it
+/// is the last one to close, SQLite checkpoints and removes the `-wal` and `-shm` files as
+/// usual (a read-only one would leave them behind). SQLite falls back to read-only for a
+/// write-protected file.
+pub(crate) fn stored_namespace(path: &Path) -> rusqlite::Result<Stored> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(cachier_sqlite::DEFAULT_BUSY_TIMEOUT)?;
+    let (namespace, has_entries): (Option<String>, bool) = match conn.query_row(
+        "SELECT (SELECT value FROM meta WHERE name = 'namespace'), EXISTS (SELECT 1 FROM entries)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    ) {
+        Ok(row) => row,
+        // No `meta` table: written before this version.
+        Err(rusqlite::Error::SqliteFailure(_, Some(message)))
+            if message.starts_with("no such table") =>
+        {
+            return Ok(Stored::Unlabelled)
+        }
+        Err(error) => return Err(error),
+    };
+    Ok(match namespace {
+        Some(namespace) => Stored::Namespace(namespace, has_entries),
+        None => Stored::Unlabelled,
+    })
+}
+
+/// A row as listed: everything but the value.
+pub(crate) struct Listed {
+    /// The value's length; `None` for a placeholder.
+    pub(crate) size: Option<u64>,
+    pub(crate) time: SystemTime,
+    pub(crate) completed: bool,
+    pub(crate) claim: Option<String>,
+}
 
 /// One function's database.
 #[derive(Debug)]
@@ -52,11 +123,18 @@ impl Row {
 }
 
 impl SingleStore {
-    pub(crate) fn open(path: PathBuf) -> Result<SingleStore, Error> {
+    /// Opens (or creates) the store of `namespace` at `path`. Every new connection makes
+    /// sure the schema and the namespace record exist, so a file deleted by hand or replaced
+    /// after damage is labelled again.
+    pub(crate) fn open(path: PathBuf, namespace: &str) -> Result<SingleStore, Error> {
         let options = OpenOptions::default()
             .file_mode(0o600)
             .recover_corrupt(true);
-        let db = Database::open(path, BACKEND, options, |conn| conn.execute_batch(SCHEMA))?;
+        let namespace = namespace.to_owned();
+        let db = Database::open(path, BACKEND, options, move |conn| {
+            conn.execute_batch(SCHEMA)?;
+            record_namespace(conn, &namespace)
+        })?;
         Ok(SingleStore { db })
     }
 
@@ -172,6 +250,35 @@ impl SingleStore {
                 n += stmt.execute(params![key.as_bytes().as_slice(), cutoff])? as u64;
             }
             Ok(n)
+        })
+    }
+
+    /// Every row without its value: `length(value)` is read from the record header, so the
+    /// values' pages are never loaded.
+    pub(crate) fn list(&self) -> Result<Vec<(Key, Listed)>, Error> {
+        self.db.with("entries", |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT key, length(value), time_ns, completed, claim FROM entries",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Vec<u8>>(0)?,
+                    Listed {
+                        size: r.get::<_, Option<i64>>(1)?.map(|n| n.max(0) as u64),
+                        time: from_nanos(r.get(2)?),
+                        completed: r.get(3)?,
+                        claim: r.get(4)?,
+                    },
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (key, listed) = row?;
+                if let Ok(bytes) = <[u8; 32]>::try_from(key.as_slice()) {
+                    out.push((Key::from_bytes(bytes), listed));
+                }
+            }
+            Ok(out)
         })
     }
 

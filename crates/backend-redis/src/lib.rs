@@ -4,11 +4,14 @@
 mod pool;
 mod scripts;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cachier_core::{Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, Namespace};
+use cachier_core::{
+    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
+};
 use redis::{Connection, RedisResult, Value};
 
 use crate::pool::{Pool, PoolSettings};
@@ -237,6 +240,93 @@ impl Backend for RedisBackend {
             evict_ms: self.shared.evict_after.map_or(0, duration_ms),
         }))
     }
+
+    /// Walks `{prefix}:*` with `SCAN` (never `KEYS`) and reads each namespace from its keys:
+    /// everything between the prefix and the last `:` + 64 hex digits, so namespaces with
+    /// `:` in them come back whole. Keys of other layouts under the prefix are ignored.
+    fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        let mut pattern = glob_escape(&self.shared.prefix);
+        pattern.push_str(":*");
+        let mut names = BTreeSet::new();
+        scan(&self.shared.pool, "namespaces", &pattern, |_, keys| {
+            for key in keys {
+                if let Some(name) = namespace_of(&self.shared.prefix, key) {
+                    names.insert(name.to_owned());
+                }
+            }
+            Ok(())
+        })?;
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            match Namespace::new(&name, None) {
+                Ok(namespace) => out.push(namespace),
+                Err(error) => {
+                    tracing::debug!(%name, %error, "cachier: key under the prefix names no namespace; skipped");
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The namespace in an entry's Redis key `{prefix}:{namespace}:{64 hex digits}`, if `key` is
+/// one.
+fn namespace_of<'k>(prefix: &str, key: &'k [u8]) -> Option<&'k str> {
+    let key = std::str::from_utf8(key).ok()?;
+    let rest = key.strip_prefix(prefix)?.strip_prefix(':')?;
+    let (name, hex) = rest.split_at_checked(rest.len().checked_sub(65)?)?;
+    let hex = hex.strip_prefix(':')?;
+    (!name.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
+}
+
+/// The key of an entry's Redis key: its last 64 hex digits.
+fn key_of(redis_key: &[u8]) -> Option<Key> {
+    let hex = redis_key.get(redis_key.len().checked_sub(64)?..)?;
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    Key::from_hex(std::str::from_utf8(hex).ok()?)
+}
+
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Calls `step` with every batch of keys matching `pattern`, one `SCAN` at a time (never
+/// `KEYS`, which blocks the server for the whole keyspace).
+fn scan(
+    pool: &Pool,
+    operation: &'static str,
+    pattern: &str,
+    mut step: impl FnMut(&mut Connection, &[Vec<u8>]) -> RedisResult<()>,
+) -> Result<(), Error> {
+    pool.run(operation, |con| {
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH)
+                .query(con)?;
+            if !keys.is_empty() {
+                step(con, &keys)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    })
 }
 
 fn namespace_base(prefix: &str, namespace: &Namespace) -> String {
@@ -252,13 +342,7 @@ fn namespace_base(prefix: &str, namespace: &Namespace) -> String {
 /// which matches exactly one key hex, so never another namespace's keys (not even one whose
 /// name is this one's followed by ':' and more).
 fn scan_pattern(base: &str) -> String {
-    let mut pattern = String::with_capacity(base.len() + 80);
-    for c in base.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
+    let mut pattern = glob_escape(base);
     pattern.push_str(&"?".repeat(64));
     pattern
 }
@@ -383,33 +467,57 @@ impl RedisCore {
         out
     }
 
-    /// Calls `step` with every batch of this namespace's keys, one `SCAN` at a time (never
-    /// `KEYS`, which blocks the server for the whole keyspace).
+    /// Calls `step` with every batch of this namespace's keys (see [`scan`]).
     fn scan(
         &self,
         operation: &'static str,
-        mut step: impl FnMut(&mut Connection, &[Vec<u8>]) -> RedisResult<()>,
+        step: impl FnMut(&mut Connection, &[Vec<u8>]) -> RedisResult<()>,
     ) -> Result<(), Error> {
-        self.shared.pool.run(operation, |con| {
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&self.pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_BATCH)
-                    .query(con)?;
-                if !keys.is_empty() {
-                    step(con, &keys)?;
-                }
-                if next == 0 {
-                    return Ok(());
-                }
-                cursor = next;
-            }
-        })
+        scan(&self.shared.pool, operation, &self.pattern, step)
     }
+}
+
+/// Turns [`scripts::LIST`]'s reply for `keys` into listings: entries with no `time` (gone
+/// since the `SCAN`, or garbled beyond use) are skipped, as `get` treats them as misses.
+fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisResult<()> {
+    let bad = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected reply to the listing script",
+        ))
+    };
+    let now = match reply {
+        [secs, micros, ..] => number(secs)
+            .zip(number(micros))
+            .map(|(s, us)| s * 1_000_000 + us)
+            .ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    let rows = &reply[2..];
+    if rows.len() != keys.len() * 5 {
+        return Err(bad());
+    }
+    for (redis_key, row) in keys.iter().zip(rows.chunks_exact(5)) {
+        let (Some(key), Some(stored)) = (key_of(redis_key), number(&row[0])) else {
+            continue;
+        };
+        let size = match row[4] {
+            Value::Int(n) => u64::try_from(n).ok(),
+            _ => None,
+        };
+        let claim = text(&row[2]).map(|t| String::from_utf8_lossy(t).into_owned());
+        let live = claim.is_some() && number(&row[3]).is_some_and(|deadline| deadline > now);
+        out.push(EntryInfo {
+            key,
+            size: size.unwrap_or(0),
+            time: UNIX_EPOCH + Duration::from_micros(stored),
+            age: Duration::from_micros(now.saturating_sub(stored)),
+            completed: text(&row[1]) == Some(b"1") && size.is_some(),
+            being_calculated: live,
+            claim_owner: if live { claim } else { None },
+        });
+    }
+    Ok(())
 }
 
 impl Core for RedisCore {
@@ -555,6 +663,25 @@ impl Core for RedisCore {
         })?;
         Ok(n)
     }
+
+    /// One `SCAN` step and one script per batch of 1,000 keys; values never cross the wire
+    /// (`HSTRLEN` sizes them), and ages and claims are judged by the server's clock, as `get`
+    /// judges them.
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        let mut out = Vec::new();
+        self.scan("entries", |con, keys| {
+            let mut invocation = scripts::LIST.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            let reply: Vec<Value> = invocation.invoke(con)?;
+            listed(keys, &reply, &mut out)
+        })?;
+        // SCAN may return a key twice.
+        out.sort_by_key(|e| e.key);
+        out.dedup_by_key(|e| e.key);
+        Ok(out)
+    }
 }
 
 #[cfg(test)]
@@ -625,6 +752,77 @@ mod tests {
         let client = redis::Client::open("redis://user:s3cret@127.0.0.1:6379/0").unwrap();
         let from_client = RedisBackend::with_client(client).build().unwrap();
         assert!(!format!("{from_client:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn namespaces_are_read_back_from_keys() {
+        let hex = "0f".repeat(32);
+        let of = |key: String| namespace_of("app", key.as_bytes()).map(str::to_owned);
+        assert_eq!(of(format!("app:m::f@2:{hex}")).as_deref(), Some("m::f@2"));
+        assert_eq!(of(format!("app:a:b:{hex}")).as_deref(), Some("a:b"));
+        assert_eq!(of(format!("app:ünï:{hex}")).as_deref(), Some("ünï"));
+        assert_eq!(of(format!("app::{hex}")), None, "empty namespace");
+        assert_eq!(of(format!("app:f{hex}")), None, "no ':' before the key");
+        assert_eq!(of(format!("app:f:{}", "g".repeat(64))), None, "not hex");
+        assert_eq!(of(format!("other:f:{hex}")), None, "another prefix");
+        assert_eq!(of(format!("application:f:{hex}")), None, "a longer prefix");
+        assert_eq!(of("app:f:short".into()), None);
+        assert_eq!(namespace_of("app", b"app:\xff:\x00"), None);
+        assert_eq!(
+            key_of(format!("app:f:{hex}").as_bytes()),
+            Key::from_hex(&hex)
+        );
+        assert_eq!(key_of(b"short"), None);
+    }
+
+    #[test]
+    fn listing_replies_are_parsed_and_checked() {
+        let hex = "ab".repeat(32);
+        let keys = vec![
+            format!("p:n:{hex}").into_bytes(),
+            format!("p:n:{}", "cd".repeat(32)).into_bytes(),
+            format!("p:n:{}", "ef".repeat(32)).into_bytes(),
+        ];
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = vec![
+            bulk("100"),
+            bulk("500000"), // now: 100.5 s
+            // A completed entry, stored at 100 s, 42 bytes, with a lapsed claim.
+            bulk("100000000"),
+            bulk("1"),
+            bulk("old"),
+            bulk("100400000"),
+            Value::Int(42),
+            // A placeholder under a live claim.
+            bulk("100200000"),
+            bulk("0"),
+            bulk("tok"),
+            bulk("101000000"),
+            Value::Int(-1),
+            // Gone since the SCAN.
+            Value::Nil,
+            Value::Nil,
+            Value::Nil,
+            Value::Nil,
+            Value::Int(-1),
+        ];
+        let mut out = Vec::new();
+        listed(&keys, &reply, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].key, Key::from_hex(&hex).unwrap());
+        assert_eq!(out[0].size, 42);
+        assert_eq!(out[0].age, Duration::from_millis(500));
+        assert!(out[0].completed && !out[0].being_calculated);
+        assert_eq!(out[0].claim_owner, None);
+        assert_eq!(out[1].size, 0);
+        assert!(!out[1].completed && out[1].being_calculated);
+        assert_eq!(out[1].claim_owner.as_deref(), Some("tok"));
+        assert_eq!(out[1].age, Duration::from_millis(300));
+        assert!(
+            listed(&keys, &reply[..10], &mut out).is_err(),
+            "short reply"
+        );
+        assert!(listed(&keys, &[], &mut out).is_err(), "no clock");
     }
 
     #[test]

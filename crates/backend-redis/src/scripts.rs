@@ -183,3 +183,31 @@ return n
 "#
     ))
 });
+
+/// `KEYS`: a batch of entries. Lists them without their values: returns the server's clock
+/// (`TIME`'s seconds and microseconds), then five items per key: `time`, `completed`,
+/// `claim`, `lease` (nil when absent) and the value's length in bytes (`HSTRLEN`; -1 when
+/// there is no value). A key that is gone or not a hash reads as all nil.
+pub(crate) static LIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local out = {t[1], t[2]}
+for _, key in ipairs(KEYS) do
+  local h = redis.pcall('HMGET', key, 'time', 'completed', 'claim', 'lease')
+  if h['err'] then h = {false, false, false, false} end
+  local size = -1
+  if h[1] then
+    size = redis.call('HSTRLEN', key, 'value')
+    if size == 0 and redis.call('HEXISTS', key, 'value') == 0 then size = -1 end
+  end
+  out[#out + 1] = h[1]
+  out[#out + 1] = h[2]
+  out[#out + 1] = h[3]
+  out[#out + 1] = h[4]
+  out[#out + 1] = size
+end
+return out
+"#,
+    )
+});

@@ -1,0 +1,234 @@
+//! `cachier`: list, inspect and clear caches on any cachier backend.
+//!
+//! Exit codes: 0 ok, 1 error (unreachable server, unknown namespace...), 2 usage.
+
+mod report;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachier::{Backend, Error, Namespace};
+use clap::{Parser, Subcommand};
+
+use report::{NamespaceReport, Output};
+
+/// List, inspect and clear cachier caches.
+#[derive(Parser, Debug)]
+#[command(name = "cachier", version, about, long_about = None)]
+struct Cli {
+    /// The store: file:///dir, sqlite:///path, postgres://…, redis://…, mongodb://…
+    /// [default: the file backend in the global cache directory]
+    #[arg(long, global = true, env = "CACHIER_BACKEND_URL")]
+    backend: Option<String>,
+    /// Machine-readable JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Every cached function: entries, size, oldest and newest entry, being calculated, stale.
+    Ls {
+        /// Count entries older than this as stale (for example 7d, 12h, 30m).
+        #[arg(long, value_parser = duration)]
+        stale_after: Option<Duration>,
+    },
+    /// One function's entries: key, age, size, completed, being calculated, claim owner.
+    Show {
+        /// The function's namespace, as `cachier ls` prints it.
+        namespace: String,
+    },
+    /// Delete every entry of a function.
+    Clear {
+        /// The function's namespace.
+        namespace: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Drop every claim of a function, so its next caller computes.
+    ClearBeingCalculated {
+        /// The function's namespace.
+        namespace: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+    /// Delete entries older than --stale-after, of one function or of all.
+    Cleanup {
+        /// Entries older than this go (for example 7d).
+        #[arg(long, value_parser = duration)]
+        stale_after: Duration,
+        /// Only this function (default: every function).
+        namespace: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        yes: bool,
+    },
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    cachier::parse_duration(text)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // exits with 2 on usage errors
+    match run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cachier: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn open(cli: &Cli) -> Result<Arc<dyn Backend>, String> {
+    let url = match &cli.backend {
+        Some(url) => url.clone(),
+        None => format!(
+            "file://{}",
+            cachier::get_global_params().resolved_cache_dir().display()
+        ),
+    };
+    cachier::backend_from_url(&url).map_err(|e| explain(&e, &url))
+}
+
+/// An error message that says what was wrong and what to do.
+fn explain(error: &Error, url: &str) -> String {
+    let shown = cachier::redact_url(url);
+    match error {
+        Error::Backend { .. } => format!("{error}\n  the store at {shown} is unreachable or failing: check that the server runs and the URL is right"),
+        Error::Unsupported { .. } => format!("{error}\n  this backend cannot list its contents"),
+        _ => error.to_string(),
+    }
+}
+
+fn run(cli: &Cli) -> Result<(), String> {
+    let backend = open(cli)?;
+    let url = cli.backend.clone().unwrap_or_default();
+    let fail = |e: Error| explain(&e, &url);
+    let out = Output::new(cli.json);
+    match &cli.command {
+        Command::Ls { stale_after } => {
+            let mut reports = Vec::new();
+            for namespace in backend.namespaces().map_err(fail)? {
+                let entries = backend
+                    .core(&namespace)
+                    .and_then(|c| c.entries())
+                    .map_err(fail)?;
+                reports.push(NamespaceReport::of(&namespace, &entries, *stale_after));
+            }
+            out.namespaces(&reports, stale_after.is_some());
+        }
+        Command::Show { namespace } => {
+            let namespace = known(&*backend, namespace, &url)?;
+            let entries = backend
+                .core(&namespace)
+                .and_then(|c| c.entries())
+                .map_err(fail)?;
+            out.entries(&namespace, &entries);
+        }
+        Command::Clear { namespace, yes } => {
+            let namespace = known(&*backend, namespace, &url)?;
+            let core = backend.core(&namespace).map_err(fail)?;
+            let n = core.len().map_err(fail)?;
+            if confirm(*yes, &format!("delete all {n} entries of {namespace}?"))? {
+                core.clear_cache().map_err(fail)?;
+                out.done(&format!("cleared {n} entries of {namespace}"), n);
+            }
+        }
+        Command::ClearBeingCalculated { namespace, yes } => {
+            let namespace = known(&*backend, namespace, &url)?;
+            let core = backend.core(&namespace).map_err(fail)?;
+            let claims = core
+                .entries()
+                .map_err(fail)?
+                .iter()
+                .filter(|e| e.being_calculated)
+                .count() as u64;
+            if confirm(*yes, &format!("drop {claims} claims of {namespace}?"))? {
+                core.clear_being_calculated().map_err(fail)?;
+                out.done(&format!("dropped {claims} claims of {namespace}"), claims);
+            }
+        }
+        Command::Cleanup {
+            stale_after,
+            namespace,
+            yes,
+        } => {
+            let namespaces = match namespace {
+                Some(name) => {
+                    vec![known(&*backend, name, &url)?]
+                }
+                None => backend.namespaces().map_err(fail)?,
+            };
+            let age = report::age_text(*stale_after);
+            let what = match namespace {
+                Some(name) => format!("delete entries of {name} older than {age}?"),
+                None => format!(
+                    "delete entries older than {age} in {} functions?",
+                    namespaces.len()
+                ),
+            };
+            if confirm(*yes, &what)? {
+                let progress = report::progress(namespaces.len() as u64);
+                let mut deleted = 0;
+                for namespace in &namespaces {
+                    progress.set_message(namespace.to_string());
+                    deleted += backend
+                        .core(namespace)
+                        .and_then(|c| c.delete_stale_entries(*stale_after))
+                        .map_err(fail)?;
+                    progress.inc(1);
+                }
+                progress.finish_and_clear();
+                out.done(
+                    &format!("deleted {deleted} entries older than {age}"),
+                    deleted,
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The namespace named `name`, if the store has it.
+fn known(backend: &dyn Backend, name: &str, url: &str) -> Result<Namespace, String> {
+    let namespace = Namespace::new(name, None).map_err(|e| explain(&e, url))?;
+    let all = backend.namespaces().map_err(|e| explain(&e, url))?;
+    if all.contains(&namespace) {
+        Ok(namespace)
+    } else {
+        Err(format!(
+            "unknown namespace {name:?}: `cachier ls` lists the cached functions of this store"
+        ))
+    }
+}
+
+/// Asks on a terminal unless `yes`; with no terminal, refuses without `--yes`.
+fn confirm(yes: bool, question: &str) -> Result<bool, String> {
+    if yes {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(format!(
+            "{question} Refusing without a terminal to confirm: pass --yes"
+        ));
+    }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| e.to_string())?;
+    let yes = matches!(answer.trim(), "y" | "Y" | "yes");
+    if !yes {
+        eprintln!("nothing done");
+    }
+    Ok(yes)
+}

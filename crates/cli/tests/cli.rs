@@ -1,0 +1,213 @@
+//! The `cachier` binary against every backend that other processes can reach: populated with
+//! the library in this process, inspected and cleared by the tool in another.
+
+use std::time::Duration;
+
+use assert_cmd::Command;
+use cachier_conformance::{fresh_dir, service_url, unique_name};
+
+fn cachier(url: &str) -> Command {
+    let mut cmd = Command::cargo_bin("cachier").expect("binary");
+    cmd.arg("--backend")
+        .arg(url)
+        .env_remove("CACHIER_BACKEND_URL");
+    cmd
+}
+
+fn stdout(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run cachier");
+    assert!(
+        out.status.success(),
+        "cachier failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// Two entries of a fresh namespace in the store at `url`; returns the namespace.
+fn populate(url: &str) -> String {
+    let name = unique_name("cli");
+    let backend = cachier::backend_from_url(url).expect("open backend");
+    let f = cachier::memoize(&name, |x: u64| x * 10)
+        .shared_backend(backend)
+        .build()
+        .expect("build");
+    assert_eq!(f.call(1), 10);
+    assert_eq!(f.call(2), 20);
+    name
+}
+
+/// Everything the tool does, on one store.
+fn exercise(url: &str) {
+    let name = populate(url);
+    let ls = stdout(cachier(url).arg("ls"));
+    let line = ls
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{name} not listed:\n{ls}"));
+    assert_eq!(
+        line.split_whitespace().nth(1),
+        Some("2"),
+        "two entries: {line}"
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(cachier(url).args([
+        "--json",
+        "ls",
+        "--stale-after",
+        "1h",
+    ])))
+    .unwrap();
+    let mine = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["namespace"] == name.as_str())
+        .expect("listed in JSON");
+    assert_eq!(mine["entries"], 2);
+    assert_eq!(mine["stale"], 0);
+    assert_eq!(mine["being_calculated"], 0);
+    assert!(mine["size_bytes"].as_u64().unwrap() > 0);
+
+    let show: serde_json::Value =
+        serde_json::from_str(&stdout(cachier(url).args(["--json", "show", &name]))).unwrap();
+    let entries = show.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert!(entries
+        .iter()
+        .all(|e| e["completed"] == true && e["key"].as_str().unwrap().len() == 64));
+    assert!(stdout(cachier(url).args(["show", &name])).contains("COMPLETED"));
+
+    // Without --yes and without a terminal, nothing is cleared.
+    let refused = cachier(url).args(["clear", &name]).output().unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
+
+    std::thread::sleep(Duration::from_millis(1100));
+    assert!(
+        stdout(cachier(url).args(["cleanup", "--stale-after", "1s", &name, "--yes"]))
+            .contains("deleted 2")
+    );
+    populate_again(url, &name);
+    assert!(
+        stdout(cachier(url).args(["clear-being-calculated", &name, "--yes"]))
+            .contains("dropped 0 claims")
+    );
+    assert!(stdout(cachier(url).args(["clear", &name, "--yes"])).contains("cleared 1 entries"));
+    let after: serde_json::Value =
+        serde_json::from_str(&stdout(cachier(url).args(["--json", "ls"]))).unwrap();
+    assert!(
+        after
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["namespace"] != name.as_str()),
+        "cleared namespace gone"
+    );
+
+    let unknown = cachier(url)
+        .args(["show", "no::such::function"])
+        .output()
+        .unwrap();
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown namespace"));
+}
+
+fn populate_again(url: &str, name: &str) {
+    let backend = cachier::backend_from_url(url).expect("open backend");
+    let f = cachier::memoize(name, |x: u64| x)
+        .shared_backend(backend)
+        .build()
+        .expect("build");
+    f.call(3);
+}
+
+#[test]
+fn file_backend() {
+    let dir = fresh_dir("cli-file");
+    exercise(&format!("file://{}", dir.display()));
+}
+
+#[test]
+fn file_backend_separate_files() {
+    let dir = fresh_dir("cli-file-separate");
+    exercise(&format!("file://{}?separate_files=true", dir.display()));
+}
+
+#[test]
+fn sqlite_backend() {
+    let dir = fresh_dir("cli-sqlite");
+    exercise(&format!("sqlite://{}", dir.join("cache.db").display()));
+}
+
+#[test]
+fn postgres_backend() {
+    if let Some(url) = service_url("CACHIER_TEST_POSTGRES_URL", "cli postgres_backend") {
+        exercise(&url);
+    }
+}
+
+#[test]
+fn redis_backend() {
+    if let Some(url) = service_url("CACHIER_TEST_REDIS_URL", "cli redis_backend") {
+        exercise(&url);
+    }
+}
+
+#[test]
+fn mongo_backend() {
+    if let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "cli mongo_backend") {
+        exercise(&url);
+    }
+}
+
+#[test]
+fn empty_cache() {
+    let dir = fresh_dir("cli-empty");
+    let url = format!("file://{}", dir.display());
+    assert_eq!(
+        stdout(cachier(&url).arg("ls")).trim(),
+        "no cached functions"
+    );
+    assert_eq!(stdout(cachier(&url).args(["--json", "ls"])).trim(), "[]");
+}
+
+#[test]
+fn bad_url_is_an_error() {
+    let out = cachier("ftp://user:secret@host/x")
+        .arg("ls")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown scheme"), "{stderr}");
+    assert!(
+        !stderr.contains("secret"),
+        "no password in messages: {stderr}"
+    );
+}
+
+#[test]
+fn unreachable_server_is_an_error() {
+    let out = cachier("redis://127.0.0.1:1/0").arg("ls").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unreachable"), "{stderr}");
+}
+
+#[test]
+fn bad_duration_is_a_usage_error() {
+    let dir = fresh_dir("cli-usage");
+    let out = cachier(&format!("file://{}", dir.display()))
+        .args(["cleanup", "--stale-after", "7x", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"));
+    let out = Command::cargo_bin("cachier")
+        .unwrap()
+        .arg("frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
