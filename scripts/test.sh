@@ -36,6 +36,7 @@ if ! port_open 6379; then
   wait_port 6379 10 redis-server
 fi
 command -v redis-server >/dev/null || apt_install redis-server   # the fault tests start private servers
+command -v openssl >/dev/null || apt_install openssl              # the rediss:// test makes a certificate
 export CACHIER_TEST_REDIS_URL="${CACHIER_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 
 # --- PostgreSQL -------------------------------------------------------------------------------
