@@ -63,11 +63,12 @@ step "MongoDB-wire server"
 MONGO_PORT=27017
 MONGO_VENV="$STATE_DIR/secantus-venv"
 MONGO_PID=""
+if [ ! -x "$MONGO_VENV/bin/secantusd-py" ]; then   # the restart test starts private servers too
+  python3 -m venv "$MONGO_VENV"
+  "$MONGO_VENV/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==0.7.0b3"
+fi
+export CACHIER_TEST_SECANTUSD="$MONGO_VENV/bin/secantusd-py"
 if ! port_open "$MONGO_PORT"; then
-  if [ ! -x "$MONGO_VENV/bin/secantusd-py" ]; then
-    python3 -m venv "$MONGO_VENV"
-    "$MONGO_VENV/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==0.7.0b3"
-  fi
   "$MONGO_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
     --log-level WARNING >"$LOG_DIR/secantusd.log" 2>&1 &
   MONGO_PID=$!

@@ -18,12 +18,61 @@ mod multiprocess {
     cachier_conformance::multiprocess_tests!(super::spec);
 }
 
-/// Async callers: the synchronous core runs on tokio's blocking pool, inside the caller's
-/// runtime, which the backend must handle without panicking.
+/// Async callers: the backend's native async core (`MongoAsyncCore`) awaits the driver on the
+/// caller's runtime.
 #[cfg(feature = "async")]
 mod asynchronous {
+    use std::time::Duration;
+
+    use cachier::MongoBackend;
+    use cachier_conformance::{service_url, unique_name, Counter};
+
     cachier_conformance::async_conformance_tests!(super::spec);
     cachier_conformance::async_multiprocess_tests!(super::spec);
+
+    /// Hits and misses are awaited on the caller's runtime: they complete on a current-thread
+    /// runtime whose only blocking thread is busy, where the default offloaded core (every
+    /// operation on tokio's blocking pool) would stall.
+    #[test]
+    fn async_calls_need_no_blocking_thread() {
+        let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "mongo::async_native") else {
+            return;
+        };
+        let calls = Counter::new();
+        let counted = calls.clone();
+        let f = cachier::memoize_async(&unique_name("mongo_async_native"), move |x: u64| {
+            let calls = counted.clone();
+            async move {
+                calls.bump();
+                x * 2
+            }
+        })
+        .backend(MongoBackend::from_url(&url).expect("backend"))
+        .build()
+        .expect("build");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, running) = std::sync::mpsc::channel();
+        runtime.block_on(async {
+            assert_eq!(f.call(21).await, 42);
+            tokio::task::spawn_blocking(move || {
+                started.send(()).unwrap();
+                let _ = hold.recv_timeout(Duration::from_secs(60));
+            });
+            running.recv().unwrap();
+            let within = |call| tokio::time::timeout(Duration::from_secs(10), call);
+            assert_eq!(within(f.call(21)).await.expect("a hit, not stalled"), 42);
+            assert_eq!(calls.get(), 1);
+            assert_eq!(within(f.call(22)).await.expect("a miss, not stalled"), 44);
+            assert_eq!(calls.get(), 2);
+            drop(release);
+            f.clear_cache().await.expect("clear");
+        });
+    }
 }
 
 /// A backend on a collection of its own, dropped by [`drop_collection`].

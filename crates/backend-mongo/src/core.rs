@@ -1,9 +1,10 @@
 //! One function's entries: the documents of the collection whose `func` is its namespace.
 
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cachier_core::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key};
+use cachier_core::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -14,23 +15,31 @@ use crate::{runtime, Shared, NAME};
 const WAIT_POLL_MAX: Duration = Duration::from_millis(40);
 
 /// The entries of one memoized function in a [`MongoBackend`](crate::MongoBackend)'s
-/// collection.
+/// collection, for synchronous callers.
 ///
 /// A document is cachier's (`func`, `key`, `value` as binary, `time` as a UTC datetime,
 /// `processing`, `completed`) plus `claim_owner` and `lease_until`. Times are written by the
 /// server's clock (`$$NOW`), and claims are decided by it.
+///
+/// Each operation is the same future the async core awaits, run to completion on the
+/// backend's own runtime.
 pub struct MongoCore {
-    shared: Arc<Shared>,
-    func: String,
+    entries: Entries,
 }
 
 impl std::fmt::Debug for MongoCore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MongoCore")
-            .field("namespace", &self.shared.collection.namespace().to_string())
-            .field("func", &self.func)
-            .finish()
+        self.entries.describe(f, "MongoCore")
     }
+}
+
+/// One function's operations as futures: the single implementation behind both
+/// [`MongoCore`] (blocking, on the backend's runtime) and the async core (awaited on the
+/// caller's runtime). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Entries {
+    shared: Arc<Shared>,
+    func: Arc<str>,
 }
 
 /// The driver's error code of a failed command or write, if it has one.
@@ -115,26 +124,35 @@ fn drop_claim_if_mine() -> [Document; 2] {
     ]
 }
 
-impl MongoCore {
-    pub(crate) fn new(shared: Arc<Shared>, func: String) -> MongoCore {
-        MongoCore { shared, func }
+impl Entries {
+    pub(crate) fn new(shared: Arc<Shared>, namespace: &Namespace) -> Entries {
+        Entries {
+            shared,
+            func: Arc::from(namespace.as_str()),
+        }
+    }
+
+    /// `Debug` of a core over these entries, without the URL.
+    pub(crate) fn describe(&self, f: &mut std::fmt::Formatter<'_>, name: &str) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("namespace", &self.shared.collection.namespace().to_string())
+            .field("func", &&*self.func)
+            .finish()
     }
 
     fn filter(&self, key: &Key) -> Document {
-        doc! { "func": &self.func, "key": key.to_hex() }
+        doc! { "func": &*self.func, "key": key.to_hex() }
     }
 
-    /// Sets the backend up if needed, then runs `future` (made from the collection) on the
-    /// driver's runtime.
-    fn run<T, F, Fut>(&self, operation: &'static str, make: F) -> Result<T, Error>
-    where
-        F: FnOnce(mongodb::Collection<Document>) -> Fut,
-        Fut: std::future::Future<Output = mongodb::error::Result<T>> + Send + 'static,
-        T: Send + 'static,
-    {
-        self.shared.ensure_ready(operation)?;
-        let future = make(self.shared.collection.clone());
-        runtime::block_on(operation, future)?.map_err(|e| Error::backend(NAME, operation, e))
+    /// Sets the backend up if needed, then awaits `future` (a driver call, which starts only
+    /// when awaited), mapping its error.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        future: impl Future<Output = mongodb::error::Result<T>>,
+    ) -> Result<T, Error> {
+        self.shared.ensure_ready(operation).await?;
+        future.await.map_err(|e| Error::backend(NAME, operation, e))
     }
 
     /// Turns a stored document into an entry. A document that is not a usable value (a
@@ -166,30 +184,48 @@ impl MongoCore {
     }
 
     /// Whether `key` has a live claim, by a light query (no value transferred).
-    fn claimed_now(&self, key: &Key) -> Result<bool, Error> {
-        let filter = self.filter(key);
-        let doc = self.run("wait", move |c| async move {
-            c.find_one(filter)
-                .projection(doc! { "_id": 0, "processing": 1, "lease_until": 1 })
-                .await
-        })?;
-        let now_ms = self.shared.server_now_ms();
+    async fn claimed_now(&self, key: &Key) -> Result<bool, Error> {
+        let c = &self.shared.collection;
+        let doc = self
+            .run(
+                "wait",
+                c.find_one(self.filter(key))
+                    .projection(doc! { "_id": 0, "processing": 1, "lease_until": 1 })
+                    .into_future(),
+            )
+            .await?;
+        let now_ms = self.shared.server_now_ms().await;
         Ok(doc.is_some_and(|d| live_claim(&d, now_ms)))
     }
-}
 
-impl Core for MongoCore {
-    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
-        let filter = self.filter(key);
-        let doc = self.run("get", move |c| async move { c.find_one(filter).await })?;
-        Ok(doc.map(|doc| self.entry(key, &doc, self.shared.server_now_ms())))
+    /// [`Core::get`]: one `find_one` on the unique index.
+    pub(crate) async fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        let c = &self.shared.collection;
+        let doc = self
+            .run("get", c.find_one(self.filter(key)).into_future())
+            .await?;
+        match doc {
+            Some(doc) => Ok(Some(self.entry(
+                key,
+                &doc,
+                self.shared.server_now_ms().await,
+            ))),
+            None => Ok(None),
+        }
     }
 
-    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+    /// [`Core::put`].
+    pub(crate) async fn put(
+        &self,
+        key: &Key,
+        value: Vec<u8>,
+        claim: Option<&ClaimToken>,
+    ) -> Result<(), Error> {
+        let c = &self.shared.collection;
         let filter = self.filter(key);
         let binary = Bson::Binary(Binary {
             subtype: BinarySubtype::Generic,
-            bytes: value.to_vec(),
+            bytes: value,
         });
         match claim {
             // Someone else's claim (or none) is left alone.
@@ -199,9 +235,11 @@ impl Core for MongoCore {
                     "$currentDate": { "time": true },
                     "$setOnInsert": { "processing": false },
                 };
-                self.run("put", move |c| async move {
-                    c.update_one(filter, update).upsert(true).await
-                })?;
+                self.run(
+                    "put",
+                    c.update_one(filter, update).upsert(true).into_future(),
+                )
+                .await?;
             }
             // The value lands and our claim goes in one atomic update.
             Some(token) => {
@@ -212,15 +250,19 @@ impl Core for MongoCore {
                     "_mine": mine(token),
                 } }];
                 pipeline.extend(drop_claim_if_mine());
-                self.run("put", move |c| async move {
-                    c.update_one(filter, pipeline).upsert(true).await
-                })?;
+                self.run(
+                    "put",
+                    c.update_one(filter, pipeline).upsert(true).into_future(),
+                )
+                .await?;
             }
         }
         Ok(())
     }
 
-    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+    /// [`Core::claim`].
+    pub(crate) async fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+        let c = &self.shared.collection;
         let token = ClaimToken::new();
         let filter = self.filter(key);
         // The update takes the claim only if no live claim exists, judged by the server's
@@ -247,15 +289,17 @@ impl Core for MongoCore {
             } },
             doc! { "$unset": ["_now", "_free"] },
         ];
-        let owner = self.run("claim", move |c| async move {
-            match c.update_one(filter.clone(), pipeline).upsert(true).await {
-                Err(e) if error_code(&e) == Some(DUPLICATE_KEY) => return Ok(None),
-                other => other?,
-            };
-            c.find_one(filter)
-                .projection(doc! { "_id": 0, "claim_owner": 1 })
-                .await
-        })?;
+        let owner = self
+            .run("claim", async {
+                match c.update_one(filter.clone(), pipeline).upsert(true).await {
+                    Err(e) if error_code(&e) == Some(DUPLICATE_KEY) => return Ok(None),
+                    other => other?,
+                };
+                c.find_one(filter)
+                    .projection(doc! { "_id": 0, "claim_owner": 1 })
+                    .await
+            })
+            .await?;
         match owner {
             Some(doc) if doc.get_str("claim_owner").ok() == Some(token.as_str()) => {
                 Ok(Claim::Claimed(token))
@@ -264,7 +308,14 @@ impl Core for MongoCore {
         }
     }
 
-    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+    /// [`Core::renew`].
+    pub(crate) async fn renew(
+        &self,
+        key: &Key,
+        claim: &ClaimToken,
+        lease: Duration,
+    ) -> Result<bool, Error> {
+        let c = &self.shared.collection;
         let filter = self.filter(key);
         let pipeline = vec![doc! { "$set": {
             "lease_until": { "$cond": [
@@ -273,84 +324,100 @@ impl Core for MongoCore {
                 "$lease_until",
             ] },
         } }];
-        let owner = self.run("renew", move |c| async move {
-            c.update_one(filter.clone(), pipeline).await?;
-            c.find_one(filter)
-                .projection(doc! { "_id": 0, "claim_owner": 1 })
-                .await
-        })?;
+        let owner = self
+            .run("renew", async {
+                c.update_one(filter.clone(), pipeline).await?;
+                c.find_one(filter)
+                    .projection(doc! { "_id": 0, "claim_owner": 1 })
+                    .await
+            })
+            .await?;
         Ok(owner.is_some_and(|doc| doc.get_str("claim_owner").ok() == Some(claim.as_str())))
     }
 
-    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+    /// [`Core::release`].
+    pub(crate) async fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         // The claim goes if it is still ours; the document stays (a placeholder reads as a
         // miss, as in cachier). The condition lives in the pipeline, not the filter: the test
         // server scans the collection for any filter beyond (func, key).
-        let filter = self.filter(key);
+        let c = &self.shared.collection;
         let mut pipeline = vec![doc! { "$set": { "_mine": mine(claim) } }];
         pipeline.extend(drop_claim_if_mine());
-        self.run("release", move |c| async move {
-            c.update_one(filter, pipeline).await
-        })?;
+        self.run(
+            "release",
+            c.update_one(self.filter(key), pipeline).into_future(),
+        )
+        .await?;
         Ok(())
     }
 
-    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+    /// [`Core::wait`]: polls a two-field projection with a backoff, sleeping on the timer of
+    /// the runtime it runs on.
+    pub(crate) async fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + max;
         let mut pause = Duration::from_millis(2);
         loop {
-            if !self.claimed_now(key)? {
+            if !self.claimed_now(key).await? {
                 return Ok(true);
             }
             let now = Instant::now();
             if now >= deadline {
                 return Ok(false);
             }
-            std::thread::sleep(pause.min(deadline - now));
+            tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(WAIT_POLL_MAX);
         }
     }
 
-    fn clear_cache(&self) -> Result<(), Error> {
-        let filter = doc! { "func": &self.func };
-        self.run("clear_cache", move |c| async move {
-            c.delete_many(filter).await
-        })?;
+    /// [`Core::clear_cache`].
+    pub(crate) async fn clear_cache(&self) -> Result<(), Error> {
+        let c = &self.shared.collection;
+        let filter = doc! { "func": &*self.func };
+        self.run("clear_cache", c.delete_many(filter).into_future())
+            .await?;
         Ok(())
     }
 
-    fn clear_being_calculated(&self) -> Result<(), Error> {
-        let filter = doc! { "func": &self.func, "processing": true };
+    /// [`Core::clear_being_calculated`].
+    pub(crate) async fn clear_being_calculated(&self) -> Result<(), Error> {
+        let c = &self.shared.collection;
+        let filter = doc! { "func": &*self.func, "processing": true };
         let update = doc! { "$set": { "processing": false, "claim_owner": Bson::Null, "lease_until": Bson::Null } };
-        self.run("clear_being_calculated", move |c| async move {
-            c.update_many(filter, update).await
-        })?;
+        self.run(
+            "clear_being_calculated",
+            c.update_many(filter, update).into_future(),
+        )
+        .await?;
         Ok(())
     }
 
-    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        self.shared.ensure_ready("delete_stale_entries")?;
-        let now_ms = self.shared.server_now_ms();
+    /// [`Core::delete_stale_entries`].
+    pub(crate) async fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        self.shared.ensure_ready("delete_stale_entries").await?;
+        let now_ms = self.shared.server_now_ms().await;
         let cutoff =
             now_ms.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
         // Filters cannot read `$$NOW` on every server, so the cut-off comes from the measured
         // server clock. An entry being computed stays: deleting it would drop the claim.
         let filter = doc! {
-            "func": &self.func,
+            "func": &*self.func,
             "time": { "$lt": DateTime::from_millis(cutoff) },
             "$or": [
                 { "processing": { "$ne": true } },
                 { "lease_until": { "$not": { "$gt": DateTime::from_millis(now_ms) } } },
             ],
         };
-        let result = self.run("delete_stale_entries", move |c| async move {
-            c.delete_many(filter).await
-        })?;
+        let c = &self.shared.collection;
+        let result = self
+            .run("delete_stale_entries", c.delete_many(filter).into_future())
+            .await?;
         Ok(result.deleted_count)
     }
 
-    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        let filter = doc! { "func": &self.func };
+    /// [`Core::entries`].
+    async fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        let c = &self.shared.collection;
+        let filter = doc! { "func": &*self.func };
         // Sizes are computed by the server: values never cross the network for a listing.
         let projection = doc! {
             "_id": 0, "key": 1, "time": 1, "completed": 1, "processing": 1, "claim_owner": 1,
@@ -361,15 +428,17 @@ impl Core for MongoCore {
                 -1,
             ] },
         };
-        let docs = self.run("entries", move |c| async move {
-            let mut cursor = c.find(filter).projection(projection).await?;
-            let mut docs = Vec::new();
-            while cursor.advance().await? {
-                docs.push(cursor.deserialize_current()?);
-            }
-            Ok(docs)
-        })?;
-        let now_ms = self.shared.server_now_ms();
+        let docs = self
+            .run("entries", async {
+                let mut cursor = c.find(filter).projection(projection).await?;
+                let mut docs = Vec::new();
+                while cursor.advance().await? {
+                    docs.push(cursor.deserialize_current()?);
+                }
+                Ok(docs)
+            })
+            .await?;
+        let now_ms = self.shared.server_now_ms().await;
         let mut out: Vec<EntryInfo> = docs
             .iter()
             .filter_map(|doc| {
@@ -399,12 +468,89 @@ impl Core for MongoCore {
         Ok(out)
     }
 
-    fn len(&self) -> Result<u64, Error> {
-        let filter = doc! { "func": &self.func };
-        self.run(
-            "len",
-            move |c| async move { c.count_documents(filter).await },
+    /// [`Core::len`].
+    async fn len(&self) -> Result<u64, Error> {
+        let c = &self.shared.collection;
+        let filter = doc! { "func": &*self.func };
+        self.run("len", c.count_documents(filter).into_future())
+            .await
+    }
+}
+
+impl MongoCore {
+    pub(crate) fn new(entries: Entries) -> MongoCore {
+        MongoCore { entries }
+    }
+
+    /// Runs one operation of [`Entries`] to completion on the backend's runtime.
+    fn block<T, F, Fut>(&self, operation: &'static str, make: F) -> Result<T, Error>
+    where
+        F: FnOnce(Entries) -> Fut,
+        Fut: Future<Output = Result<T, Error>> + Send + 'static,
+        T: Send + 'static,
+    {
+        runtime::block_on(operation, make(self.entries.clone()))?
+    }
+}
+
+impl Core for MongoCore {
+    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        let key = *key;
+        self.block("get", |e| async move { e.get(&key).await })
+    }
+
+    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+        let (key, value, claim) = (*key, value.to_vec(), claim.cloned());
+        self.block("put", |e| async move {
+            e.put(&key, value, claim.as_ref()).await
+        })
+    }
+
+    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+        let key = *key;
+        self.block("claim", |e| async move { e.claim(&key, lease).await })
+    }
+
+    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+        let (key, claim) = (*key, claim.clone());
+        self.block(
+            "renew",
+            |e| async move { e.renew(&key, &claim, lease).await },
         )
+    }
+
+    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+        let (key, claim) = (*key, claim.clone());
+        self.block("release", |e| async move { e.release(&key, &claim).await })
+    }
+
+    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+        let key = *key;
+        self.block("wait", |e| async move { e.wait(&key, max).await })
+    }
+
+    fn clear_cache(&self) -> Result<(), Error> {
+        self.block("clear_cache", |e| async move { e.clear_cache().await })
+    }
+
+    fn clear_being_calculated(&self) -> Result<(), Error> {
+        self.block("clear_being_calculated", |e| async move {
+            e.clear_being_calculated().await
+        })
+    }
+
+    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        self.block("delete_stale_entries", |e| async move {
+            e.delete_stale_entries(older_than).await
+        })
+    }
+
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        self.block("entries", |e| async move { e.entries().await })
+    }
+
+    fn len(&self) -> Result<u64, Error> {
+        self.block("len", |e| async move { e.len().await })
     }
 }
 

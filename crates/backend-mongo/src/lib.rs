@@ -2,6 +2,8 @@
 #![warn(missing_docs)]
 
 mod core;
+#[cfg(feature = "async")]
+mod nonblocking;
 mod runtime;
 
 use std::fmt;
@@ -15,7 +17,10 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use parking_lot::Mutex;
 
+use crate::core::Entries;
 pub use crate::core::MongoCore;
+#[cfg(feature = "async")]
+pub use crate::nonblocking::MongoAsyncCore;
 /// The driver this backend is built on, for callers who pass a client or query the
 /// collection themselves (same version, so its types match).
 pub use mongodb;
@@ -49,8 +54,9 @@ pub struct MongoBackend {
 pub(crate) struct Shared {
     pub(crate) collection: Collection<Document>,
     ready: AtomicBool,
-    /// Serializes the setup; holds when and why the last attempt failed.
-    setup: Mutex<Option<(Instant, String)>>,
+    /// Serializes the setup (an async lock: the async path awaits it on the caller's
+    /// runtime); holds when and why the last attempt failed.
+    setup: tokio::sync::Mutex<Option<(Instant, String)>>,
     /// Server clock minus local clock, in milliseconds.
     clock_offset_ms: AtomicI64,
     clock_sampled: Mutex<Option<Instant>>,
@@ -98,7 +104,7 @@ impl MongoBackend {
             shared: Arc::new(Shared {
                 collection,
                 ready: AtomicBool::new(false),
-                setup: Mutex::new(None),
+                setup: tokio::sync::Mutex::new(None),
                 clock_offset_ms: AtomicI64::new(0),
                 clock_sampled: Mutex::new(None),
                 clock_refreshing: AtomicBool::new(false),
@@ -134,19 +140,37 @@ impl Backend for MongoBackend {
     fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
         // Nothing is sent here: the index is made on first use, so building a memoized
         // function never fails or stalls because the server is down.
-        Ok(Arc::new(MongoCore::new(
+        Ok(Arc::new(MongoCore::new(Entries::new(
             self.shared.clone(),
-            namespace.as_str().to_owned(),
-        )))
+            namespace,
+        ))))
+    }
+
+    /// The driver's own async API, awaited on the caller's runtime (no blocking-pool hop);
+    /// the same operations as the blocking core, which runs them on the backend's runtime.
+    #[cfg(feature = "async")]
+    fn async_core(
+        &self,
+        namespace: &Namespace,
+        core: &Arc<dyn Core>,
+    ) -> Result<Arc<dyn cachier_core::AsyncCore>, Error> {
+        let _ = core;
+        Ok(Arc::new(MongoAsyncCore::new(Entries::new(
+            self.shared.clone(),
+            namespace,
+        ))))
     }
 
     fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
-        self.shared.ensure_ready("namespaces")?;
-        let collection = self.shared.collection.clone();
+        let shared = self.shared.clone();
         let names = runtime::block_on("namespaces", async move {
-            collection.distinct("func", doc! {}).await
-        })?
-        .map_err(|e| Error::backend(NAME, "namespaces", e))?;
+            shared.ensure_ready("namespaces").await?;
+            shared
+                .collection
+                .distinct("func", doc! {})
+                .await
+                .map_err(|e| Error::backend(NAME, "namespaces", e))
+        })??;
         let mut out: Vec<Namespace> = names
             .iter()
             .filter_map(|name| match name {
@@ -345,13 +369,13 @@ fn redact_message(url: &str, message: &str) -> String {
 
 impl Shared {
     /// Creates the unique index and measures the server clock, once (retried after a
-    /// failure).
-    pub(crate) fn ensure_ready(&self, operation: &'static str) -> Result<(), Error> {
+    /// failure). Both paths await this: the blocking one on the backend's runtime.
+    pub(crate) async fn ensure_ready(&self, operation: &'static str) -> Result<(), Error> {
         if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
         let waited_from = Instant::now();
-        let mut setup = self.setup.lock();
+        let mut setup = self.setup.lock().await;
         if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -362,7 +386,7 @@ impl Shared {
                 return Err(Error::backend(NAME, operation, message.clone()));
             }
         }
-        let outcome = self.set_up(operation);
+        let outcome = self.set_up(operation).await;
         match &outcome {
             Ok(()) => self.ready.store(true, Ordering::Release),
             Err(error) => {
@@ -376,8 +400,7 @@ impl Shared {
         outcome
     }
 
-    fn set_up(&self, operation: &'static str) -> Result<(), Error> {
-        let collection = self.collection.clone();
+    async fn set_up(&self, operation: &'static str) -> Result<(), Error> {
         let index = IndexModel::builder()
             .keys(doc! { "func": 1, "key": 1 })
             .options(
@@ -387,7 +410,7 @@ impl Shared {
                     .build(),
             )
             .build();
-        runtime::block_on(operation, async move { collection.create_index(index).await })?.map_err(|e| {
+        self.collection.create_index(index).await.map_err(|e| {
             match core::error_code(&e) {
                 // IndexOptionsConflict / IndexKeySpecsConflict: a non-unique index of that
                 // name exists, as Python cachier creates.
@@ -403,18 +426,18 @@ impl Shared {
                 _ => Error::backend(NAME, operation, e),
             }
         })?;
-        self.sample_clock(operation)
+        self.sample_clock(operation).await
     }
 
     /// Measures the server clock's offset from `hello`'s `localTime` (the midpoint of the
     /// round trip is taken as the moment the server read its clock).
-    fn sample_clock(&self, operation: &'static str) -> Result<(), Error> {
+    async fn sample_clock(&self, operation: &'static str) -> Result<(), Error> {
         let database = self.collection.client().database("admin");
         let sent = SystemTime::now();
-        let reply = runtime::block_on(operation, async move {
-            database.run_command(doc! { "hello": 1 }).await
-        })?
-        .map_err(|e| Error::backend(NAME, operation, e))?;
+        let reply = database
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(|e| Error::backend(NAME, operation, e))?;
         let received = SystemTime::now();
         let offset = match reply.get("localTime") {
             Some(Bson::DateTime(server)) => {
@@ -432,21 +455,31 @@ impl Shared {
     }
 
     /// The server's clock now, as estimated from the last sample; re-measured every minute
-    /// by whichever caller notices first.
-    pub(crate) fn server_now_ms(&self) -> i64 {
+    /// by whichever caller notices first (the others go on with the previous sample).
+    pub(crate) async fn server_now_ms(&self) -> i64 {
         let due = self
             .clock_sampled
             .lock()
             .is_none_or(|at| at.elapsed() >= CLOCK_REFRESH);
         if due && !self.clock_refreshing.swap(true, Ordering::AcqRel) {
-            if let Err(error) = self.sample_clock("clock") {
+            // Cleared however the sampling ends, including a caller's future being dropped.
+            let _refreshing = ClearOnDrop(&self.clock_refreshing);
+            if let Err(error) = self.sample_clock("clock").await {
                 tracing::debug!(%error, "cachier: could not re-measure the MongoDB server clock");
                 // Try again at the next interval, not on every call.
                 *self.clock_sampled.lock() = Some(Instant::now());
             }
-            self.clock_refreshing.store(false, Ordering::Release);
         }
         unix_ms(SystemTime::now()) + self.clock_offset_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// Resets a flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -571,6 +604,268 @@ mod tests {
             core.clear_cache().unwrap();
             assert_eq!(core.len().unwrap(), 0);
         });
+    }
+
+    /// The async core's tests: a native core must answer while tokio's blocking pool is busy,
+    /// on either kind of runtime, and fail fast on a dead server.
+    #[cfg(feature = "async")]
+    mod nonblocking {
+        use std::process::{Child, Command, Stdio};
+        use std::sync::mpsc;
+
+        use cachier_core::{AsyncCore, Claim, Key, OffloadedCore};
+
+        use super::*;
+
+        /// A current-thread runtime whose only blocking thread is kept busy until the returned
+        /// sender is dropped (or a minute passes): an offloaded core stalls on it.
+        fn starved_runtime() -> (tokio::runtime::Runtime, mpsc::Sender<()>) {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .max_blocking_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (release, hold) = mpsc::channel::<()>();
+            let (started, running) = mpsc::channel();
+            runtime.spawn_blocking(move || {
+                started.send(()).unwrap();
+                let _ = hold.recv_timeout(Duration::from_secs(60));
+            });
+            running.recv().unwrap();
+            (runtime, release)
+        }
+
+        fn cores(backend: &MongoBackend, case: &str) -> (Arc<dyn Core>, Arc<dyn AsyncCore>) {
+            let namespace =
+                Namespace::new(&format!("async::{case}::{}", std::process::id()), None).unwrap();
+            let core = backend.core(&namespace).unwrap();
+            let native = backend.async_core(&namespace, &core).unwrap();
+            (core, native)
+        }
+
+        /// Every operation of the contract, awaited on the caller's runtime.
+        async fn exercise(core: &dyn AsyncCore) {
+            let key = Key::of(&7u8).unwrap();
+            core.clear_cache().await.unwrap();
+            assert!(core.get(&key).await.unwrap().is_none());
+            let Claim::Claimed(token) = core.claim(&key, Duration::from_secs(10)).await.unwrap()
+            else {
+                panic!("a fresh key must be claimable");
+            };
+            assert!(matches!(
+                core.claim(&key, Duration::from_secs(10)).await.unwrap(),
+                Claim::Busy
+            ));
+            assert!(core.get(&key).await.unwrap().unwrap().being_calculated);
+            assert!(!core.wait(&key, Duration::from_millis(30)).await.unwrap());
+            core.put(&key, b"native", Some(&token)).await.unwrap();
+            assert!(core.wait(&key, Duration::from_secs(1)).await.unwrap());
+            let entry = core.get(&key).await.unwrap().expect("stored");
+            assert_eq!(
+                entry.completed_value().map(|v| &v[..]),
+                Some(&b"native"[..])
+            );
+            assert!(!entry.being_calculated);
+            let Claim::Claimed(token) = core.claim(&key, Duration::from_secs(10)).await.unwrap()
+            else {
+                panic!("a released key must be claimable");
+            };
+            core.release(&key, &token).await.unwrap();
+            assert!(matches!(
+                core.claim(&key, Duration::from_secs(10)).await.unwrap(),
+                Claim::Claimed(_)
+            ));
+            core.clear_being_calculated().await.unwrap();
+            assert!(!core.get(&key).await.unwrap().unwrap().being_calculated);
+            assert_eq!(
+                core.delete_stale_entries(Duration::from_secs(3600))
+                    .await
+                    .unwrap(),
+                0
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assert_eq!(core.delete_stale_entries(Duration::ZERO).await.unwrap(), 1);
+            core.clear_cache().await.unwrap();
+            assert!(core.get(&key).await.unwrap().is_none());
+        }
+
+        #[test]
+        fn native_core_never_uses_the_blocking_pool() {
+            let Some(url) = server_url("native_core_never_uses_the_blocking_pool") else {
+                return;
+            };
+            let backend = MongoBackend::builder(url)
+                .collection("runtime_tests")
+                .build()
+                .unwrap();
+            let (core, native) = cores(&backend, "starved");
+            let (runtime, release) = starved_runtime();
+            runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(20), exercise(&*native))
+                    .await
+                    .expect("the native core must not wait for the blocking pool");
+                // The control: the default offloaded core stalls behind the busy thread, so
+                // this test would catch a core that is not native.
+                let offloaded = OffloadedCore(core.clone());
+                let key = Key::of(&7u8).unwrap();
+                assert!(
+                    tokio::time::timeout(Duration::from_millis(500), offloaded.get(&key))
+                        .await
+                        .is_err(),
+                    "the offloaded core should have stalled"
+                );
+            });
+            drop(release);
+            drop(runtime);
+        }
+
+        #[test]
+        fn native_core_works_on_a_multi_thread_runtime() {
+            let Some(url) = server_url("native_core_works_on_a_multi_thread_runtime") else {
+                return;
+            };
+            let backend = MongoBackend::builder(url)
+                .collection("runtime_tests")
+                .build()
+                .unwrap();
+            let (_, native) = cores(&backend, "multi");
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let native = native.clone();
+                tokio::spawn(async move { exercise(&*native).await })
+                    .await
+                    .unwrap();
+            });
+        }
+
+        #[test]
+        fn dead_server_times_out() {
+            let backend = MongoBackend::builder("mongodb://127.0.0.1:1/?directConnection=true")
+                .server_selection_timeout(Duration::from_millis(200))
+                .build()
+                .unwrap();
+            let (_, native) = cores(&backend, "dead");
+            let (runtime, release) = starved_runtime();
+            let key = Key::of(&1u8).unwrap();
+            let started = Instant::now();
+            let error = runtime
+                .block_on(async {
+                    tokio::time::timeout(Duration::from_secs(10), native.get(&key)).await
+                })
+                .expect("the server-selection timeout applies")
+                .unwrap_err();
+            assert!(error.is_backend(), "{error}");
+            assert!(started.elapsed() < Duration::from_secs(5));
+            drop(release);
+        }
+
+        /// A SecantusDB server of this test's own, on a free port.
+        struct Server {
+            binary: String,
+            port: u16,
+            child: Child,
+        }
+
+        impl Server {
+            fn start(binary: &str, port: u16) -> Server {
+                let child = Command::new(binary)
+                    .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+                    .args(["--storage-path", ":memory:", "--log-level", "WARNING"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start the test server");
+                let deadline = Instant::now() + Duration::from_secs(20);
+                while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                    assert!(Instant::now() < deadline, "the test server did not start");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Server {
+                    binary: binary.to_owned(),
+                    port,
+                    child,
+                }
+            }
+
+            fn restart(mut self) -> Server {
+                self.stop();
+                Server::start(&self.binary, self.port)
+            }
+
+            fn stop(&mut self) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+
+        impl Drop for Server {
+            fn drop(&mut self) {
+                self.stop();
+            }
+        }
+
+        /// Needs `CACHIER_TEST_SECANTUSD`, the path of `secantusd-py`: the test stops and
+        /// restarts a server of its own (the shared one is left alone).
+        #[test]
+        fn native_core_reconnects_after_a_server_restart() {
+            let binary = match std::env::var("CACHIER_TEST_SECANTUSD") {
+                Ok(binary) if !binary.is_empty() => binary,
+                _ => {
+                    eprintln!(
+                        "SKIPPED native_core_reconnects_after_a_server_restart: \
+                         CACHIER_TEST_SECANTUSD is not set"
+                    );
+                    return;
+                }
+            };
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let server = Server::start(&binary, port);
+            let backend =
+                MongoBackend::builder(format!("mongodb://127.0.0.1:{port}/?directConnection=true"))
+                    .server_selection_timeout(Duration::from_millis(500))
+                    .build()
+                    .unwrap();
+            let (_, native) = cores(&backend, "restart");
+            let key = Key::of(&3u8).unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                native.put(&key, b"before", None).await.unwrap();
+                assert!(native.get(&key).await.unwrap().is_some());
+            });
+            let mut server = server;
+            server.stop();
+            let down = runtime.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), native.get(&key)).await
+            });
+            assert!(down.expect("times out").is_err(), "the server is down");
+            let _server = server.restart();
+            // The driver reconnects by itself; the first operations may still see the old pool.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            runtime.block_on(async {
+                loop {
+                    match native.put(&key, b"after", None).await {
+                        Ok(()) => break,
+                        Err(error) => {
+                            assert!(Instant::now() < deadline, "no reconnection: {error}");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }
+                let entry = native.get(&key).await.unwrap().expect("stored again");
+                assert_eq!(entry.completed_value().map(|v| &v[..]), Some(&b"after"[..]));
+            });
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async")]
+mod nonblocking;
 mod pool;
 mod scripts;
 
@@ -12,9 +14,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use cachier_core::{
     Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
 };
-use redis::{Connection, RedisResult, Value};
+use redis::{RedisResult, Value};
 
-use crate::pool::{Pool, PoolSettings};
+#[cfg(feature = "async")]
+pub use crate::nonblocking::RedisAsyncCore;
+use crate::pool::{Pool, PoolSettings, Request};
 
 /// The `redis` crate this backend is built on, so callers can build a [`redis::Client`] for
 /// [`RedisBackend::with_client`] without matching versions.
@@ -214,6 +218,23 @@ impl RedisBackend {
     pub fn client(&self) -> &redis::Client {
         self.shared.pool.client()
     }
+
+    /// The native async store of `namespace` (what [`Backend::async_core`] returns), for
+    /// callers that drive a store themselves.
+    #[cfg(feature = "async")]
+    pub fn async_store(&self, namespace: &Namespace) -> RedisAsyncCore {
+        RedisAsyncCore::new(self.open(namespace))
+    }
+
+    fn open(&self, namespace: &Namespace) -> RedisCore {
+        let base = namespace_base(&self.shared.prefix, namespace);
+        RedisCore {
+            shared: self.shared.clone(),
+            pattern: scan_pattern(&base),
+            base,
+            evict_ms: self.shared.evict_after.map_or(0, duration_ms),
+        }
+    }
 }
 
 impl fmt::Debug for RedisBackend {
@@ -232,13 +253,19 @@ impl Backend for RedisBackend {
     }
 
     fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
-        let base = namespace_base(&self.shared.prefix, namespace);
-        Ok(Arc::new(RedisCore {
-            shared: self.shared.clone(),
-            pattern: scan_pattern(&base),
-            base,
-            evict_ms: self.shared.evict_after.map_or(0, duration_ms),
-        }))
+        Ok(Arc::new(self.open(namespace)))
+    }
+
+    /// The native async store ([`RedisAsyncCore`]): the same requests as the blocking core,
+    /// sent on the caller's runtime.
+    #[cfg(feature = "async")]
+    fn async_core(
+        &self,
+        namespace: &Namespace,
+        core: &Arc<dyn Core>,
+    ) -> Result<Arc<dyn cachier_core::AsyncCore>, Error> {
+        let _ = core;
+        Ok(Arc::new(self.async_store(namespace)))
     }
 
     /// Walks `{prefix}:*` with `SCAN` (never `KEYS`) and reads each namespace from its keys:
@@ -247,15 +274,14 @@ impl Backend for RedisBackend {
     fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
         let mut pattern = glob_escape(&self.shared.prefix);
         pattern.push_str(":*");
-        let mut names = BTreeSet::new();
-        scan(&self.shared.pool, "namespaces", &pattern, |_, keys| {
-            for key in keys {
-                if let Some(name) = namespace_of(&self.shared.prefix, key) {
-                    names.insert(name.to_owned());
-                }
-            }
-            Ok(())
-        })?;
+        let mut sweep = Sweep::Namespaces {
+            prefix: self.shared.prefix.clone(),
+            names: BTreeSet::new(),
+        };
+        sweep.run(&self.shared.pool, "namespaces", &pattern)?;
+        let Sweep::Namespaces { names, .. } = sweep else {
+            unreachable!("the sweep stays what it was made")
+        };
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             match Namespace::new(&name, None) {
@@ -300,33 +326,118 @@ fn glob_escape(text: &str) -> String {
     out
 }
 
-/// Calls `step` with every batch of keys matching `pattern`, one `SCAN` at a time (never
-/// `KEYS`, which blocks the server for the whole keyspace).
-fn scan(
-    pool: &Pool,
-    operation: &'static str,
-    pattern: &str,
-    mut step: impl FnMut(&mut Connection, &[Vec<u8>]) -> RedisResult<()>,
-) -> Result<(), Error> {
-    pool.run(operation, |con| {
-        let mut cursor: u64 = 0;
+/// One `SCAN` step (never `KEYS`, which blocks the server for the whole keyspace).
+fn scan_step(pattern: &str, cursor: u64) -> Request<'static> {
+    let mut cmd = redis::cmd("SCAN");
+    cmd.arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_BATCH);
+    Request::Cmd(cmd)
+}
+
+/// A namespace-wide operation: what it sends for each batch of keys a `SCAN` step returns,
+/// and what it makes of the replies. Both paths walk the keys with it ([`Sweep::run`] and
+/// its async twin), so they send the same requests.
+enum Sweep {
+    /// `clear_cache`: `UNLINK` each batch.
+    Unlink,
+    /// `clear_being_calculated`: [`scripts::UNCLAIM`] on each batch.
+    Unclaim,
+    /// `delete_stale_entries`: [`scripts::DELETE_STALE`], counting deletions.
+    DeleteStale { limit_us: u64, deleted: u64 },
+    /// `len`: counts keys, sends nothing.
+    Count(u64),
+    /// `entries`: [`scripts::LIST`], gathering listings.
+    List(Vec<EntryInfo>),
+    /// `Backend::namespaces`: reads namespaces from keys, sends nothing.
+    Namespaces {
+        prefix: String,
+        names: BTreeSet<String>,
+    },
+}
+
+impl Sweep {
+    /// The request for one batch of keys, if this operation sends one.
+    fn request<'k>(&self, keys: &'k [Vec<u8>]) -> Option<Request<'k>> {
+        let script = |script: &'static redis::Script| {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            invocation
+        };
+        match self {
+            Sweep::Unlink => {
+                let mut cmd = redis::cmd("UNLINK");
+                cmd.arg(keys);
+                Some(Request::Cmd(cmd))
+            }
+            Sweep::Unclaim => Some(Request::Script(script(&scripts::UNCLAIM))),
+            Sweep::DeleteStale { limit_us, .. } => {
+                let mut invocation = script(&scripts::DELETE_STALE);
+                invocation.arg(*limit_us);
+                Some(Request::Script(invocation))
+            }
+            Sweep::List(_) => Some(Request::Script(script(&scripts::LIST))),
+            Sweep::Count(_) | Sweep::Namespaces { .. } => None,
+        }
+    }
+
+    /// Takes in one batch and the reply to its request (`Nil` when none was sent).
+    fn absorb(&mut self, keys: &[Vec<u8>], reply: Value) -> RedisResult<()> {
+        match self {
+            Sweep::Unlink | Sweep::Unclaim => {}
+            Sweep::DeleteStale { deleted, .. } => {
+                *deleted += redis::from_redis_value::<u64>(reply)?;
+            }
+            Sweep::Count(n) => *n += keys.len() as u64,
+            Sweep::List(out) => {
+                let rows: Vec<Value> = redis::from_redis_value(reply)?;
+                listed(keys, &rows, out)?;
+            }
+            Sweep::Namespaces { prefix, names } => {
+                for key in keys {
+                    if let Some(name) = namespace_of(prefix, key) {
+                        names.insert(name.to_owned());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After the last batch: `SCAN` may return a key twice.
+    fn finish(&mut self) {
+        if let Sweep::List(out) = self {
+            out.sort_by_key(|e| e.key);
+            out.dedup_by_key(|e| e.key);
+        }
+    }
+
+    /// Walks every key matching `pattern`, one `SCAN` step and at most one request per batch
+    /// of [`SCAN_BATCH`] keys.
+    fn run(&mut self, pool: &Pool, operation: &'static str, pattern: &str) -> Result<(), Error> {
+        let mut cursor = 0u64;
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_BATCH)
-                .query(con)?;
+            let step = scan_step(pattern, cursor);
+            let (next, keys): (u64, Vec<Vec<u8>>) = pool.run(operation, |con| step.send(con))?;
             if !keys.is_empty() {
-                step(con, &keys)?;
+                let reply = match self.request(&keys) {
+                    Some(request) => pool.run(operation, |con| request.send(con))?,
+                    None => Value::Nil,
+                };
+                self.absorb(&keys, reply)
+                    .map_err(|e| Error::backend("redis", operation, e))?;
             }
             if next == 0 {
+                self.finish();
                 return Ok(());
             }
             cursor = next;
         }
-    })
+    }
 }
 
 fn namespace_base(prefix: &str, namespace: &Namespace) -> String {
@@ -365,6 +476,7 @@ fn duration_us(d: Duration) -> u64 {
 }
 
 /// One function's entries on the server.
+#[derive(Clone)]
 pub struct RedisCore {
     shared: Arc<Shared>,
     /// `{prefix}:{namespace}:`
@@ -467,13 +579,109 @@ impl RedisCore {
         out
     }
 
-    /// Calls `step` with every batch of this namespace's keys (see [`scan`]).
-    fn scan(
+    /// Walks this namespace's keys with `sweep` (see [`Sweep::run`]).
+    fn sweep(&self, operation: &'static str, mut sweep: Sweep) -> Result<Sweep, Error> {
+        sweep.run(&self.shared.pool, operation, &self.pattern)?;
+        Ok(sweep)
+    }
+
+    /// A hit's one round trip: the hash and the server's clock, pipelined. Read the reply
+    /// with [`decode_get`].
+    fn get_request(&self, entry_key: &str) -> Request<'static> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HGETALL").arg(entry_key).cmd("TIME");
+        Request::Pipe(pipe)
+    }
+
+    fn put_request<'a>(
         &self,
-        operation: &'static str,
-        step: impl FnMut(&mut Connection, &[Vec<u8>]) -> RedisResult<()>,
-    ) -> Result<(), Error> {
-        scan(&self.shared.pool, operation, &self.pattern, step)
+        entry_key: &str,
+        value: &[u8],
+        claim: Option<&ClaimToken>,
+    ) -> Request<'a> {
+        let token = claim.map_or("", ClaimToken::as_str);
+        let mut invocation = scripts::PUT.prepare_invoke();
+        invocation
+            .key(entry_key)
+            .arg(value)
+            .arg(token)
+            .arg(self.evict_ms);
+        Request::Script(invocation)
+    }
+
+    /// Read the reply with [`claimed`]. `token` is made once per claim: a retry of the same
+    /// request finds its own claim and reports it claimed.
+    fn claim_request<'a>(
+        &self,
+        entry_key: &str,
+        token: &ClaimToken,
+        lease: Duration,
+    ) -> Request<'a> {
+        let mut invocation = scripts::CLAIM.prepare_invoke();
+        invocation
+            .key(entry_key)
+            .arg(token.as_str())
+            .arg(duration_us(lease).max(1))
+            .arg(duration_ms(lease))
+            .arg(if self.evict_ms > 0 { "1" } else { "0" });
+        Request::Script(invocation)
+    }
+
+    fn release_request<'a>(&self, entry_key: &str, claim: &ClaimToken) -> Request<'a> {
+        let mut invocation = scripts::RELEASE.prepare_invoke();
+        invocation.key(entry_key).arg(claim.as_str());
+        Request::Script(invocation)
+    }
+}
+
+/// The entry in the reply to [`RedisCore::get_request`]. A `WRONGTYPE` error (something not
+/// ours at the entry's key) is a miss.
+fn decode_get(
+    entry_key: &str,
+    reply: Result<(Value, Value), Error>,
+) -> Result<Option<CacheEntry>, Error> {
+    let (hash, time) = match reply {
+        Ok(reply) => reply,
+        Err(Error::Backend { source, .. })
+            if source
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(wrong_type) =>
+        {
+            tracing::warn!(key = %entry_key, "cachier: a non-hash value sits at an entry's key; treating it as a miss");
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    let now = server_time(&time).ok_or_else(|| {
+        Error::backend(
+            "redis",
+            "get",
+            format!("unexpected reply to TIME: {time:?}"),
+        )
+    })?;
+    let fields = Fields::from_reply(hash);
+    let Some(stored) = fields.time else {
+        // Empty (no entry), or garbled beyond use: a miss, overwritten by the next write.
+        return Ok(None);
+    };
+    let live = fields.claim.is_some() && fields.lease.is_some_and(|deadline| deadline > now);
+    let completed = fields.completed && fields.value.is_some();
+    Ok(Some(CacheEntry {
+        value: fields.value.map(Arc::from),
+        time: UNIX_EPOCH + Duration::from_micros(stored),
+        age: Duration::from_micros(now.saturating_sub(stored)),
+        completed,
+        being_calculated: live,
+        claim_owner: if live { fields.claim } else { None },
+    }))
+}
+
+/// The answer to [`RedisCore::claim_request`]'s script.
+fn claimed(reply: i64, token: ClaimToken) -> Claim {
+    if reply == 1 {
+        Claim::Claimed(token)
+    } else {
+        Claim::Busy
     }
 }
 
@@ -523,82 +731,24 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
 impl Core for RedisCore {
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         let entry_key = self.entry_key(key);
-        // One round trip: the hash and the server's clock, pipelined.
-        let reply = self.shared.pool.run("get", |con| {
-            redis::pipe()
-                .cmd("HGETALL")
-                .arg(&entry_key)
-                .cmd("TIME")
-                .query::<(Value, Value)>(con)
-        });
-        let (hash, time) = match reply {
-            Ok(reply) => reply,
-            Err(Error::Backend { source, .. })
-                if source
-                    .downcast_ref::<redis::RedisError>()
-                    .is_some_and(wrong_type) =>
-            {
-                tracing::warn!(key = %entry_key, "cachier: a non-hash value sits at an entry's key; treating it as a miss");
-                return Ok(None);
-            }
-            Err(error) => return Err(error),
-        };
-        let now = server_time(&time).ok_or_else(|| {
-            Error::backend(
-                "redis",
-                "get",
-                format!("unexpected reply to TIME: {time:?}"),
-            )
-        })?;
-        let fields = Fields::from_reply(hash);
-        let Some(stored) = fields.time else {
-            // Empty (no entry), or garbled beyond use: a miss, overwritten by the next write.
-            return Ok(None);
-        };
-        let live = fields.claim.is_some() && fields.lease.is_some_and(|deadline| deadline > now);
-        let completed = fields.completed && fields.value.is_some();
-        Ok(Some(CacheEntry {
-            value: fields.value.map(Arc::from),
-            time: UNIX_EPOCH + Duration::from_micros(stored),
-            age: Duration::from_micros(now.saturating_sub(stored)),
-            completed,
-            being_calculated: live,
-            claim_owner: if live { fields.claim } else { None },
-        }))
+        let request = self.get_request(&entry_key);
+        let reply = self.shared.pool.run("get", |con| request.send(con));
+        decode_get(&entry_key, reply)
     }
 
     fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
-        let entry_key = self.entry_key(key);
-        let token = claim.map_or("", ClaimToken::as_str);
-        self.shared.pool.run("put", |con| {
-            scripts::PUT
-                .key(&entry_key)
-                .arg(value)
-                .arg(token)
-                .arg(self.evict_ms)
-                .invoke::<i64>(con)
-        })?;
+        let request = self.put_request(&self.entry_key(key), value, claim);
+        self.shared
+            .pool
+            .run("put", |con| request.send::<i64>(con))?;
         Ok(())
     }
 
     fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
-        let entry_key = self.entry_key(key);
-        // Made once: a retry of the same request finds its own claim and reports it claimed.
         let token = ClaimToken::new();
-        let claimed = self.shared.pool.run("claim", |con| {
-            scripts::CLAIM
-                .key(&entry_key)
-                .arg(token.as_str())
-                .arg(duration_us(lease).max(1))
-                .arg(duration_ms(lease))
-                .arg(if self.evict_ms > 0 { "1" } else { "0" })
-                .invoke::<i64>(con)
-        })?;
-        Ok(if claimed == 1 {
-            Claim::Claimed(token)
-        } else {
-            Claim::Busy
-        })
+        let request = self.claim_request(&self.entry_key(key), &token, lease);
+        let reply = self.shared.pool.run("claim", |con| request.send(con))?;
+        Ok(claimed(reply, token))
     }
 
     fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
@@ -615,72 +765,48 @@ impl Core for RedisCore {
     }
 
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
-        let entry_key = self.entry_key(key);
-        self.shared.pool.run("release", |con| {
-            scripts::RELEASE
-                .key(&entry_key)
-                .arg(claim.as_str())
-                .invoke::<i64>(con)
-        })?;
+        let request = self.release_request(&self.entry_key(key), claim);
+        self.shared
+            .pool
+            .run("release", |con| request.send::<i64>(con))?;
         Ok(())
     }
 
     fn clear_cache(&self) -> Result<(), Error> {
-        self.scan("clear_cache", |con, keys| {
-            redis::cmd("UNLINK").arg(keys).query::<i64>(con).map(drop)
-        })
+        self.sweep("clear_cache", Sweep::Unlink).map(drop)
     }
 
     fn clear_being_calculated(&self) -> Result<(), Error> {
-        self.scan("clear_being_calculated", |con, keys| {
-            let mut invocation = scripts::UNCLAIM.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
-            }
-            invocation.invoke::<i64>(con).map(drop)
-        })
+        self.sweep("clear_being_calculated", Sweep::Unclaim)
+            .map(drop)
     }
 
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        let limit = duration_us(older_than);
-        let mut deleted = 0u64;
-        self.scan("delete_stale_entries", |con, keys| {
-            let mut invocation = scripts::DELETE_STALE.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
-            }
-            deleted += invocation.arg(limit).invoke::<u64>(con)?;
-            Ok(())
-        })?;
-        Ok(deleted)
+        let sweep = Sweep::DeleteStale {
+            limit_us: duration_us(older_than),
+            deleted: 0,
+        };
+        match self.sweep("delete_stale_entries", sweep)? {
+            Sweep::DeleteStale { deleted, .. } => Ok(deleted),
+            _ => unreachable!("the sweep stays what it was made"),
+        }
     }
 
     fn len(&self) -> Result<u64, Error> {
-        let mut n = 0u64;
-        self.scan("len", |_, keys| {
-            n += keys.len() as u64;
-            Ok(())
-        })?;
-        Ok(n)
+        match self.sweep("len", Sweep::Count(0))? {
+            Sweep::Count(n) => Ok(n),
+            _ => unreachable!("the sweep stays what it was made"),
+        }
     }
 
     /// One `SCAN` step and one script per batch of 1,000 keys; values never cross the wire
     /// (`HSTRLEN` sizes them), and ages and claims are judged by the server's clock, as `get`
     /// judges them.
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        let mut out = Vec::new();
-        self.scan("entries", |con, keys| {
-            let mut invocation = scripts::LIST.prepare_invoke();
-            for key in keys {
-                invocation.key(key);
-            }
-            let reply: Vec<Value> = invocation.invoke(con)?;
-            listed(keys, &reply, &mut out)
-        })?;
-        // SCAN may return a key twice.
-        out.sort_by_key(|e| e.key);
-        out.dedup_by_key(|e| e.key);
-        Ok(out)
+        match self.sweep("entries", Sweep::List(Vec::new()))? {
+            Sweep::List(out) => Ok(out),
+            _ => unreachable!("the sweep stays what it was made"),
+        }
     }
 }
 

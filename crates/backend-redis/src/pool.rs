@@ -6,12 +6,51 @@
 //! connection has a connect and a response timeout, and after a failed connect no new one is
 //! tried for `reconnect_backoff`: a dead or unreachable server makes calls fail fast instead
 //! of hanging them.
+//!
+//! With the `async` feature the pool also keeps one multiplexed async connection per tokio
+//! runtime for [`AsyncCore`](cachier_core::AsyncCore): the same retry, timeouts and backoff,
+//! awaited on the caller's runtime. Both paths send the same [`Request`]s.
 
 use std::time::{Duration, Instant};
 
 use cachier_core::Error;
 use parking_lot::Mutex;
-use redis::{Client, Connection, ConnectionLike, RedisError, RedisResult};
+use redis::{Client, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult};
+
+/// One request as both paths send it: built once, sent by [`Pool::run`] or
+/// [`Pool::run_async`] (possibly twice, on a fresh connection after a dead one).
+pub(crate) enum Request<'a> {
+    Cmd(redis::Cmd),
+    Pipe(redis::Pipeline),
+    Script(redis::ScriptInvocation<'a>),
+}
+
+impl Request<'_> {
+    pub(crate) fn send<T: FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query(con),
+            Request::Pipe(pipe) => pipe.query(con),
+            Request::Script(script) => script.invoke(con),
+        }
+    }
+
+    #[cfg(feature = "async")]
+    async fn send_async<T: FromRedisValue>(
+        &self,
+        con: &mut redis::aio::MultiplexedConnection,
+    ) -> RedisResult<T> {
+        match self {
+            Request::Cmd(cmd) => cmd.query_async(con).await,
+            Request::Pipe(pipe) => pipe.query_async(con).await,
+            Request::Script(script) => script.invoke_async(con).await,
+        }
+    }
+}
+
+/// Runtimes with a cached async connection at once: a connection's driver task lives on the
+/// runtime that opened it, so each runtime gets its own; the oldest goes beyond this.
+#[cfg(feature = "async")]
+const MAX_RUNTIMES: usize = 8;
 
 /// Timeouts and sizes of a [`Pool`].
 #[derive(Debug, Clone, Copy)]
@@ -27,7 +66,11 @@ pub(crate) struct Pool {
     settings: PoolSettings,
     idle: Mutex<Vec<Connection>>,
     /// Set after a failed connect: no new attempt before the instant; the text says why.
+    /// Shared by both paths: a server found down by one is down for the other.
     down: Mutex<Option<(Instant, String)>>,
+    /// The async connection of each runtime that made async calls, most recent last.
+    #[cfg(feature = "async")]
+    multiplexed: Mutex<Vec<(tokio::runtime::Id, redis::aio::MultiplexedConnection)>>,
 }
 
 /// The error of an operation while connecting is suspended.
@@ -72,6 +115,8 @@ impl Pool {
             settings,
             idle: Mutex::new(Vec::new()),
             down: Mutex::new(None),
+            #[cfg(feature = "async")]
+            multiplexed: Mutex::new(Vec::new()),
         }
     }
 
@@ -138,6 +183,23 @@ impl Pool {
     }
 
     fn connect(&self, operation: &'static str) -> Result<Connection, Error> {
+        self.check_up(operation)?;
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
+        let settings = &self.settings;
+        let connected = self
+            .client
+            .get_connection_with_timeout(settings.connect_timeout)
+            .and_then(|con| {
+                con.set_read_timeout(Some(settings.response_timeout))?;
+                con.set_write_timeout(Some(settings.response_timeout))?;
+                Ok(con)
+            });
+        self.connected(connected, operation)
+    }
+
+    /// Fails at once while connecting is suspended after a failed attempt.
+    fn check_up(&self, operation: &'static str) -> Result<(), Error> {
         if let Some((until, last_error)) = &*self.down.lock() {
             let now = Instant::now();
             if now < *until {
@@ -152,32 +214,97 @@ impl Pool {
                 ));
             }
         }
-        #[cfg(feature = "tls")]
-        install_crypto_provider();
-        let settings = &self.settings;
-        let connected = self
-            .client
-            .get_connection_with_timeout(settings.connect_timeout)
-            .and_then(|con| {
-                con.set_read_timeout(Some(settings.response_timeout))?;
-                con.set_write_timeout(Some(settings.response_timeout))?;
-                Ok(con)
-            });
-        match connected {
+        Ok(())
+    }
+
+    /// Records a connection attempt's outcome (a failure suspends connecting for
+    /// `reconnect_backoff`).
+    fn connected<C>(&self, outcome: RedisResult<C>, operation: &'static str) -> Result<C, Error> {
+        match outcome {
             Ok(con) => {
                 *self.down.lock() = None;
                 Ok(con)
             }
             Err(error) => {
-                if !settings.reconnect_backoff.is_zero() {
+                if !self.settings.reconnect_backoff.is_zero() {
                     *self.down.lock() = Some((
-                        Instant::now() + settings.reconnect_backoff,
+                        Instant::now() + self.settings.reconnect_backoff,
                         error.to_string(),
                     ));
                 }
                 Err(Error::backend("redis", operation, error))
             }
         }
+    }
+}
+
+#[cfg(feature = "async")]
+impl Pool {
+    /// [`Pool::run`] for the async path: sends `request` on this runtime's multiplexed
+    /// connection (opened on first use), never blocking the executor. A cached connection
+    /// found dead (the server restarted, or its runtime is gone) is replaced and the request
+    /// sent once more.
+    pub(crate) async fn run_async<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        request: &Request<'_>,
+    ) -> Result<T, Error> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::backend("redis", operation, e))?
+            .id();
+        let cached = self
+            .multiplexed
+            .lock()
+            .iter()
+            .find(|(id, _)| *id == runtime)
+            .map(|(_, con)| con.clone());
+        let (mut con, reused) = match cached {
+            Some(con) => (con, true),
+            None => (self.connect_async(operation, runtime).await?, false),
+        };
+        let outcome = match request.send_async(&mut con).await {
+            Err(error) if reused && dropped(&error) => {
+                self.forget(runtime);
+                let mut con = self.connect_async(operation, runtime).await?;
+                request.send_async(&mut con).await
+            }
+            outcome => outcome,
+        };
+        outcome.map_err(|error| {
+            if broken(&error) {
+                self.forget(runtime);
+            }
+            Error::backend("redis", operation, error)
+        })
+    }
+
+    fn forget(&self, runtime: tokio::runtime::Id) {
+        self.multiplexed.lock().retain(|(id, _)| *id != runtime);
+    }
+
+    async fn connect_async(
+        &self,
+        operation: &'static str,
+        runtime: tokio::runtime::Id,
+    ) -> Result<redis::aio::MultiplexedConnection, Error> {
+        self.check_up(operation)?;
+        #[cfg(feature = "tls")]
+        install_crypto_provider();
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.settings.connect_timeout))
+            .set_response_timeout(Some(self.settings.response_timeout));
+        let outcome = self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await;
+        let con = self.connected(outcome, operation)?;
+        let mut cached = self.multiplexed.lock();
+        cached.retain(|(id, _)| *id != runtime);
+        if cached.len() >= MAX_RUNTIMES {
+            cached.remove(0);
+        }
+        cached.push((runtime, con.clone()));
+        Ok(con)
     }
 }
 

@@ -337,17 +337,28 @@ pub(crate) trait SchemaTx {
     fn execute_text(&mut self, sql: &str, param: &str) -> Result<(), Error>;
 }
 
-/// Creates the tables if missing and checks (or migrates) the schema version. Runs inside a
-/// transaction that the caller holds exclusively (SQLite `BEGIN IMMEDIATE`, a PostgreSQL
-/// advisory lock), so concurrent first users do not race.
-pub(crate) fn ensure_schema(tx: &mut dyn SchemaTx, stmts: &Statements) -> Result<(), Error> {
-    tx.batch(&stmts.create_meta)?;
-    let found = tx.query_text(&stmts.select_version)?;
+/// One step of a schema set-up (see [`schema_plan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SchemaStep<'s> {
+    /// Runs DDL or a statement without parameters or results.
+    Batch(&'s str),
+    /// Records [`SCHEMA_VERSION`] ([`Statements::upsert_version`]).
+    SetVersion,
+}
+
+/// What a set-up runs once it has created the metadata table and read the recorded version
+/// (`found`): create the table, or migrate an older one; a newer or unreadable version is
+/// refused. The decisions of [`ensure_schema`], shared with the async PostgreSQL path.
+pub(crate) fn schema_plan(
+    found: Option<String>,
+    stmts: &Statements,
+) -> Result<Vec<SchemaStep<'_>>, Error> {
     let version = match found {
         None => {
-            tx.batch(&stmts.create_table)?;
-            tx.execute_text(&stmts.upsert_version, &SCHEMA_VERSION.to_string())?;
-            return Ok(());
+            return Ok(vec![
+                SchemaStep::Batch(&stmts.create_table),
+                SchemaStep::SetVersion,
+            ])
         }
         Some(text) => text.trim().parse::<u32>().ok().filter(|v| *v >= 1).ok_or_else(|| {
             Error::config(
@@ -369,6 +380,7 @@ pub(crate) fn ensure_schema(tx: &mut dyn SchemaTx, stmts: &Statements) -> Result
             ),
         ));
     }
+    let mut steps = Vec::new();
     for step in version..SCHEMA_VERSION {
         // `step` starts at 1; MIGRATIONS[0] goes from version 1 to 2.
         for sql in MIGRATIONS
@@ -376,12 +388,29 @@ pub(crate) fn ensure_schema(tx: &mut dyn SchemaTx, stmts: &Statements) -> Result
             .copied()
             .unwrap_or_default()
         {
-            tx.batch(sql)?;
+            steps.push(SchemaStep::Batch(sql));
         }
     }
-    tx.batch(&stmts.create_table)?;
+    steps.push(SchemaStep::Batch(&stmts.create_table));
     if version != SCHEMA_VERSION {
-        tx.execute_text(&stmts.upsert_version, &SCHEMA_VERSION.to_string())?;
+        steps.push(SchemaStep::SetVersion);
+    }
+    Ok(steps)
+}
+
+/// Creates the tables if missing and checks (or migrates) the schema version. Runs inside a
+/// transaction that the caller holds exclusively (SQLite `BEGIN IMMEDIATE`, a PostgreSQL
+/// advisory lock), so concurrent first users do not race.
+pub(crate) fn ensure_schema(tx: &mut dyn SchemaTx, stmts: &Statements) -> Result<(), Error> {
+    tx.batch(&stmts.create_meta)?;
+    let found = tx.query_text(&stmts.select_version)?;
+    for step in schema_plan(found, stmts)? {
+        match step {
+            SchemaStep::Batch(sql) => tx.batch(sql)?,
+            SchemaStep::SetVersion => {
+                tx.execute_text(&stmts.upsert_version, &SCHEMA_VERSION.to_string())?;
+            }
+        }
     }
     Ok(())
 }

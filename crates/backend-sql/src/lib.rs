@@ -10,12 +10,17 @@
 mod dialect;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(all(feature = "async", feature = "postgres"))]
+mod postgres_async;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
 use std::fmt;
+use std::future::Future;
 use std::path::Path;
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, UNIX_EPOCH};
 
 use cachier_core::{
@@ -112,6 +117,187 @@ pub(crate) trait Driver: Send + Sync + fmt::Debug {
     fn path(&self) -> Option<&Path> {
         None
     }
+    /// A native async store for `function_id`, from drivers with an async API (PostgreSQL);
+    /// `None` runs the blocking driver on tokio's blocking pool.
+    #[cfg(feature = "async")]
+    fn native_async(
+        self: Arc<Self>,
+        function_id: &str,
+    ) -> Option<Arc<dyn cachier_core::AsyncCore>> {
+        let _ = function_id;
+        None
+    }
+}
+
+/// The statements a core operation runs, as futures, so that one [`Rows`] serves the blocking
+/// driver (whose futures are ready when created: see [`finish`]) and the async one.
+pub(crate) trait Exec: Sync {
+    /// [`Driver::query_row`].
+    fn query_row<'a>(
+        &'a self,
+        op: &'static str,
+        params: &'a [Param<'a>],
+    ) -> impl Future<Output = Result<Option<Row>, Error>> + Send + 'a;
+    /// [`Driver::query_count`].
+    fn query_count<'a>(
+        &'a self,
+        op: &'static str,
+        stmt: Stmt,
+        params: &'a [Param<'a>],
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a;
+    /// [`Driver::execute`].
+    fn execute<'a>(
+        &'a self,
+        op: &'static str,
+        stmt: Stmt,
+        params: &'a [Param<'a>],
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a;
+}
+
+/// The blocking drivers: each statement runs when its future is created.
+impl Exec for dyn Driver {
+    fn query_row<'a>(
+        &'a self,
+        op: &'static str,
+        params: &'a [Param<'a>],
+    ) -> impl Future<Output = Result<Option<Row>, Error>> + Send + 'a {
+        std::future::ready(Driver::query_row(self, op, params))
+    }
+    fn query_count<'a>(
+        &'a self,
+        op: &'static str,
+        stmt: Stmt,
+        params: &'a [Param<'a>],
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a {
+        std::future::ready(Driver::query_count(self, op, stmt, params))
+    }
+    fn execute<'a>(
+        &'a self,
+        op: &'static str,
+        stmt: Stmt,
+        params: &'a [Param<'a>],
+    ) -> impl Future<Output = Result<u64, Error>> + Send + 'a {
+        std::future::ready(Driver::execute(self, op, stmt, params))
+    }
+}
+
+/// Completes a core operation on a blocking driver. Its statement futures are ready when
+/// created, so the operation finishes within one poll: nothing ever waits here.
+fn finish<T>(operation: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+    match pin!(operation).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(result) => result,
+        Poll::Pending => Err(Error::backend(
+            "sql",
+            "blocking call",
+            "a blocking statement did not complete at once",
+        )),
+    }
+}
+
+/// The core operations on one function's rows, written once for the blocking [`SqlCore`]
+/// and the async core: the statements, their parameters and the decoding of their results.
+pub(crate) struct Rows<'a, E: ?Sized> {
+    exec: &'a E,
+    function_id: &'a str,
+}
+
+impl<E: Exec + ?Sized> Rows<'_, E> {
+    fn fid(&self) -> Param<'_> {
+        Param::Text(self.function_id)
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        let key = hex(key);
+        let params = [self.fid(), Param::Text(&key)];
+        let Some(row) = self.exec.query_row("get", &params).await? else {
+            return Ok(None);
+        };
+        let time = UNIX_EPOCH + Duration::from_micros(row.stored_us.max(0).unsigned_abs());
+        Ok(Some(CacheEntry {
+            value: row.value.map(Arc::from),
+            time,
+            age: Duration::from_micros(row.age_us.max(0).unsigned_abs()),
+            completed: row.completed,
+            being_calculated: row.live,
+            claim_owner: if row.live { row.claim_owner } else { None },
+        }))
+    }
+
+    async fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+        let key = hex(key);
+        let token = Param::OptText(claim.map(ClaimToken::as_str));
+        let params = [self.fid(), Param::Text(&key), Param::Bytes(value), token];
+        self.exec.execute("put", Stmt::Put, &params).await?;
+        Ok(())
+    }
+
+    async fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+        let key = hex(key);
+        let token = ClaimToken::new();
+        let params = [
+            self.fid(),
+            Param::Text(&key),
+            Param::Text(token.as_str()),
+            Param::Micros(micros(lease)),
+        ];
+        match self.exec.execute("claim", Stmt::Claim, &params).await? {
+            0 => Ok(Claim::Busy),
+            _ => Ok(Claim::Claimed(token)),
+        }
+    }
+
+    async fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+        let key = hex(key);
+        let params = [
+            self.fid(),
+            Param::Text(&key),
+            Param::Text(claim.as_str()),
+            Param::Micros(micros(lease)),
+        ];
+        Ok(self.exec.execute("renew", Stmt::Renew, &params).await? > 0)
+    }
+
+    async fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+        let key = hex(key);
+        let params = [self.fid(), Param::Text(&key), Param::Text(claim.as_str())];
+        if self
+            .exec
+            .execute("release", Stmt::ReleasePlaceholder, &params)
+            .await?
+            == 0
+        {
+            self.exec.execute("release", Stmt::Release, &params).await?;
+        }
+        Ok(())
+    }
+
+    async fn clear_cache(&self) -> Result<(), Error> {
+        let params = [self.fid()];
+        self.exec
+            .execute("clear_cache", Stmt::ClearCache, &params)
+            .await?;
+        Ok(())
+    }
+
+    async fn clear_being_calculated(&self) -> Result<(), Error> {
+        let params = [self.fid()];
+        self.exec
+            .execute("clear_being_calculated", Stmt::ClearClaims, &params)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        let params = [self.fid(), Param::Micros(micros(older_than))];
+        self.exec
+            .execute("delete_stale_entries", Stmt::DeleteStale, &params)
+            .await
+    }
+
+    async fn len(&self) -> Result<u64, Error> {
+        let params = [self.fid()];
+        self.exec.query_count("len", Stmt::Len, &params).await
+    }
 }
 
 /// The SQL store: SQLite or PostgreSQL, one table shared by every function (each function's
@@ -199,6 +385,20 @@ impl Backend for SqlBackend {
             driver: self.driver.clone(),
             function_id: namespace.as_str().to_owned(),
         }))
+    }
+
+    /// PostgreSQL: the native async store (`tokio-postgres` on the caller's runtime).
+    /// SQLite: the blocking `core` on tokio's blocking pool.
+    #[cfg(feature = "async")]
+    fn async_core(
+        &self,
+        namespace: &Namespace,
+        core: &Arc<dyn Core>,
+    ) -> Result<Arc<dyn cachier_core::AsyncCore>, Error> {
+        match self.driver.clone().native_async(namespace.as_str()) {
+            Some(native) => Ok(native),
+            None => Ok(Arc::new(cachier_core::OffloadedCore(core.clone()))),
+        }
     }
 }
 
@@ -357,107 +557,55 @@ struct SqlCore {
 }
 
 impl SqlCore {
-    fn fid(&self) -> Param<'_> {
-        Param::Text(&self.function_id)
+    fn rows(&self) -> Rows<'_, dyn Driver> {
+        Rows {
+            exec: &*self.driver,
+            function_id: &self.function_id,
+        }
     }
 }
 
 impl Core for SqlCore {
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
-        let key = hex(key);
-        let Some(row) = self
-            .driver
-            .query_row("get", &[self.fid(), Param::Text(&key)])?
-        else {
-            return Ok(None);
-        };
-        let time = UNIX_EPOCH + Duration::from_micros(row.stored_us.max(0).unsigned_abs());
-        Ok(Some(CacheEntry {
-            value: row.value.map(Arc::from),
-            time,
-            age: Duration::from_micros(row.age_us.max(0).unsigned_abs()),
-            completed: row.completed,
-            being_calculated: row.live,
-            claim_owner: if row.live { row.claim_owner } else { None },
-        }))
+        finish(self.rows().get(key))
     }
 
     fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
-        let key = hex(key);
-        let token = Param::OptText(claim.map(ClaimToken::as_str));
-        self.driver.execute(
-            "put",
-            Stmt::Put,
-            &[self.fid(), Param::Text(&key), Param::Bytes(value), token],
-        )?;
-        Ok(())
+        finish(self.rows().put(key, value, claim))
     }
 
     fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
-        let key = hex(key);
-        let token = ClaimToken::new();
-        let params = [
-            self.fid(),
-            Param::Text(&key),
-            Param::Text(token.as_str()),
-            Param::Micros(micros(lease)),
-        ];
-        match self.driver.execute("claim", Stmt::Claim, &params)? {
-            0 => Ok(Claim::Busy),
-            _ => Ok(Claim::Claimed(token)),
-        }
+        finish(self.rows().claim(key, lease))
     }
 
     fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
-        let key = hex(key);
-        let params = [
-            self.fid(),
-            Param::Text(&key),
-            Param::Text(claim.as_str()),
-            Param::Micros(micros(lease)),
-        ];
-        Ok(self.driver.execute("renew", Stmt::Renew, &params)? > 0)
+        finish(self.rows().renew(key, claim, lease))
     }
 
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
-        let key = hex(key);
-        let params = [self.fid(), Param::Text(&key), Param::Text(claim.as_str())];
-        if self
-            .driver
-            .execute("release", Stmt::ReleasePlaceholder, &params)?
-            == 0
-        {
-            self.driver.execute("release", Stmt::Release, &params)?;
-        }
-        Ok(())
+        finish(self.rows().release(key, claim))
     }
 
     fn clear_cache(&self) -> Result<(), Error> {
-        self.driver
-            .execute("clear_cache", Stmt::ClearCache, &[self.fid()])?;
-        Ok(())
+        finish(self.rows().clear_cache())
     }
 
     fn clear_being_calculated(&self) -> Result<(), Error> {
-        self.driver
-            .execute("clear_being_calculated", Stmt::ClearClaims, &[self.fid()])?;
-        Ok(())
+        finish(self.rows().clear_being_calculated())
     }
 
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        self.driver.execute(
-            "delete_stale_entries",
-            Stmt::DeleteStale,
-            &[self.fid(), Param::Micros(micros(older_than))],
-        )
+        finish(self.rows().delete_stale_entries(older_than))
     }
 
     fn len(&self) -> Result<u64, Error> {
-        self.driver.query_count("len", Stmt::Len, &[self.fid()])
+        finish(self.rows().len())
     }
 
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        let rows = self.driver.query_entries("entries", &[self.fid()])?;
+        let rows = self
+            .driver
+            .query_entries("entries", &[Param::Text(&self.function_id)])?;
         Ok(rows
             .into_iter()
             .filter_map(|row| {

@@ -15,11 +15,11 @@ use parking_lot::{Condvar, Mutex};
 use crate::dialect::{ensure_schema, Dialect, SchemaTx, Statements, Stmt, TableName, STMT_COUNT};
 use crate::{warn_unreadable_row, Driver, Listed, Param, Row, DEFAULT_CONNECT_TIMEOUT};
 
-const NAME: &str = "postgres";
+pub(crate) const NAME: &str = "postgres";
 
 /// After a failed connection attempt, further attempts fail at once for this long, so that
 /// calls against a server that does not answer do not each wait for the connect timeout.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Parses a URL or `key=value` string. The error never repeats the password.
 pub(crate) fn parse_config(url: &str) -> Result<Config, Error> {
@@ -92,19 +92,27 @@ struct PoolState {
     open: usize,
 }
 
+/// Takes a lock that serializes schema set-up across processes and machines, for the
+/// transaction's duration: concurrent CREATE TABLE IF NOT EXISTS can otherwise fail on
+/// PostgreSQL's catalog. Parameter: the table name.
+pub(crate) const SETUP_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
+
 pub(crate) struct PgDriver {
     config: Config,
-    stmts: Statements,
+    pub(crate) stmts: Statements,
     pool: Mutex<PoolState>,
     available: Condvar,
-    max: usize,
-    wait_timeout: Duration,
-    schema_ready: AtomicBool,
+    pub(crate) max: usize,
+    pub(crate) wait_timeout: Duration,
+    pub(crate) schema_ready: AtomicBool,
     setup: Mutex<()>,
     /// Until when connecting is not retried, and why.
     down: Mutex<Option<(Instant, String)>>,
     /// Where it connects, without the password.
-    label: String,
+    pub(crate) label: String,
+    /// The async path's connections (`tokio-postgres`, driven by the callers' runtimes).
+    #[cfg(feature = "async")]
+    pub(crate) native: crate::postgres_async::NativePool,
 }
 
 impl fmt::Debug for PgDriver {
@@ -159,6 +167,8 @@ impl PgDriver {
         }
         PgDriver {
             label: label(&config),
+            #[cfg(feature = "async")]
+            native: crate::postgres_async::NativePool::new(&config, pool_size),
             config,
             stmts: Statements::new(Dialect::Postgres, table),
             pool: Mutex::new(PoolState {
@@ -236,7 +246,8 @@ impl PgDriver {
         self.available.notify_all();
     }
 
-    fn connect(&self, op: &'static str) -> Result<Conn, Error> {
+    /// Fails at once while a recent connection attempt failed (both paths share this state).
+    pub(crate) fn check_down(&self, op: &'static str) -> Result<(), Error> {
         if let Some((until, why)) = &*self.down.lock() {
             if Instant::now() < *until {
                 return Err(Error::backend(
@@ -249,14 +260,25 @@ impl PgDriver {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Records the outcome of a connection attempt: after a failure, attempts fail at once for
+    /// [`RETRY_AFTER`].
+    pub(crate) fn record_connect(&self, failure: Option<String>) {
+        *self.down.lock() = failure.map(|why| (Instant::now() + RETRY_AFTER, why));
+    }
+
+    fn connect(&self, op: &'static str) -> Result<Conn, Error> {
+        self.check_down(op)?;
         let mut client = match self.config.connect(NoTls) {
             Ok(client) => client,
             Err(error) => {
-                *self.down.lock() = Some((Instant::now() + RETRY_AFTER, error.to_string()));
+                self.record_connect(Some(error.to_string()));
                 return Err(Error::backend(NAME, op, error));
             }
         };
-        *self.down.lock() = None;
+        self.record_connect(None);
         if !self.schema_ready.load(Ordering::Acquire) {
             self.ensure_schema(&mut client, op)?;
         }
@@ -274,13 +296,8 @@ impl PgDriver {
         let mut tx = client
             .transaction()
             .map_err(|e| Error::backend(NAME, op, e))?;
-        // Serializes set-up across processes and machines: concurrent CREATE TABLE IF NOT
-        // EXISTS can otherwise fail on PostgreSQL's catalog.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&self.stmts.table.name],
-        )
-        .map_err(|e| Error::backend(NAME, op, e))?;
+        tx.execute(SETUP_LOCK, &[&self.stmts.table.name])
+            .map_err(|e| Error::backend(NAME, op, e))?;
         ensure_schema(&mut PgTx { tx: &mut tx, op }, &self.stmts)?;
         tx.commit().map_err(|e| Error::backend(NAME, op, e))?;
         self.schema_ready.store(true, Ordering::Release);
@@ -303,7 +320,7 @@ impl PgDriver {
                     return Ok(value);
                 }
                 Err(error) => {
-                    let lost = connection_lost(&error, &conn.client);
+                    let lost = connection_lost(&error, conn.client.is_closed());
                     if lost {
                         self.discard(conn);
                         self.purge_idle();
@@ -322,9 +339,10 @@ impl PgDriver {
     }
 }
 
-/// Whether `error` means the connection is gone (as opposed to a failed statement).
-fn connection_lost(error: &::postgres::Error, client: &Client) -> bool {
-    if client.is_closed() || error.is_closed() {
+/// Whether `error` means the connection is gone (as opposed to a failed statement); `closed`
+/// is the client's own view.
+pub(crate) fn connection_lost(error: &::postgres::Error, closed: bool) -> bool {
+    if closed || error.is_closed() {
         return true;
     }
     if let Some(code) = error.code() {
@@ -345,7 +363,7 @@ fn connection_lost(error: &::postgres::Error, client: &Client) -> bool {
     false
 }
 
-fn sql_params<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+pub(crate) fn sql_params<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
     params
         .iter()
         .map(|p| -> &(dyn ToSql + Sync) {
@@ -359,6 +377,17 @@ fn sql_params<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
         .collect()
 }
 
+/// Decodes a [`Stmt::Get`] row; an unreadable one is a miss, with a warning.
+pub(crate) fn decode_row(row: Option<::postgres::Row>) -> Option<Row> {
+    row.and_then(|row| match read_row(&row) {
+        Ok(row) => Some(row),
+        Err(error) => {
+            warn_unreadable_row(NAME, &error);
+            None
+        }
+    })
+}
+
 fn read_row(row: &::postgres::Row) -> Result<Row, ::postgres::Error> {
     Ok(Row {
         value: row.try_get(0)?,
@@ -368,6 +397,11 @@ fn read_row(row: &::postgres::Row) -> Result<Row, ::postgres::Error> {
         claim_owner: row.try_get(4)?,
         live: row.try_get::<_, Option<bool>>(5)?.unwrap_or(false),
     })
+}
+
+/// A count as the core reports it.
+pub(crate) fn count_of(count: i64) -> u64 {
+    count.max(0).unsigned_abs()
 }
 
 fn read_listed(row: &::postgres::Row) -> Result<Listed, ::postgres::Error> {
@@ -387,6 +421,17 @@ impl Driver for PgDriver {
         NAME
     }
 
+    #[cfg(feature = "async")]
+    fn native_async(
+        self: std::sync::Arc<Self>,
+        function_id: &str,
+    ) -> Option<std::sync::Arc<dyn cachier_core::AsyncCore>> {
+        Some(crate::postgres_async::PgAsyncCore::shared(
+            self,
+            function_id,
+        ))
+    }
+
     fn statements(&self) -> &Statements {
         &self.stmts
     }
@@ -396,13 +441,7 @@ impl Driver for PgDriver {
             let stmt = conn.statement(stmts, Stmt::Get)?;
             conn.client.query_opt(&stmt, &sql_params(params))
         })?;
-        Ok(row.and_then(|row| match read_row(&row) {
-            Ok(row) => Some(row),
-            Err(error) => {
-                warn_unreadable_row(NAME, &error);
-                None
-            }
-        }))
+        Ok(decode_row(row))
     }
 
     fn query_count(
@@ -417,7 +456,7 @@ impl Driver for PgDriver {
                 .query_one(&prepared, &sql_params(params))?
                 .try_get(0)
         })?;
-        Ok(count.max(0).unsigned_abs())
+        Ok(count_of(count))
     }
 
     fn query_entries(&self, op: &'static str, params: &[Param<'_>]) -> Result<Vec<Listed>, Error> {

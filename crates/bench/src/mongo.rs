@@ -7,7 +7,9 @@
 //! backend's document format (the test server takes about a millisecond per single write).
 //! Each run uses fresh namespaces and clears them at the end.
 
+use std::future::IntoFuture;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cachier::MongoBackend;
@@ -108,9 +110,24 @@ pub fn rows(config: &Config) -> Vec<Row> {
         let stale_n = n.min(1_000);
         prefill(&stale, stale_n);
 
+        // Async hits (the native async store) on the same entries, one `block_on` per call on
+        // a current-thread runtime, next to a raw `find_one` awaited on that runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        static ASYNC_CALLS: AtomicU64 = AtomicU64::new(0);
+        let f_async = cachier::memoize_async(&func, |x: u64| async move {
+            ASYNC_CALLS.fetch_add(1, Ordering::Relaxed);
+            x.wrapping_mul(2)
+        })
+        .backend(backend.clone())
+        .build()
+        .expect("build");
+
         // Paths and baselines alternate, ROUNDS times; each keeps its best median, so a burst
         // of load on this shared machine does not land on one side only.
-        let mut best = [None::<Summary>; 4];
+        let mut best = [None::<Summary>; 6];
         for round in 0..ROUNDS {
             let raw = config.measure(|i| {
                 let collection = backend.collection().clone();
@@ -132,14 +149,46 @@ pub fn rows(config: &Config) -> Vec<Row> {
             let stale_path = config.measure(|i| {
                 black_box(stale.call(scattered(i, stale_n)));
             });
-            for (slot, new) in best.iter_mut().zip([raw, hit, miss, stale_path]) {
+            let async_hit = config.measure(|i| {
+                black_box(runtime.block_on(f_async.call(scattered(i, n))));
+            });
+            let raw_async = config.measure(|i| {
+                let filter = filters[scattered(i, n) as usize].clone();
+                let found = runtime
+                    .block_on(backend.collection().find_one(filter).into_future())
+                    .expect("find_one");
+                black_box(found.expect("stored"));
+            });
+            for (slot, new) in best
+                .iter_mut()
+                .zip([raw, hit, miss, stale_path, async_hit, raw_async])
+            {
                 if slot.is_none_or(|old: Summary| new.median_ns < old.median_ns) {
                     *slot = Some(new);
                 }
             }
         }
-        let [raw, hit, miss, stale_path] = best.map(|s| s.expect("measured"));
+        let [raw, hit, miss, stale_path, async_hit, raw_async] = best.map(|s| s.expect("measured"));
+        assert_eq!(
+            ASYNC_CALLS.load(Ordering::Relaxed),
+            0,
+            "async hits must not compute"
+        );
         rows.push(row(n, "hit", hit, "raw find_one, same client", raw));
+        rows.push(row(
+            n,
+            "async hit",
+            async_hit,
+            "raw find_one, same client",
+            raw,
+        ));
+        rows.push(row(
+            n,
+            "async hit",
+            async_hit,
+            "raw find_one awaited, same runtime",
+            raw_async,
+        ));
         rows.push(row(n, "miss", miss, "raw find_one, same client", raw));
         rows.push(row(
             n,

@@ -149,6 +149,60 @@ pub fn rows(config: &Config) -> Vec<Row> {
             &mut raw_hgetall,
         );
         rows.push(row(n, "hit", hit, "raw HGETALL round trip", raw));
+        // The async hit (native async store), one `block_on` per call on a current-thread
+        // runtime, next to the blocking raw round trip and a raw async one on that runtime.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        // Same namespace as `f`: it reads the very entries `f`'s hits read (never computes).
+        static ASYNC_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let f_async = cachier::memoize_async(f.namespace().as_str(), |x: u64| async move {
+            ASYNC_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            x.wrapping_mul(2)
+        })
+        .backend(backend.clone())
+        .build()
+        .expect("build");
+        let (hit, raw) = paired(
+            config,
+            |i| {
+                black_box(runtime.block_on(f_async.call(scattered(i, n))));
+            },
+            &mut raw_hgetall,
+        );
+        rows.push(row(n, "async hit", hit, "raw HGETALL round trip", raw));
+        let mut async_con = runtime
+            .block_on(backend.client().get_multiplexed_async_connection())
+            .expect("async connection");
+        let (hit, raw) = paired(
+            config,
+            |i| {
+                black_box(runtime.block_on(f_async.call(scattered(i, n))));
+            },
+            |i| {
+                let reply: redis::Value = runtime
+                    .block_on(
+                        redis::cmd("HGETALL")
+                            .arg(&keys[scattered(i, n) as usize])
+                            .query_async(&mut async_con),
+                    )
+                    .expect("HGETALL");
+                black_box(reply);
+            },
+        );
+        rows.push(row(
+            n,
+            "async hit",
+            hit,
+            "raw async HGETALL round trip",
+            raw,
+        ));
+        assert_eq!(
+            ASYNC_CALLS.load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "async hits must not compute"
+        );
         let base = 1u64 << 40;
         let (miss, raw) = paired(
             config,

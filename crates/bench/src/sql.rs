@@ -3,7 +3,7 @@
 //! to the raw driver's prepared point SELECT (hits) and prepared upsert (misses) on the same
 //! table, measured in the same run.
 
-use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
+use crate::{overhead_fn, run_name, scattered, Config, Row, Summary};
 
 /// Measures `ours` and `raw` in alternating rounds and keeps each one's middle round, so a
 /// burst of load from other processes on this small machine does not favour either side.
@@ -49,7 +49,7 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
             .backend(backend)
             .build()
             .expect("build");
-        prefill(&f, n);
+        crate::prefill(&f, n);
         let keys = keys(&f, n);
         let fid = f.namespace().as_str().to_owned();
         let raw = rusqlite::Connection::open(&path).expect("raw connection");
@@ -149,25 +149,51 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             tx.commit().expect("commit");
         }
         let select = raw.prepare(SELECT).expect("prepare");
+        let mut raw_select = |i| {
+            let key = &keys[scattered(i, n) as usize];
+            let v: Vec<u8> = raw
+                .query_one(&select, &[&fid, key])
+                .expect("raw select")
+                .get(0);
+            std::hint::black_box(v);
+        };
         let (hit, raw_hit) = paired(
             config,
             |i| {
                 std::hint::black_box(f.call(scattered(i, n)));
             },
-            |i| {
-                let key = &keys[scattered(i, n) as usize];
-                let v: Vec<u8> = raw
-                    .query_one(&select, &[&fid, key])
-                    .expect("raw select")
-                    .get(0);
-                std::hint::black_box(v);
-            },
+            &mut raw_select,
         );
         rows.push(row(
             "postgres",
             n,
             "hit",
             hit,
+            "postgres prepared point SELECT",
+            raw_hit,
+        ));
+        // The same rows through the native async path (tokio-postgres), awaited on a
+        // current-thread runtime: `block_on` per call is included in the time.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let g = cachier::memoize_async(&fid, |x: u64| async move { x.wrapping_mul(2) })
+            .backend(cachier::SqlBackend::postgres(&url).expect("postgres backend"))
+            .build()
+            .expect("build");
+        let (async_hit, raw_hit) = paired(
+            config,
+            |i| {
+                std::hint::black_box(rt.block_on(g.call(scattered(i, n))));
+            },
+            &mut raw_select,
+        );
+        rows.push(row(
+            "postgres",
+            n,
+            "async hit",
+            async_hit,
             "postgres prepared point SELECT",
             raw_hit,
         ));

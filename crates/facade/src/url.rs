@@ -129,11 +129,13 @@ fn file(url: &str, _: &str) -> Result<Arc<dyn Backend>> {
 
 #[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
 fn sql(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
-    let compiled = match feature {
-        "sql-sqlite" => cfg!(feature = "sql-sqlite"),
-        _ => cfg!(feature = "sql-postgres"),
-    };
-    if !compiled {
+    const COMPILED: &[&str] = &[
+        #[cfg(feature = "sql-sqlite")]
+        "sql-sqlite",
+        #[cfg(feature = "sql-postgres")]
+        "sql-postgres",
+    ];
+    if !COMPILED.contains(&feature) {
         return Err(not_compiled(url, feature));
     }
     Ok(Arc::new(crate::SqlBackend::from_url(url)?))
