@@ -8,24 +8,6 @@ use std::path::Path;
 
 use crate::{overhead_fn, prefill, run_name, scattered, Config, Row};
 
-fn row(
-    backend: &str,
-    entries: usize,
-    path: &'static str,
-    ours: crate::Summary,
-    baseline_name: &str,
-    baseline: crate::Summary,
-) -> Row {
-    Row {
-        backend: backend.into(),
-        entries,
-        path,
-        ours,
-        baseline_name: baseline_name.into(),
-        baseline,
-    }
-}
-
 fn raw_wal(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("raw connection");
     conn.busy_timeout(std::time::Duration::from_secs(10))
@@ -88,7 +70,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
                     drop(file);
                     std::fs::rename(&tmp, raw_dir.join(format!("{i:064x}"))).expect("rename");
                 });
-                rows.push(row(
+                rows.push(Row::new(
                     label,
                     n,
                     "hit",
@@ -96,7 +78,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
                     "std::fs::read of the entry file",
                     raw_hit,
                 ));
-                rows.push(row(
+                rows.push(Row::new(
                     label,
                     n,
                     "miss",
@@ -127,7 +109,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
                     stmt.execute((i.to_le_bytes().as_slice(), [7u8; 12].as_slice()))
                         .expect("raw upsert");
                 });
-                rows.push(row(
+                rows.push(Row::new(
                     label,
                     n,
                     "hit",
@@ -135,7 +117,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
                     "rusqlite prepared point SELECT",
                     raw_hit,
                 ));
-                rows.push(row(
+                rows.push(Row::new(
                     label,
                     n,
                     "miss",

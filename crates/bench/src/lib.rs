@@ -67,25 +67,66 @@ impl Config {
             let factor = (self.batch_time.as_nanos() / took.as_nanos().max(1)).clamp(2, 16) as u64;
             batch *= factor;
         }
-        let mut per_call: Vec<f64> = (0..self.samples)
+        let per_call: Vec<f64> = (0..self.samples)
             .map(|_| {
                 let started = Instant::now();
                 run_batch(&mut op, &mut i, batch);
                 started.elapsed().as_nanos() as f64 / batch as f64
             })
             .collect();
-        per_call.sort_by(f64::total_cmp);
-        let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
-        Summary {
-            median_ns: at(0.5),
-            p10_ns: at(0.1),
-            p90_ns: at(0.9),
-            calls: batch * self.samples as u64,
-        }
+        summarize(per_call, batch * self.samples as u64)
     }
 }
 
-fn run_batch(op: &mut impl FnMut(u64), i: &mut u64, batch: u64) {
+impl Config {
+    /// Like [`Config::measure`] for an operation and its baseline at once: their batches
+    /// alternate (one of `ours`, one of `baseline`, and again), so a burst of load on a shared
+    /// machine hits both sides alike. The batch size is calibrated on `ours`; both see
+    /// increasing, never repeated arguments.
+    pub fn paired(
+        &self,
+        mut ours: impl FnMut(u64),
+        mut baseline: impl FnMut(u64),
+    ) -> (Summary, Summary) {
+        let mut i = 0u64;
+        let mut batch = 1u64;
+        let mut time_batch = |op: &mut dyn FnMut(u64), batch: u64| {
+            let started = Instant::now();
+            run_batch(op, &mut i, batch);
+            started.elapsed()
+        };
+        loop {
+            let took = time_batch(&mut ours, batch);
+            if took >= self.batch_time || batch >= 1 << 20 {
+                break;
+            }
+            batch *= (self.batch_time.as_nanos() / took.as_nanos().max(1)).clamp(2, 16) as u64;
+        }
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..self.samples {
+            a.push(time_batch(&mut ours, batch).as_nanos() as f64 / batch as f64);
+            b.push(time_batch(&mut baseline, batch).as_nanos() as f64 / batch as f64);
+        }
+        (
+            summarize(a, batch * self.samples as u64),
+            summarize(b, batch * self.samples as u64),
+        )
+    }
+}
+
+/// Per-call statistics from per-call times of batches.
+fn summarize(mut per_call: Vec<f64>, calls: u64) -> Summary {
+    per_call.sort_by(f64::total_cmp);
+    let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
+    Summary {
+        median_ns: at(0.5),
+        p10_ns: at(0.1),
+        p90_ns: at(0.9),
+        calls,
+    }
+}
+
+fn run_batch(op: &mut dyn FnMut(u64), i: &mut u64, batch: u64) {
     for _ in 0..batch {
         op(black_box(*i));
         *i += 1;
@@ -120,6 +161,34 @@ pub struct Row {
     pub baseline_name: String,
     /// The baseline's measurement, from the same run.
     pub baseline: Summary,
+}
+
+impl Row {
+    /// A row: `backend`'s `path` at `entries` entries, `ours` next to `baseline`.
+    pub fn new(
+        backend: impl Into<String>,
+        entries: usize,
+        path: &'static str,
+        ours: Summary,
+        baseline_name: impl Into<String>,
+        baseline: Summary,
+    ) -> Row {
+        Row {
+            backend: backend.into(),
+            entries,
+            path,
+            ours,
+            baseline_name: baseline_name.into(),
+            baseline,
+        }
+    }
+}
+
+/// The server to measure: the first of `vars` that is set, else `default`.
+pub fn server_url(vars: &[&str], default: &str) -> String {
+    vars.iter()
+        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Prints rows as a Markdown table.

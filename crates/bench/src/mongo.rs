@@ -20,30 +20,6 @@ use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
 /// Alternating measurement rounds per size.
 const ROUNDS: u64 = 3;
 
-fn url() -> String {
-    ["CACHIER_BENCH_MONGO_URL", "CACHIER_TEST_MONGO_URL"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "mongodb://127.0.0.1:27017/?directConnection=true".to_owned())
-}
-
-fn row(
-    entries: usize,
-    path: &'static str,
-    ours: Summary,
-    baseline_name: &str,
-    baseline: Summary,
-) -> Row {
-    Row {
-        backend: "mongo".into(),
-        entries,
-        path,
-        ours,
-        baseline_name: baseline_name.into(),
-        baseline,
-    }
-}
-
 /// Stores keys `0..n`: the first thousand through `precache_value`, the rest in bulk.
 fn fill(backend: &MongoBackend, f: &cachier::Memoized<u64, u64>, n: usize) {
     prefill(f, n.min(1_000));
@@ -74,10 +50,13 @@ fn fill(backend: &MongoBackend, f: &cachier::Memoized<u64, u64>, n: usize) {
 
 /// Hit, miss and stale rows at every size, with the raw `find_one` baseline.
 pub fn rows(config: &Config) -> Vec<Row> {
-    let backend = match MongoBackend::builder(url())
-        .database("cachier_bench")
-        .server_selection_timeout(Duration::from_secs(1))
-        .build()
+    let backend = match MongoBackend::builder(crate::server_url(
+        &["CACHIER_BENCH_MONGO_URL", "CACHIER_TEST_MONGO_URL"],
+        "mongodb://127.0.0.1:27017/?directConnection=true",
+    ))
+    .database("cachier_bench")
+    .server_selection_timeout(Duration::from_secs(1))
+    .build()
     {
         Ok(backend) => backend,
         Err(error) => {
@@ -174,23 +153,40 @@ pub fn rows(config: &Config) -> Vec<Row> {
             0,
             "async hits must not compute"
         );
-        rows.push(row(n, "hit", hit, "raw find_one, same client", raw));
-        rows.push(row(
+        rows.push(Row::new(
+            "mongo",
+            n,
+            "hit",
+            hit,
+            "raw find_one, same client",
+            raw,
+        ));
+        rows.push(Row::new(
+            "mongo",
             n,
             "async hit",
             async_hit,
             "raw find_one, same client",
             raw,
         ));
-        rows.push(row(
+        rows.push(Row::new(
+            "mongo",
             n,
             "async hit",
             async_hit,
             "raw find_one awaited, same runtime",
             raw_async,
         ));
-        rows.push(row(n, "miss", miss, "raw find_one, same client", raw));
-        rows.push(row(
+        rows.push(Row::new(
+            "mongo",
+            n,
+            "miss",
+            miss,
+            "raw find_one, same client",
+            raw,
+        ));
+        rows.push(Row::new(
+            "mongo",
             n,
             "stale (recompute)",
             stale_path,

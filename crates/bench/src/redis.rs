@@ -6,82 +6,18 @@
 //! Each run uses fresh namespaces and clears them at the end.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachier::{Backend, Key, Namespace, RedisBackend};
 
-use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
-
-fn url() -> String {
-    ["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .unwrap_or_else(|| "redis://127.0.0.1:6379/0".to_owned())
-}
-
-fn row(
-    entries: usize,
-    path: &'static str,
-    ours: Summary,
-    baseline_name: &str,
-    baseline: Summary,
-) -> Row {
-    Row {
-        backend: "redis".into(),
-        entries,
-        path,
-        ours,
-        baseline_name: baseline_name.into(),
-        baseline,
-    }
-}
-
-/// Like [`Config::measure`] for two operations at once: their batches alternate (one of
-/// `ours`, one of `baseline`, and again), so a burst of load on a shared machine hits both
-/// sides alike. The batch size is calibrated on `ours`.
-fn paired(
-    config: &Config,
-    mut ours: impl FnMut(u64),
-    mut baseline: impl FnMut(u64),
-) -> (Summary, Summary) {
-    let mut i = 0u64;
-    let mut batch = 1u64;
-    let time_batch = |op: &mut dyn FnMut(u64), i: &mut u64, batch: u64| {
-        let started = Instant::now();
-        for _ in 0..batch {
-            op(black_box(*i));
-            *i += 1;
-        }
-        started.elapsed()
-    };
-    loop {
-        let took = time_batch(&mut ours, &mut i, batch);
-        if took >= config.batch_time || batch >= 1 << 20 {
-            break;
-        }
-        batch *= (config.batch_time.as_nanos() / took.as_nanos().max(1)).clamp(2, 16) as u64;
-    }
-    let (mut a, mut b) = (Vec::new(), Vec::new());
-    for _ in 0..config.samples {
-        a.push(time_batch(&mut ours, &mut i, batch).as_nanos() as f64 / batch as f64);
-        b.push(time_batch(&mut baseline, &mut i, batch).as_nanos() as f64 / batch as f64);
-    }
-    let summary = |mut per_call: Vec<f64>| {
-        per_call.sort_by(f64::total_cmp);
-        let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
-        Summary {
-            median_ns: at(0.5),
-            p10_ns: at(0.1),
-            p90_ns: at(0.9),
-            calls: batch * config.samples as u64,
-        }
-    };
-    (summary(a), summary(b))
-}
+use crate::{overhead_fn, prefill, run_name, scattered, Config, Row};
 
 /// Hit, miss and stale rows at every size, with their raw round-trip baselines.
 pub fn rows(config: &Config) -> Vec<Row> {
-    let url = url();
+    let url = crate::server_url(
+        &["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"],
+        "redis://127.0.0.1:6379/0",
+    );
     let backend = match RedisBackend::from_url(&url) {
         Ok(backend) => backend,
         Err(error) => {
@@ -133,7 +69,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
         let stale_n = n.min(1_000);
         prefill(&stale, stale_n);
 
-        // Each path is measured in batches alternating with its baseline's (see `paired`).
+        // Each path is measured in batches alternating with its baseline's (see `Config::paired`).
         let mut raw_hgetall = |i: u64| {
             let reply: redis::Value = redis::cmd("HGETALL")
                 .arg(&keys[scattered(i, n) as usize])
@@ -141,14 +77,20 @@ pub fn rows(config: &Config) -> Vec<Row> {
                 .expect("HGETALL");
             black_box(reply);
         };
-        let (hit, raw) = paired(
-            config,
+        let (hit, raw) = config.paired(
             |i| {
                 black_box(f.call(scattered(i, n)));
             },
             &mut raw_hgetall,
         );
-        rows.push(row(n, "hit", hit, "raw HGETALL round trip", raw));
+        rows.push(Row::new(
+            "redis",
+            n,
+            "hit",
+            hit,
+            "raw HGETALL round trip",
+            raw,
+        ));
         // The async hit (native async store), one `block_on` per call on a current-thread
         // runtime, next to the blocking raw round trip and a raw async one on that runtime.
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -164,19 +106,24 @@ pub fn rows(config: &Config) -> Vec<Row> {
         .backend(backend.clone())
         .build()
         .expect("build");
-        let (hit, raw) = paired(
-            config,
+        let (hit, raw) = config.paired(
             |i| {
                 black_box(runtime.block_on(f_async.call(scattered(i, n))));
             },
             &mut raw_hgetall,
         );
-        rows.push(row(n, "async hit", hit, "raw HGETALL round trip", raw));
+        rows.push(Row::new(
+            "redis",
+            n,
+            "async hit",
+            hit,
+            "raw HGETALL round trip",
+            raw,
+        ));
         let mut async_con = runtime
             .block_on(backend.client().get_multiplexed_async_connection())
             .expect("async connection");
-        let (hit, raw) = paired(
-            config,
+        let (hit, raw) = config.paired(
             |i| {
                 black_box(runtime.block_on(f_async.call(scattered(i, n))));
             },
@@ -191,7 +138,8 @@ pub fn rows(config: &Config) -> Vec<Row> {
                 black_box(reply);
             },
         );
-        rows.push(row(
+        rows.push(Row::new(
+            "redis",
             n,
             "async hit",
             hit,
@@ -204,30 +152,35 @@ pub fn rows(config: &Config) -> Vec<Row> {
             "async hits must not compute"
         );
         let base = 1u64 << 40;
-        let (miss, raw) = paired(
-            config,
+        let (miss, raw) = config.paired(
             |i| {
                 black_box(f.call(base + i));
             },
             &mut raw_hgetall,
         );
-        rows.push(row(n, "miss", miss, "raw HGETALL round trip", raw));
-        let (stale_path, raw) = paired(
-            config,
+        rows.push(Row::new(
+            "redis",
+            n,
+            "miss",
+            miss,
+            "raw HGETALL round trip",
+            raw,
+        ));
+        let (stale_path, raw) = config.paired(
             |i| {
                 black_box(stale.call(scattered(i, stale_n)));
             },
             &mut raw_hgetall,
         );
-        rows.push(row(
+        rows.push(Row::new(
+            "redis",
             n,
             "stale (recompute)",
             stale_path,
             "raw HGETALL round trip",
             raw,
         ));
-        let (hit, raw) = paired(
-            config,
+        let (hit, raw) = config.paired(
             |i| {
                 black_box(f.call(scattered(i, n)));
             },
@@ -239,7 +192,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
                 black_box(reply);
             },
         );
-        rows.push(row(n, "hit", hit, "raw GET round trip", raw));
+        rows.push(Row::new("redis", n, "hit", hit, "raw GET round trip", raw));
 
         f.clear_cache().expect("clear");
         stale.clear_cache().expect("clear");

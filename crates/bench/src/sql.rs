@@ -3,29 +3,7 @@
 //! to the raw driver's prepared point SELECT (hits) and prepared upsert (misses) on the same
 //! table, measured in the same run.
 
-use crate::{overhead_fn, run_name, scattered, Config, Row, Summary};
-
-/// Measures `ours` and `raw` in alternating rounds and keeps each one's middle round, so a
-/// burst of load from other processes on this small machine does not favour either side.
-fn paired(
-    config: &Config,
-    mut ours: impl FnMut(u64),
-    mut raw: impl FnMut(u64),
-) -> (Summary, Summary) {
-    let mut a = Vec::new();
-    let mut b = Vec::new();
-    for round in 0..3u64 {
-        // Each round its own arguments: a miss must never meet a key of an earlier round.
-        let offset = round << 32;
-        a.push(config.measure(|i| ours(offset + i)));
-        b.push(config.measure(|i| raw(offset + i)));
-    }
-    let middle = |mut v: Vec<Summary>| {
-        v.sort_by(|x, y| x.median_ns.total_cmp(&y.median_ns));
-        v[1]
-    };
-    (middle(a), middle(b))
-}
+use crate::{overhead_fn, run_name, scattered, Config, Row};
 
 /// The hex keys of arguments `0..n`, as the backend stores them.
 fn keys(f: &cachier::Memoized<u64, u64>, n: usize) -> Vec<String> {
@@ -59,8 +37,7 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
         raw.pragma_update(None, "synchronous", "NORMAL")
             .expect("synchronous");
         let select = SELECT.replace('$', "?");
-        let (hit, raw_hit) = paired(
-            config,
+        let (hit, raw_hit) = config.paired(
             |i| {
                 std::hint::black_box(f.call(scattered(i, n)));
             },
@@ -73,7 +50,7 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
                 std::hint::black_box(v);
             },
         );
-        rows.push(row(
+        rows.push(Row::new(
             "sqlite",
             n,
             "hit",
@@ -85,8 +62,7 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
         let upsert = "INSERT INTO cachier_cache (function_id, key, value, stored_at, completed) VALUES (?1, ?2, ?3, 0, TRUE) \
                       ON CONFLICT (function_id, key) DO UPDATE SET value = excluded.value";
         let raw_fid = format!("{fid}-raw");
-        let (miss, raw_miss) = paired(
-            config,
+        let (miss, raw_miss) = config.paired(
             |i| {
                 std::hint::black_box(f.call(base + i));
             },
@@ -96,7 +72,7 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
                     .expect("raw upsert");
             },
         );
-        rows.push(row(
+        rows.push(Row::new(
             "sqlite",
             n,
             "miss",
@@ -157,14 +133,13 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
                 .get(0);
             std::hint::black_box(v);
         };
-        let (hit, raw_hit) = paired(
-            config,
+        let (hit, raw_hit) = config.paired(
             |i| {
                 std::hint::black_box(f.call(scattered(i, n)));
             },
             &mut raw_select,
         );
-        rows.push(row(
+        rows.push(Row::new(
             "postgres",
             n,
             "hit",
@@ -182,14 +157,13 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             .backend(cachier::SqlBackend::postgres(&url).expect("postgres backend"))
             .build()
             .expect("build");
-        let (async_hit, raw_hit) = paired(
-            config,
+        let (async_hit, raw_hit) = config.paired(
             |i| {
                 std::hint::black_box(rt.block_on(g.call(scattered(i, n))));
             },
             &mut raw_select,
         );
-        rows.push(row(
+        rows.push(Row::new(
             "postgres",
             n,
             "async hit",
@@ -205,8 +179,7 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
                  ON CONFLICT (function_id, key) DO UPDATE SET value = excluded.value",
             )
             .expect("prepare");
-        let (miss, raw_miss) = paired(
-            config,
+        let (miss, raw_miss) = config.paired(
             |i| {
                 std::hint::black_box(f.call(base + i));
             },
@@ -218,7 +191,7 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
                 .expect("raw upsert");
             },
         );
-        rows.push(row(
+        rows.push(Row::new(
             "postgres",
             n,
             "miss",
@@ -235,22 +208,4 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
         .expect("cleanup");
     }
     rows
-}
-
-fn row(
-    backend: &str,
-    entries: usize,
-    path: &'static str,
-    ours: Summary,
-    baseline_name: &str,
-    baseline: Summary,
-) -> Row {
-    Row {
-        backend: backend.into(),
-        entries,
-        path,
-        ours,
-        baseline_name: baseline_name.into(),
-        baseline,
-    }
 }
