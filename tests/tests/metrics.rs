@@ -7,7 +7,11 @@ use std::time::Duration;
 
 fn get(address: std::net::SocketAddr, path: &str) -> String {
     let mut stream = std::net::TcpStream::connect(address).expect("connect");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
+    // In pieces, as a slow client would: the server must wait for the whole request line.
+    stream.write_all(b"GET ").expect("request");
+    stream.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    write!(stream, "{path} HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("response");
     response

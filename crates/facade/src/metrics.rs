@@ -162,9 +162,16 @@ impl PrometheusServer {
                     };
                     let _ = stream.set_nonblocking(false);
                     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-                    let mut request = [0u8; 1024];
-                    let n = stream.read(&mut request).unwrap_or(0);
-                    let line = String::from_utf8_lossy(&request[..n]);
+                    // Read until the request line is complete: a client may send it in pieces.
+                    let mut request = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !request.windows(2).any(|w| w == b"\r\n") && request.len() < 8192 {
+                        match stream.read(&mut chunk) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => request.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let line = String::from_utf8_lossy(&request);
                     let response = if line.starts_with("GET /metrics ") {
                         publish();
                         let body = handle.render();
