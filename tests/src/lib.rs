@@ -15,6 +15,8 @@ pub mod async_cases;
 pub mod cases;
 pub mod globals;
 pub mod multiprocess;
+#[cfg(feature = "private-redis")]
+pub mod private_redis;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -92,10 +94,7 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            let required = ["CI", "CACHIER_REQUIRE_SERVICES"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
-            if required {
+            if services_required() {
                 panic!(
                     "{var} is not set: start the server (scripts/test.sh does) and export {var}"
                 );
@@ -106,6 +105,14 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// Whether missing services are failures (`CI` or `CACHIER_REQUIRE_SERVICES` set) rather than
+/// loud skips.
+pub fn services_required() -> bool {
+    ["CI", "CACHIER_REQUIRE_SERVICES"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
 }
 
 /// A namespace no other test uses, so tests share a server safely.

@@ -3,14 +3,13 @@
 //! processes this file starts on free loopback ports for the fault cases.
 #![cfg(feature = "redis")]
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use cachier::{Backend, Claim, Error, Key, Namespace, RedisBackend};
 use cachier_conformance::cases::eventually;
+use cachier_conformance::private_redis::PrivateRedis;
 use cachier_conformance::{capture_logs, fresh_dir, service_url, unique_name, Counter};
 
 cachier_conformance::conformance_tests!(|| spec("redis conformance"));
@@ -57,131 +56,6 @@ fn command_calls(con: &mut redis::Connection, command: &str) -> u64 {
 
 // ---------------------------------------------------------------------------------------
 // Private servers for the fault cases.
-
-/// A `redis-server` of this test alone, on a free loopback port, killed when dropped.
-struct PrivateRedis {
-    port: u16,
-    dir: PathBuf,
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-/// Whether `redis-server` can be run here: a failure naming it if services are required,
-/// else a SKIPPED line.
-fn redis_server_available(test: &str) -> bool {
-    let found = Command::new("redis-server")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found {
-        let required = ["CI", "CACHIER_REQUIRE_SERVICES"]
-            .iter()
-            .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"));
-        assert!(
-            !required,
-            "{test}: `redis-server` is not installed (scripts/test.sh installs it)"
-        );
-        eprintln!("SKIPPED {test}: `redis-server` is not installed");
-    }
-    found
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-impl PrivateRedis {
-    fn start(label: &str, extra: &[&str]) -> PrivateRedis {
-        let mut server = PrivateRedis {
-            port: free_port(),
-            dir: fresh_dir(label),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        server.resume();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    /// Starts the server (again) on its port and waits until it answers.
-    fn resume(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(&self.dir)
-            .args(&self.extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pong = redis::Client::open(self.url())
-                .and_then(|c| c.get_connection_with_timeout(MS(200)))
-                .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con));
-            match pong {
-                Ok(_) => return,
-                // Answers with NOAUTH when a password is required: it is up.
-                Err(e)
-                    if e.to_string().contains("NOAUTH")
-                        || e.to_string().contains("Authentication") =>
-                {
-                    return
-                }
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "redis-server on port {} did not start: {e}",
-                        self.port
-                    );
-                    thread::sleep(MS(20));
-                }
-            }
-        }
-    }
-
-    /// Kills the server (`kill -9`) and waits until its port is closed.
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill redis-server");
-            child.wait().expect("reap redis-server");
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("running").id() as i32
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(pid) = self.child.as_ref().map(Child::id) {
-            // A SIGSTOPped server must be continued to die promptly.
-            unsafe { libc::kill(pid as i32, libc::SIGCONT) };
-        }
-        self.stop();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // Cases on the shared server.
@@ -431,12 +305,12 @@ fn evict_after_expires_entries() {
 /// Passwords never show in `Debug` output or in the warnings of failed calls.
 #[test]
 fn credentials_stay_hidden() {
-    if !redis_server_available("credentials_stay_hidden") {
+    if !PrivateRedis::available("credentials_stay_hidden") {
         return;
     }
     let server = PrivateRedis::start("redis-auth", &["--requirepass", "s3cret-pw"]);
-    let good =
-        RedisBackend::from_url(&format!("redis://:s3cret-pw@127.0.0.1:{}/0", server.port)).unwrap();
+    let good = RedisBackend::from_url(&format!("redis://:s3cret-pw@127.0.0.1:{}/0", server.port()))
+        .unwrap();
     let calls = Counter::new();
     let f = numbered(&good, &unique_name("auth"), &calls);
     assert_eq!(f.try_call(1).unwrap(), 1001);
@@ -444,7 +318,7 @@ fn credentials_stay_hidden() {
     assert!(!format!("{good:?}").contains("s3cret-pw"));
     let bad = RedisBackend::from_url(&format!(
         "redis://:wrong-s3cret@127.0.0.1:{}/0",
-        server.port
+        server.port()
     ))
     .unwrap();
     let g = numbered(&bad, &unique_name("auth_bad"), &calls);
@@ -467,7 +341,7 @@ fn credentials_stay_hidden() {
 /// `redis+unix://` URLs connect over a Unix socket.
 #[test]
 fn unix_socket_urls_work() {
-    if !redis_server_available("unix_socket_urls_work") {
+    if !PrivateRedis::available("unix_socket_urls_work") {
         return;
     }
     let dir = fresh_dir("redis-unix");
@@ -499,7 +373,7 @@ fn unix_socket_urls_work() {
 /// program, on the same memoized function.
 #[test]
 fn server_outage_degrades_then_recovers() {
-    if !redis_server_available("server_outage_degrades_then_recovers") {
+    if !PrivateRedis::available("server_outage_degrades_then_recovers") {
         return;
     }
     let mut server = PrivateRedis::start("redis-outage", &[]);
@@ -562,7 +436,7 @@ fn server_outage_degrades_then_recovers() {
 /// request, and the call returns its value uncached.
 #[test]
 fn hung_server_times_out() {
-    if !redis_server_available("hung_server_times_out") {
+    if !PrivateRedis::available("hung_server_times_out") {
         return;
     }
     let server = PrivateRedis::start("redis-hung", &[]);
@@ -574,7 +448,7 @@ fn hung_server_times_out() {
     let calls = Counter::new();
     let f = numbered(&backend, &unique_name("hung"), &calls);
     assert_eq!(f.call(1), 1001);
-    unsafe { libc::kill(server.pid(), libc::SIGSTOP) };
+    server.signal(libc::SIGSTOP);
     let started = Instant::now();
     assert_eq!(f.call(1), 1002, "computed uncached while the server hangs");
     let took = started.elapsed();
@@ -583,7 +457,7 @@ fn hung_server_times_out() {
         "the response timeout ended the wait: {took:?}"
     );
     assert!(f.try_call(1).is_err());
-    unsafe { libc::kill(server.pid(), libc::SIGCONT) };
+    server.signal(libc::SIGCONT);
     let value = eventually(|| f.try_call(3).ok());
     assert_eq!(
         f.try_call(3).unwrap(),
@@ -597,7 +471,7 @@ fn hung_server_times_out() {
 #[cfg(feature = "redis-tls")]
 #[test]
 fn tls_urls_work() {
-    if !redis_server_available("tls_urls_work") {
+    if !PrivateRedis::available("tls_urls_work") {
         return;
     }
     let dir = fresh_dir("redis-tls");
@@ -623,7 +497,11 @@ fn tls_urls_work() {
         .status()
         .expect("run openssl to make a test certificate");
     assert!(made.success(), "openssl req failed");
-    let tls_port = free_port();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let (cert, key, port) = (
         cert.to_str().unwrap().to_owned(),
         key.to_str().unwrap().to_owned(),

@@ -546,20 +546,7 @@ mod tests {
     /// The test server's URL, or `None` with a loud SKIPPED line (a failure when
     /// `CACHIER_REQUIRE_SERVICES` or `CI` is set), as the conformance suite does.
     fn server_url(test: &str) -> Option<String> {
-        match std::env::var("CACHIER_TEST_MONGO_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                let required = ["CI", "CACHIER_REQUIRE_SERVICES"].iter().any(|v| {
-                    std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
-                });
-                assert!(
-                    !required,
-                    "CACHIER_TEST_MONGO_URL is not set: start the server (scripts/test.sh does)"
-                );
-                eprintln!("SKIPPED {test}: CACHIER_TEST_MONGO_URL is not set");
-                None
-            }
-        }
+        cachier_conformance::service_url("CACHIER_TEST_MONGO_URL", test)
     }
 
     fn inside_a_runtime<T>(body: impl FnOnce() -> T) -> T {
@@ -812,15 +799,11 @@ mod tests {
         /// restarts a server of its own (the shared one is left alone).
         #[test]
         fn native_core_reconnects_after_a_server_restart() {
-            let binary = match std::env::var("CACHIER_TEST_SECANTUSD") {
-                Ok(binary) if !binary.is_empty() => binary,
-                _ => {
-                    eprintln!(
-                        "SKIPPED native_core_reconnects_after_a_server_restart: \
-                         CACHIER_TEST_SECANTUSD is not set"
-                    );
-                    return;
-                }
+            let Some(binary) = cachier_conformance::service_url(
+                "CACHIER_TEST_SECANTUSD",
+                "native_core_reconnects_after_a_server_restart",
+            ) else {
+                return;
             };
             let port = std::net::TcpListener::bind("127.0.0.1:0")
                 .unwrap()

@@ -5,47 +5,24 @@
 //! The shared server is `CACHIER_TEST_REDIS_URL`; the fault cases start private
 //! `redis-server` processes on free loopback ports.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use cachier_backend_redis::RedisBackend;
+use cachier_conformance::private_redis::PrivateRedis;
+use cachier_conformance::{service_url, unique_name};
 use cachier_core::{AsyncCore, Backend, Claim, Key, Namespace, OffloadedCore};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
-fn required() -> bool {
-    ["CI", "CACHIER_REQUIRE_SERVICES"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
-}
-
 /// The shared server, or `None` (a SKIPPED line; a failure when services are required).
 fn shared_url(test: &str) -> Option<String> {
-    match std::env::var("CACHIER_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(!required(), "{test}: CACHIER_TEST_REDIS_URL is not set");
-            eprintln!("SKIPPED {test}: CACHIER_TEST_REDIS_URL is not set");
-            None
-        }
-    }
+    service_url("CACHIER_TEST_REDIS_URL", test)
 }
 
 fn unique(label: &str) -> Namespace {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!(
-        "async-native::{label}::{}::{nanos}::{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    );
-    Namespace::new(&name, None).unwrap()
+    Namespace::new(&unique_name(label), None).unwrap()
 }
 
 fn native(backend: &RedisBackend, ns: &Namespace) -> Arc<dyn AsyncCore> {
@@ -245,94 +222,6 @@ fn async_core_is_native_and_never_waits_for_the_blocking_pool() {
 // ---------------------------------------------------------------------------------------
 // Faults, on private servers.
 
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start(test: &str) -> Option<PrivateRedis> {
-        let found = Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(!required(), "{test}: `redis-server` is not installed");
-            eprintln!("SKIPPED {test}: `redis-server` is not installed");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut server = PrivateRedis { port, child: None };
-        server.resume();
-        Some(server)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn resume(&mut self) {
-        let port = self.port.to_string();
-        let child = Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let pong = redis::Client::open(self.url())
-                .and_then(|c| c.get_connection_with_timeout(MS(200)))
-                .and_then(|mut con| redis::cmd("PING").query::<String>(&mut con));
-            match pong {
-                Ok(_) => return,
-                Err(e) => {
-                    assert!(Instant::now() < deadline, "redis-server did not start: {e}");
-                    std::thread::sleep(MS(20));
-                }
-            }
-        }
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([signal, &pid]).status().unwrap();
-        assert!(status.success(), "kill {signal} {pid}");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if self.child.is_some() {
-            let _ = self.signal_quiet("-CONT");
-        }
-        self.stop();
-    }
-}
-
-impl PrivateRedis {
-    fn signal_quiet(&self, signal: &str) -> std::io::Result<()> {
-        let pid = self.child.as_ref().map(|c| c.id().to_string());
-        if let Some(pid) = pid {
-            Command::new("kill").args([signal, &pid]).status()?;
-        }
-        Ok(())
-    }
-}
-
 fn on_both_runtimes(body: impl Fn(bool)) {
     body(true);
     body(false);
@@ -358,9 +247,10 @@ fn runtime(multi: bool) -> tokio::runtime::Runtime {
 #[test]
 fn a_server_restart_between_calls_costs_no_failed_call() {
     on_both_runtimes(|multi| {
-        let Some(mut server) = PrivateRedis::start("a_server_restart_between_calls") else {
+        if !PrivateRedis::available("a_server_restart_between_calls") {
             return;
-        };
+        }
+        let mut server = PrivateRedis::start("a_server_restart_between_calls", &[]);
         let backend = RedisBackend::from_url(&server.url()).unwrap();
         let ns = unique("restart");
         let store = native(&backend, &ns);
@@ -388,9 +278,10 @@ fn a_server_restart_between_calls_costs_no_failed_call() {
 #[test]
 fn a_dead_or_hung_server_fails_fast_and_recovers() {
     on_both_runtimes(|multi| {
-        let Some(mut server) = PrivateRedis::start("a_dead_or_hung_server") else {
+        if !PrivateRedis::available("a_dead_or_hung_server") {
             return;
-        };
+        }
+        let mut server = PrivateRedis::start("a_dead_or_hung_server", &[]);
         let backend = RedisBackend::builder(server.url())
             .connect_timeout(MS(300))
             .response_timeout(MS(300))
@@ -405,7 +296,7 @@ fn a_dead_or_hung_server_fails_fast_and_recovers() {
             store.put(&key, b"v", None).await.unwrap();
 
             // Hung: the request times out (and is not retried, which would double the wait).
-            server.signal("-STOP");
+            server.signal(libc::SIGSTOP);
             let started = Instant::now();
             let error = store
                 .get(&key)
@@ -413,7 +304,7 @@ fn a_dead_or_hung_server_fails_fast_and_recovers() {
                 .expect_err("a hung server fails the call");
             let took = started.elapsed();
             assert!(took >= MS(250) && took < MS(1500), "{took:?}: {error}");
-            server.signal("-CONT");
+            server.signal(libc::SIGCONT);
             tokio::time::sleep(MS(50)).await;
             assert!(store.get(&key).await.unwrap().is_some(), "recovered");
 

@@ -10,36 +10,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachier_backend_sql::SqlBackend;
+use cachier_conformance::{service_url, unique_name};
 use cachier_core::{memoize_async, AsyncMemoized, Backend, Namespace};
 
+/// The server's URL, or `None` (a SKIPPED line; a failure when services are required).
 fn url(test: &str) -> Option<String> {
-    match std::env::var("CACHIER_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let required = std::env::var("CACHIER_REQUIRE_SERVICES")
-                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
-            assert!(
-                !required,
-                "CACHIER_TEST_POSTGRES_URL is not set: start the server and export it"
-            );
-            eprintln!("SKIPPED {test}: CACHIER_TEST_POSTGRES_URL is not set");
-            None
-        }
-    }
+    service_url("CACHIER_TEST_POSTGRES_URL", test)
 }
 
 /// A name no other test or run uses.
 fn unique(test: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_nanos();
-    format!(
-        "pg_async_{test}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    unique_name(test).replace("::", "_")
 }
 
 /// `f(x) = x * 1000 + n` where `n` counts calls.
