@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # One build directory outside the clone, so clippy, tests and examples reuse each other's work
 # and later runs start warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/cachier-rs/target}"
+export CARGO_INCREMENTAL=0   # one-shot builds: incremental state only costs disk
 export CACHIER_REQUIRE_SERVICES=1
 export CARGO_TERM_COLOR=never
 STATE_DIR="$HOME/.cache/cachier-rs"
