@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use cachier::{CallOptions, Error, Memoize, Memoized};
 
+use crate::faults::{Fault, Faulty};
 use crate::{backend_from_spec, unique_name, Counter};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -542,6 +543,73 @@ pub fn waiter_gets_in_flight_value_promptly(spec: &str) {
     let lag = woke.saturating_duration_since(finished);
     assert!(lag < MS(250), "waiter woke {lag:?} after the result landed");
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+/// Two instances of one function over `backend` (as two processes would have), each
+/// computing `x * 1000 + n` after `pause`, where `n` counts computations of both.
+fn twins(
+    backend: Faulty,
+    case: &str,
+    calls: &Counter,
+    pause: Duration,
+) -> (Memoized<u64, u64>, Memoized<u64, u64>) {
+    let name = unique_name(case);
+    let twin = || {
+        let calls = calls.clone();
+        built(
+            cachier::memoize(&name, move |x: u64| {
+                thread::sleep(pause);
+                x * 1000 + calls.bump() as u64
+            })
+            .backend(backend.clone()),
+        )
+    };
+    (twin(), twin())
+}
+
+/// A caller that misses, then wins its claim after another caller stored the value (its
+/// claim was slow to arrive), serves that value instead of computing again.
+pub fn claim_after_another_stored_serves_it(spec: &str) {
+    let calls = Counter::new();
+    let faulty = Faulty::new(backend_from_spec(spec), Fault::SlowClaims(MS(200)));
+    let (a, b) = twins(faulty, "claim_after_store", &calls, MS(20));
+    let first = thread::spawn(move || a.call(1));
+    thread::sleep(MS(60)); // b misses before a stores, and claims after a stored
+    let second = b.call(1);
+    let first = first.join().unwrap();
+    assert_eq!(second, first, "the value stored meanwhile is served");
+    assert_eq!(calls.get(), 1, "one computation");
+    assert_eq!(b.call(1), first);
+}
+
+/// A value the store refuses releases its claim at once: a waiter takes over without waiting
+/// for the lease to lapse, and later callers never stall on a claim nobody holds.
+pub fn refused_put_releases_claim(spec: &str) {
+    let calls = Counter::new();
+    let faulty = Faulty::new(backend_from_spec(spec), Fault::RefusedPuts);
+    let (a, b) = twins(faulty, "refused_put", &calls, MS(300));
+    let started = Instant::now();
+    let first = {
+        let a = a.clone();
+        thread::spawn(move || a.call(1))
+    };
+    thread::sleep(MS(100));
+    let second = b.call(1); // waits for a's claim, then computes its own value
+    let first = first.join().unwrap();
+    assert_ne!(first, second, "the waiter computed (nothing was stored)");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "the waiter took over after {took:?}: the refused put kept its claim"
+    );
+    let later = Instant::now();
+    assert_eq!(a.call(1) % 1000, 3, "a later caller computes");
+    assert!(
+        later.elapsed() < Duration::from_secs(2),
+        "a later caller stalled {:?} on a claim nobody holds",
+        later.elapsed()
+    );
+    assert_eq!(calls.get(), 3);
 }
 
 /// §8 `test_wait_for_calc_timeout_ok`: within the timeout, one computation.

@@ -13,6 +13,7 @@
 #[cfg(feature = "async")]
 pub mod async_cases;
 pub mod cases;
+pub mod faults;
 pub mod globals;
 pub mod multiprocess;
 #[cfg(feature = "private-redis")]
@@ -206,7 +207,8 @@ macro_rules! conformance_tests {
             cleanup_stale_deletes_old_entries, cleanup_interval_limits_runs,
             delete_stale_entries_directly, garbage_value_is_a_miss, verbose_traces_decisions,
             strict_mode_returns_ok_when_healthy, statistics_count_calls,
-            statistics_count_wait_timeouts, listing_namespaces_and_entries
+            statistics_count_wait_timeouts, listing_namespaces_and_entries,
+            claim_after_another_stored_serves_it, refused_put_releases_claim
         );
     };
     (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {

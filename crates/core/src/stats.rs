@@ -119,6 +119,7 @@ pub struct Stats {
     pub(crate) wait_timeouts: AtomicU64,
     pub(crate) size_limit_rejections: AtomicU64,
     pub(crate) backend_errors: AtomicU64,
+    pub(crate) uncached: AtomicU64,
     pub(crate) hit_latency: Histogram,
     pub(crate) compute_latency: Histogram,
 }
@@ -150,6 +151,7 @@ impl Stats {
             wait_timeouts: load(&self.wait_timeouts),
             size_limit_rejections: load(&self.size_limit_rejections),
             backend_errors: load(&self.backend_errors),
+            uncached: load(&self.uncached),
             hit_rate: if hits + misses == 0 {
                 0.0
             } else {
@@ -179,6 +181,9 @@ pub struct StatsSnapshot {
     pub size_limit_rejections: u64,
     /// Store failures worked around (lenient calls) or returned (strict calls).
     pub backend_errors: u64,
+    /// Computations run without the cache because the store failed (counted also as
+    /// recalculations); of the callers of one process missing one key, one computes.
+    pub uncached: u64,
     /// `hits / (hits + misses)`, 0.0 before any call.
     pub hit_rate: f64,
     /// Latency of hits, one sampled in [`HIT_LATENCY_SAMPLING`].

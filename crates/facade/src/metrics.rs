@@ -15,6 +15,7 @@
 //! | `cachier_wait_timeouts_total` | counter | waits that ran out |
 //! | `cachier_size_limit_rejections_total` | counter | results over `entry_size_limit` |
 //! | `cachier_backend_errors_total` | counter | store failures |
+//! | `cachier_uncached_total` | counter | computations run without the store (it failed) |
 //! | `cachier_cache_hit_rate` | gauge | hits / (hits + misses) |
 //! | `cachier_latency_seconds{path, quantile}` | gauge | p50/p90/p99 of hit and compute latency |
 //! | `cachier_entry_count` | gauge | stored entries |
@@ -49,6 +50,7 @@ pub fn publish() {
                 s.size_limit_rejections,
             ),
             ("cachier_backend_errors_total", s.backend_errors),
+            ("cachier_uncached_total", s.uncached),
         ];
         for (name, value) in counters {
             counter!(name, labels.clone()).absolute(value);

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{compute_claimed, run, Driver, Shared};
+use super::flight::{Flight, Landing};
+use super::{compute_claimed, run, Driver, Shared, Want};
 use crate::{pool, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key};
 
 /// A memoized function. Cheap to clone; share it between threads freely.
@@ -81,16 +82,24 @@ where
     ) -> impl Future<Output = Result<bool, Error>> + Send + 'a {
         std::future::ready(self.0.shared.core.wait(key, max))
     }
+    fn wait_flight<'a>(
+        &'a self,
+        flight: &'a Flight,
+        max: Duration,
+    ) -> impl Future<Output = Landing> + Send + 'a {
+        std::future::ready(flight.wait_blocking(max))
+    }
     fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_ {
         std::future::ready((self.0.func)(args))
     }
-    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken) {
+    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken, want: Want) {
         let inner = self.0.clone();
         pool::submit(move || {
             let driver = Direct(&inner);
             let trace = inner.shared.trace(false);
-            if let Err(error) = block_on(compute_claimed(&driver, args, key, claim, false, &trace))
-            {
+            let refresh =
+                compute_claimed(&driver, args, key, claim, Some(&want), false, &trace, None);
+            if let Err(error) = block_on(refresh) {
                 tracing::warn!(%key, %error, "cachier: background refresh failed");
             }
         });
@@ -176,6 +185,7 @@ where
 
     /// Drops every claim of this function, so the next caller computes.
     pub fn clear_being_calculated(&self) -> Result<(), Error> {
+        self.inner.shared.flights.detach_all();
         self.inner.shared.core.clear_being_calculated()
     }
 

@@ -47,6 +47,7 @@ macro_rules! shared_accessors {
 }
 
 mod blocking;
+mod flight;
 #[cfg(feature = "async")]
 mod nonblocking;
 
@@ -65,6 +66,7 @@ use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use self::flight::{Flight, Flights, Joined, Landing, Lead};
 use crate::lease::Heartbeat;
 use crate::options::MaxAge;
 use crate::stats::{self, Stats};
@@ -77,6 +79,9 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
 /// How a wait is sliced when `wait_for_calc_timeout` is 0, so that a global change is noticed.
 const WAIT_SLICE: Duration = Duration::from_secs(1);
+
+/// A function logs store failures at most once per this long (with how many it did not log).
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Where the default (file) backend should keep its files; resolved when a function is built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -432,6 +437,8 @@ where
             entry_size_limit,
             lease: self.lease,
             last_cleanup: Mutex::new(None),
+            flights: Flights::default(),
+            failures: FailureLog::default(),
             stats: Arc::default(),
             statistics: self.statistics,
         };
@@ -458,11 +465,34 @@ pub struct Shared<A, R> {
     entry_size_limit: Option<u64>,
     lease: Duration,
     last_cleanup: Mutex<Option<Instant>>,
+    flights: Flights,
+    failures: FailureLog,
     stats: Arc<Stats>,
     statistics: bool,
 }
 
+/// When store failures were last logged, and how many have not been since.
+#[derive(Default)]
+struct FailureLog {
+    logged: Mutex<Option<Instant>>,
+    unlogged: AtomicU64,
+}
+
+impl FailureLog {
+    /// `Some(failures not logged since the last line)` when this failure is to be logged.
+    fn due(&self) -> Option<u64> {
+        let mut logged = self.logged.lock();
+        if logged.is_some_and(|at| at.elapsed() < WARN_INTERVAL) {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        *logged = Some(Instant::now());
+        Some(self.unlogged.swap(0, Ordering::Relaxed))
+    }
+}
+
 /// The staleness limit of one call.
+#[derive(Clone, Copy)]
 enum Threshold {
     Never,
     Within(Duration),
@@ -502,7 +532,7 @@ impl Trace<'_> {
     }
 }
 
-/// How a wait for another caller's computation ended.
+/// How a wait for another caller's claim ended.
 enum WaitEnd {
     Released,
     TimedOut,
@@ -533,19 +563,22 @@ impl<A, R> Shared<A, R> {
         }
     }
 
-    /// In strict mode returns the error; otherwise logs and counts it, and the caller goes on
-    /// uncached.
+    /// In strict mode returns the error; otherwise counts it and logs it (once per
+    /// [`WARN_INTERVAL`], with the count of those not logged), and the caller goes on uncached.
     fn tolerate(&self, error: Error, strict: bool) -> Result<(), Error> {
         self.count(|s| &s.backend_errors);
         if strict {
             return Err(error);
         }
-        tracing::warn!(
-            namespace = %self.namespace,
-            backend = self.backend_name,
-            %error,
-            "cachier: cache unavailable, computing uncached"
-        );
+        if let Some(unlogged) = self.failures.due() {
+            tracing::warn!(
+                namespace = %self.namespace,
+                backend = self.backend_name,
+                %error,
+                failures_since_last_warning = unlogged,
+                "cachier: cache unavailable, computing uncached"
+            );
+        }
         Ok(())
     }
 
@@ -590,32 +623,64 @@ impl<A, R> Shared<A, R> {
         }
     }
 
-    /// `wait_for_calc_timeout`, re-read on every slice of a wait: a global change applies to
-    /// waits already running.
-    fn wait_for_calc_timeout(&self) -> Duration {
-        match self.params.wait_for_calc_timeout {
+    /// The next slice of a wait for another caller's computation that began at `start`, or
+    /// `None` once `wait_for_calc_timeout` has passed. The timeout is re-read on every slice:
+    /// a global change applies to waits already running.
+    fn wait_slice(&self, start: Instant) -> Option<Duration> {
+        let timeout = match self.params.wait_for_calc_timeout {
             Some(timeout) => timeout,
             None => with_global_params(|s| s.wait_for_calc_timeout),
+        };
+        if timeout.is_zero() {
+            return Some(WAIT_SLICE);
+        }
+        let left = timeout.checked_sub(start.elapsed())?;
+        (!left.is_zero()).then(|| left.min(WAIT_SLICE))
+    }
+
+    /// `value` encoded, or `None` when it is not cached at all (an `Err`, or unencodable).
+    fn encode(&self, value: &R) -> Option<Vec<u8>> {
+        match (self.codec.encode)(value)? {
+            Err(error) => {
+                tracing::warn!(namespace = %self.namespace, %error, "cachier: result not cached");
+                None
+            }
+            Ok(bytes) => Some(bytes),
+        }
+    }
+
+    /// Whether `bytes` fit `entry_size_limit` (counting a rejection).
+    fn storable(&self, bytes: &[u8], trace: &Trace<'_>) -> bool {
+        match self.entry_size_limit {
+            Some(limit) if bytes.len() as u64 > limit => {
+                self.count(|s| &s.size_limit_rejections);
+                trace.note("Result exceeds entry_size_limit; not cached");
+                false
+            }
+            _ => true,
         }
     }
 
     /// The bytes to store for `value`, or `None` when it must not be stored (an `Err`, an
     /// unencodable value, or over the size limit).
     fn encode_for_store(&self, value: &R, trace: &Trace<'_>) -> Option<Vec<u8>> {
-        match (self.codec.encode)(value)? {
-            Err(error) => {
-                tracing::warn!(namespace = %self.namespace, %error, "cachier: result not cached");
-                None
-            }
-            Ok(bytes) => match self.entry_size_limit {
-                Some(limit) if bytes.len() as u64 > limit => {
-                    self.count(|s| &s.size_limit_rejections);
-                    trace.note("Result exceeds entry_size_limit; not cached");
-                    None
-                }
-                _ => Some(bytes),
-            },
+        self.encode(value)
+            .filter(|bytes| self.storable(bytes, trace))
+    }
+
+    /// [`Shared::encode_for_store`], handing the encoded value to this process's followers
+    /// first (whether or not the store will take it).
+    fn encode_and_land(
+        &self,
+        value: &R,
+        lead: Option<&Lead<'_>>,
+        trace: &Trace<'_>,
+    ) -> Option<Arc<[u8]>> {
+        let bytes: Arc<[u8]> = self.encode(value)?.into();
+        if let Some(lead) = lead {
+            lead.land(bytes.clone());
         }
+        self.storable(&bytes, trace).then_some(bytes)
     }
 
     /// `cleanup_stale`: at most once per `interval`, delete stale entries in the background.
@@ -670,9 +735,16 @@ pub(crate) trait Driver<A, R>: Sync {
         key: &'a Key,
         max: Duration,
     ) -> impl Future<Output = Result<bool, Error>> + Send + 'a;
+    /// Waits at most `max` for this process's leader of a key.
+    fn wait_flight<'a>(
+        &'a self,
+        flight: &'a Flight,
+        max: Duration,
+    ) -> impl Future<Output = Landing> + Send + 'a;
     fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_;
-    /// Recomputes `key` in the background while holding `claim` (`next_time`).
-    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken);
+    /// Recomputes `key` in the background while holding `claim` (`next_time`), unless a value
+    /// `want` serves was stored since the caller's read.
+    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken, want: Want);
 }
 
 /// Releases a claim if the computation unwinds (a panic) or its future is dropped (a cancelled
@@ -713,6 +785,35 @@ impl Drop for ReleaseGuard {
     }
 }
 
+/// What a call serves of a value stored by someone else since its own read: a completed
+/// value it has not already rejected, fresh by its own staleness limit.
+#[derive(Clone, Copy)]
+pub(crate) struct Want {
+    /// The time of the stored value this call read and did not serve.
+    seen: Option<SystemTime>,
+    threshold: Threshold,
+    allow_none: bool,
+}
+
+impl Want {
+    fn fresh(&self, age: Duration) -> bool {
+        match self.threshold {
+            Threshold::Never => true,
+            Threshold::Within(limit) => age <= limit,
+            Threshold::Always => false,
+        }
+    }
+
+    /// The value of `entry` if it was stored since this call's read and this call serves it.
+    fn newer<'e>(&self, entry: &'e CacheEntry) -> Option<&'e Arc<[u8]>> {
+        let bytes = entry.completed_value()?;
+        let serves = self.seen != Some(entry.time)
+            && self.fresh(entry.age)
+            && (self.allow_none || !codec::encodes_none(bytes));
+        serves.then_some(bytes)
+    }
+}
+
 /// One memoized call: cachier's algorithm (reference §2.1) with DESIGN §4's fixes.
 async fn run<A, R, D>(d: &D, args: A, options: &CallOptions, strict: bool) -> Result<R, Error>
 where
@@ -735,38 +836,35 @@ where
         Ok(key) => key,
         Err(error) => {
             shared.tolerate(error, strict)?;
-            return Ok(d.compute(args).await);
+            shared.count(|s| &s.misses);
+            return Ok(compute_uncached(d, args, None).await);
         }
     };
-    // The time of a stored value we decided not to serve: a wait must bring a newer one.
-    let mut seen = None;
+    let mut want = Want {
+        seen: None,
+        threshold: threshold(stale_after, options.max_age),
+        allow_none: resolved.allow_none,
+    };
+    let mut store_failed = false;
     if options.overwrite_cache {
         trace.note("Overwriting the cache.");
     } else {
-        let entry = match d.get(&key).await {
-            Ok(entry) => entry,
+        match d.get(&key).await {
             Err(error) => {
                 shared.tolerate(error, strict)?;
-                return Ok(d.compute(args).await);
+                store_failed = true;
             }
-        };
-        match entry {
-            None => trace.note("No entry found. No current calc. Calling like a boss."),
-            Some(entry) => {
+            Ok(None) => trace.note("No entry found. No current calc. Calling like a boss."),
+            Ok(Some(entry)) => {
                 trace.note("Entry found.");
                 if let Some(bytes) = entry.completed_value() {
-                    seen = Some(entry.time);
+                    want.seen = Some(entry.time);
                     if resolved.allow_none || !codec::encodes_none(bytes) {
                         trace.note("Cached result found.");
-                        let fresh = match threshold(stale_after, options.max_age) {
-                            Threshold::Never => true,
-                            Threshold::Within(limit) => entry.age <= limit,
-                            Threshold::Always => {
-                                trace.note("max_age is negative. Cached result considered stale.");
-                                false
-                            }
-                        };
-                        if fresh {
+                        if let Threshold::Always = want.threshold {
+                            trace.note("max_age is negative. Cached result considered stale.");
+                        }
+                        if want.fresh(entry.age) {
                             match (shared.codec.decode)(bytes) {
                                 Ok(value) => {
                                     trace.note("And it is fresh!");
@@ -790,7 +888,7 @@ where
                                             trace.note("Async calc and return stale");
                                             match d.claim(&key).await {
                                                 Ok(Claim::Claimed(token)) => {
-                                                    d.refresh_in_background(args, key, token)
+                                                    d.refresh_in_background(args, key, token, want)
                                                 }
                                                 Ok(Claim::Busy) => {}
                                                 Err(error) => shared.refresh_not_started(&error),
@@ -812,18 +910,85 @@ where
         }
     }
     shared.count(|s| &s.misses);
-    compute(d, args, key, seen, options.overwrite_cache, strict, &trace).await
+    miss(
+        d,
+        args,
+        key,
+        want,
+        options.overwrite_cache,
+        store_failed,
+        strict,
+        &trace,
+    )
+    .await
 }
 
-/// The miss path: claim the key and compute, or wait for whoever holds the claim.
-async fn compute<A, R, D>(
+/// The miss path. One caller per key and process leads: it goes to the store (or, when the
+/// store just failed, computes uncached); the others follow and take its result.
+#[allow(clippy::too_many_arguments)]
+async fn miss<A, R, D>(
     d: &D,
     args: A,
     key: Key,
-    mut seen: Option<SystemTime>,
+    want: Want,
+    overwrite: bool,
+    store_failed: bool,
+    strict: bool,
+    trace: &Trace<'_>,
+) -> Result<R, Error>
+where
+    A: Send,
+    R: Send,
+    D: Driver<A, R>,
+{
+    let shared = d.shared();
+    if overwrite {
+        return from_store(d, args, key, want, true, strict, trace, None).await;
+    }
+    loop {
+        let flight = match shared.flights.join(key) {
+            Joined::Lead(lead) => {
+                return if store_failed {
+                    Ok(compute_uncached(d, args, Some(&lead)).await)
+                } else {
+                    from_store(d, args, key, want, false, strict, trace, Some(&lead)).await
+                };
+            }
+            Joined::Follow(flight) => flight,
+        };
+        trace.note("Being calculated in this process. Waiting.");
+        match wait_for_flight(d, &flight).await {
+            Landing::Value(bytes) => match (shared.codec.decode)(&bytes) {
+                Ok(value) => {
+                    trace.note("Got the result of the computation waited on.");
+                    return Ok(value);
+                }
+                Err(error) => {
+                    shared.warn_undecodable(&key, &error);
+                    return compute_unclaimed(d, args, key, strict, trace, None).await;
+                }
+            },
+            Landing::Nothing => trace.note("That computation shared nothing. Trying again."),
+            Landing::TimedOut => {
+                shared.count(|s| &s.wait_timeouts);
+                trace.note("wait_for_calc_timeout reached. Calculating.");
+                return compute_unclaimed(d, args, key, strict, trace, None).await;
+            }
+        }
+    }
+}
+
+/// Claims the key in the store and computes, or waits for whoever holds the claim.
+#[allow(clippy::too_many_arguments)]
+async fn from_store<A, R, D>(
+    d: &D,
+    args: A,
+    key: Key,
+    mut want: Want,
     overwrite: bool,
     strict: bool,
     trace: &Trace<'_>,
+    lead: Option<&Lead<'_>>,
 ) -> Result<R, Error>
 where
     A: Send,
@@ -835,46 +1000,49 @@ where
         match d.claim(&key).await {
             Err(error) => {
                 shared.tolerate(error, strict)?;
-                return Ok(d.compute(args).await);
+                return Ok(compute_uncached(d, args, lead).await);
             }
             Ok(Claim::Claimed(token)) => {
-                trace.note("Calling decorated function and waiting");
-                return compute_claimed(d, args, key, token, strict, trace).await;
+                let recheck = (!overwrite).then_some(&want);
+                return compute_claimed(d, args, key, token, recheck, strict, trace, lead).await;
             }
             Ok(Claim::Busy) if overwrite => {
                 trace.note("Already calc, but overwriting: computing too.");
-                return compute_unclaimed(d, args, key, strict, trace).await;
+                return compute_unclaimed(d, args, key, strict, trace, lead).await;
             }
             Ok(Claim::Busy) => {
                 trace.note("Already calc. Waiting on change.");
                 match wait_for_other(d, &key).await {
                     Err(error) => {
                         shared.tolerate(error, strict)?;
-                        return Ok(d.compute(args).await);
+                        return Ok(compute_uncached(d, args, lead).await);
                     }
                     Ok(WaitEnd::TimedOut) => {
                         shared.count(|s| &s.wait_timeouts);
                         trace.note("wait_for_calc_timeout reached. Calculating.");
-                        return compute_unclaimed(d, args, key, strict, trace).await;
+                        return compute_unclaimed(d, args, key, strict, trace, lead).await;
                     }
                     Ok(WaitEnd::Released) => match d.get(&key).await {
                         Err(error) => {
                             shared.tolerate(error, strict)?;
-                            return Ok(d.compute(args).await);
+                            return Ok(compute_uncached(d, args, lead).await);
                         }
                         Ok(Some(entry)) => {
                             if let Some(bytes) = entry.completed_value() {
-                                if seen != Some(entry.time) {
+                                if want.seen != Some(entry.time) {
                                     match (shared.codec.decode)(bytes) {
                                         Ok(value) => {
                                             trace.note(
                                                 "Got the result of the computation waited on.",
                                             );
+                                            if let Some(lead) = lead {
+                                                lead.land(bytes.clone());
+                                            }
                                             return Ok(value);
                                         }
                                         Err(error) => shared.warn_undecodable(&key, &error),
                                     }
-                                    seen = Some(entry.time);
+                                    want.seen = Some(entry.time);
                                 }
                             }
                             // That computation stored nothing new (it failed): take over.
@@ -887,34 +1055,42 @@ where
     }
 }
 
+/// Waits for another caller's claim on `key` to end, in slices of at most [`WAIT_SLICE`].
 async fn wait_for_other<A, R, D: Driver<A, R>>(d: &D, key: &Key) -> Result<WaitEnd, Error> {
     let start = Instant::now();
-    loop {
-        let timeout = d.shared().wait_for_calc_timeout();
-        let slice = if timeout.is_zero() {
-            WAIT_SLICE
-        } else {
-            let elapsed = start.elapsed();
-            if elapsed >= timeout {
-                return Ok(WaitEnd::TimedOut);
-            }
-            (timeout - elapsed).min(WAIT_SLICE)
-        };
+    while let Some(slice) = d.shared().wait_slice(start) {
         if d.wait(key, slice).await? {
             return Ok(WaitEnd::Released);
         }
     }
+    Ok(WaitEnd::TimedOut)
+}
+
+/// Waits for this process's leader of a key, in slices of at most [`WAIT_SLICE`].
+async fn wait_for_flight<A, R, D: Driver<A, R>>(d: &D, flight: &Flight) -> Landing {
+    let start = Instant::now();
+    while let Some(slice) = d.shared().wait_slice(start) {
+        match d.wait_flight(flight, slice).await {
+            Landing::TimedOut => {}
+            landing => return landing,
+        }
+    }
+    Landing::TimedOut
 }
 
 /// Computes while holding the claim, keeping its lease alive, then stores the result and
-/// releases the claim in one step.
+/// releases the claim in one step. With `recheck`, first serves a value stored since the
+/// caller's read instead (its claim raced that value's store).
+#[allow(clippy::too_many_arguments)]
 async fn compute_claimed<A, R, D>(
     d: &D,
     args: A,
     key: Key,
     token: ClaimToken,
+    recheck: Option<&Want>,
     strict: bool,
     trace: &Trace<'_>,
+    lead: Option<&Lead<'_>>,
 ) -> Result<R, Error>
 where
     A: Send,
@@ -922,20 +1098,46 @@ where
     D: Driver<A, R>,
 {
     let shared = d.shared();
-    let heartbeat = shared
-        .core
-        .needs_heartbeat()
-        .then(|| Heartbeat::start(shared.core.clone(), key, token.clone(), shared.lease));
     let guard = ReleaseGuard {
         core: shared.core.clone(),
         key,
         token: Some(token),
     };
+    if let Some(want) = recheck {
+        if let Some(value) = stored_since_read(d, &key, want, lead).await {
+            trace.note("A value was stored since this caller's read. Serving it.");
+            let released = d.release(&key, guard.token()).await;
+            guard.disarm();
+            if let Err(error) = released {
+                shared.tolerate(error, false)?;
+            }
+            return Ok(value);
+        }
+    }
+    trace.note("Calling decorated function and waiting");
+    let heartbeat = shared.core.needs_heartbeat().then(|| {
+        Heartbeat::start(
+            shared.core.clone(),
+            key,
+            guard.token().clone(),
+            shared.lease,
+        )
+    });
     let started = Instant::now();
     shared.count(|s| &s.recalculations);
     let value = d.compute(args).await;
-    let stored = match shared.encode_for_store(&value, trace) {
-        Some(bytes) => d.put(&key, &bytes, Some(guard.token())).await,
+    let stored = match shared.encode_and_land(&value, lead, trace) {
+        Some(bytes) => match d.put(&key, &bytes, Some(guard.token())).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                // The store refused the value: free the key now, so that waiters take over
+                // at once instead of after the lease.
+                if let Err(release_error) = d.release(&key, guard.token()).await {
+                    tracing::debug!(%key, error = %release_error, "cachier: release after a failed put failed");
+                }
+                Err(error)
+            }
+        },
         None => d.release(&key, guard.token()).await,
     };
     guard.disarm();
@@ -949,6 +1151,35 @@ where
     Ok(value)
 }
 
+/// After a won claim: the value another caller stored since this caller's read, if it
+/// serves it. A store failure here is no reason to give up the claim: it computes.
+async fn stored_since_read<A, R, D>(
+    d: &D,
+    key: &Key,
+    want: &Want,
+    lead: Option<&Lead<'_>>,
+) -> Option<R>
+where
+    A: Send,
+    R: Send,
+    D: Driver<A, R>,
+{
+    let shared = d.shared();
+    let entry = match d.get(key).await {
+        Ok(entry) => entry?,
+        Err(error) => {
+            shared.tolerate(error, false).ok();
+            return None;
+        }
+    };
+    let bytes = want.newer(&entry)?;
+    let value = (shared.codec.decode)(bytes).ok()?;
+    if let Some(lead) = lead {
+        lead.land(bytes.clone());
+    }
+    Some(value)
+}
+
 /// Computes while someone else holds the claim (after a wait timeout, or to overwrite),
 /// storing the result without touching their claim.
 async fn compute_unclaimed<A, R, D>(
@@ -957,6 +1188,7 @@ async fn compute_unclaimed<A, R, D>(
     key: Key,
     strict: bool,
     trace: &Trace<'_>,
+    lead: Option<&Lead<'_>>,
 ) -> Result<R, Error>
 where
     A: Send,
@@ -967,7 +1199,7 @@ where
     let started = Instant::now();
     shared.count(|s| &s.recalculations);
     let value = d.compute(args).await;
-    let stored = match shared.encode_for_store(&value, trace) {
+    let stored = match shared.encode_and_land(&value, lead, trace) {
         Some(bytes) => d.put(&key, &bytes, None).await,
         None => Ok(()),
     };
@@ -978,4 +1210,28 @@ where
         shared.tolerate(error, strict)?;
     }
     Ok(value)
+}
+
+/// Computes without the store, which just failed; the result still reaches this process's
+/// followers of the key.
+async fn compute_uncached<A, R, D>(d: &D, args: A, lead: Option<&Lead<'_>>) -> R
+where
+    A: Send,
+    R: Send,
+    D: Driver<A, R>,
+{
+    let shared = d.shared();
+    let started = Instant::now();
+    shared.count(|s| &s.recalculations);
+    shared.count(|s| &s.uncached);
+    let value = d.compute(args).await;
+    if let Some(lead) = lead {
+        if let Some(bytes) = shared.encode(&value) {
+            lead.land(bytes.into());
+        }
+    }
+    if shared.statistics {
+        shared.stats.compute_latency.record(started.elapsed());
+    }
+    value
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{compute_claimed, run, Driver, Kind, Memoize, Shared, ValueCodec};
+use super::flight::{Flight, Landing};
+use super::{compute_claimed, run, Driver, Kind, Memoize, Shared, ValueCodec, Want};
 use crate::{
     AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key,
 };
@@ -152,15 +153,28 @@ where
     ) -> impl Future<Output = Result<bool, Error>> + Send + 'a {
         self.0.store.wait(key, max)
     }
+    fn wait_flight<'a>(
+        &'a self,
+        flight: &'a Flight,
+        max: Duration,
+    ) -> impl Future<Output = Landing> + Send + 'a {
+        async move {
+            tokio::time::timeout(max, flight.landed())
+                .await
+                .unwrap_or(Landing::TimedOut)
+        }
+    }
     fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_ {
         (self.0.func)(args)
     }
-    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken) {
+    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken, want: Want) {
         let inner = self.0.clone();
         tokio::spawn(async move {
             let driver = Awaiting(&inner);
             let trace = inner.shared.trace(false);
-            if let Err(error) = compute_claimed(&driver, args, key, claim, false, &trace).await {
+            let refresh =
+                compute_claimed(&driver, args, key, claim, Some(&want), false, &trace, None);
+            if let Err(error) = refresh.await {
                 tracing::warn!(%key, %error, "cachier: background refresh failed");
             }
         });
@@ -213,6 +227,7 @@ where
 
     /// Drops every claim of this function, so the next caller computes.
     pub async fn clear_being_calculated(&self) -> Result<(), Error> {
+        self.inner.shared.flights.detach_all();
         self.inner.store.clear_being_calculated().await
     }
 
