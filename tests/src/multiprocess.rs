@@ -9,15 +9,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::cases::eventually;
 use crate::{backend_from_spec, fresh_dir, unique_name};
 
-/// Records one computation in `count_file` (one line per computation, any process).
-fn record_computation(count_file: &Path) {
+/// Records one computation of `x` in `count_file` (a line `x pid` per computation, any
+/// process; appends of one short line are atomic).
+fn record_computation(count_file: &Path, x: u64) {
     use std::io::Write;
     let mut log = fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(count_file)
         .expect("count file");
-    writeln!(log, "{}", std::process::id()).expect("write count file");
+    let line = format!("{x} {}\n", std::process::id());
+    log.write_all(line.as_bytes()).expect("write count file"); // one write: one line
 }
 
 /// The worker's result for `x`: it names the process that computed it.
@@ -35,7 +37,7 @@ pub fn worker_function(
 ) -> cachier::Memoized<u64, u64> {
     let count_file = count_file.to_owned();
     cachier::memoize(namespace, move |x: u64| {
-        record_computation(&count_file);
+        record_computation(&count_file, x);
         thread::sleep(pause);
         worker_value(x)
     })
@@ -58,7 +60,7 @@ pub fn async_worker_function(
     cachier::memoize_async(namespace, move |x: u64| {
         let count_file = count_file.clone();
         async move {
-            record_computation(&count_file);
+            record_computation(&count_file, x);
             tokio::time::sleep(pause).await;
             worker_value(x)
         }
@@ -67,6 +69,128 @@ pub fn async_worker_function(
     .lease(lease)
     .build()
     .expect("build async worker function")
+}
+
+/// How often the stress cases bring in a new key.
+const STRESS_NEW_KEY_EVERY: Duration = Duration::from_millis(5);
+/// The stress callers pick among the keys brought in during this long.
+const STRESS_WINDOW: u64 = 20;
+
+/// The stress load of one process: `threads` threads, from `start_at` (Unix ms) for
+/// `duration`, call `f` on the keys brought in lately (one every [`STRESS_NEW_KEY_EVERY`],
+/// on the same schedule in every process), in a random order. Panics on a wrong value;
+/// returns how many calls were made.
+pub fn stress_calls(
+    f: &cachier::Memoized<u64, u64>,
+    threads: u64,
+    start_at: u128,
+    duration: Duration,
+) -> u64 {
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let f = f.clone();
+            thread::spawn(move || {
+                let now = unix_ms();
+                if start_at > now {
+                    thread::sleep(Duration::from_millis((start_at - now) as u64));
+                }
+                let every = STRESS_NEW_KEY_EVERY.as_millis();
+                let end = start_at + duration.as_millis();
+                let mut random = (u64::from(std::process::id()) << 16 | thread) | 1;
+                let mut calls = 0;
+                loop {
+                    let now = unix_ms();
+                    if now >= end {
+                        return calls;
+                    }
+                    random ^= random << 13; // xorshift64
+                    random ^= random >> 7;
+                    random ^= random << 17;
+                    let newest = ((now - start_at) / every) as u64;
+                    let x = newest.saturating_sub(random % STRESS_WINDOW);
+                    let value = f.call(x);
+                    assert_eq!(value / 1_000_000, x, "a value of another key for {x}");
+                    calls += 1;
+                    thread::sleep(Duration::from_micros(500));
+                }
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("stress thread"))
+        .sum()
+}
+
+/// Exactly one computation per key under a sustained race: four processes of four threads
+/// (one process of sixteen for a store of one process) calling new keys, 200 a second, in
+/// random order, for five seconds. Each computation takes 10 ms.
+pub fn stress_no_duplicate_computations(spec: &str, worker: &str) {
+    let dir = fresh_dir("mp_stress");
+    let count_file = dir.join("calls");
+    let namespace = unique_name("mp_stress");
+    let duration = Duration::from_secs(5);
+    let pause = Duration::from_millis(10);
+    let start_at_ms = unix_ms() + 2_000;
+    let calls: u64 = if crate::spec_is_shared(spec) {
+        let children: Vec<_> = (0..4)
+            .map(|_| {
+                let run = Run {
+                    worker,
+                    mode: "stress",
+                    spec,
+                    namespace: &namespace,
+                    count_file: &count_file,
+                    threads: 4,
+                    pause_ms: pause.as_millis() as u64,
+                    lease_ms: 10_000,
+                    start_at_ms,
+                };
+                let mut cmd = run.command();
+                cmd.arg(duration.as_millis().to_string());
+                cmd.spawn().expect("spawn worker")
+            })
+            .collect();
+        children
+            .into_iter()
+            .map(|child| {
+                let out = child.wait_with_output().expect("wait worker");
+                assert!(out.status.success(), "worker failed: {out:?}");
+                String::from_utf8_lossy(&out.stdout)
+                    .trim()
+                    .parse::<u64>()
+                    .expect("calls made")
+            })
+            .sum()
+    } else {
+        let f = worker_function(
+            spec,
+            &namespace,
+            &count_file,
+            pause,
+            Duration::from_secs(10),
+        );
+        stress_calls(&f, 16, start_at_ms, duration)
+    };
+    let mut per_key = std::collections::BTreeMap::<u64, usize>::new();
+    for line in lines(&count_file) {
+        let x = line.split(' ').next().and_then(|x| x.parse().ok());
+        *per_key.entry(x.expect("count line")).or_default() += 1;
+    }
+    let twice: Vec<_> = per_key.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "stress on {}: {calls} calls, {} keys, {} computations, {} keys computed more than once",
+        spec.split(':').next().unwrap_or(spec),
+        per_key.len(),
+        per_key.values().sum::<usize>(),
+        twice.len()
+    );
+    assert!(
+        per_key.len() >= 100,
+        "the load reached {} keys only",
+        per_key.len()
+    );
+    assert!(twice.is_empty(), "keys computed more than once: {twice:?}");
 }
 
 fn unix_ms() -> u128 {

@@ -2,6 +2,7 @@
 #![cfg(feature = "memory")]
 
 cachier_conformance::conformance_tests!(|| Some("memory".to_string()));
+cachier_conformance::multiprocess_tests!(@cases || Some("memory".to_string()); stress_no_duplicate_computations);
 
 #[cfg(feature = "async")]
 mod asynchronous {

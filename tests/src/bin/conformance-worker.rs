@@ -2,16 +2,21 @@
 //! and prints each result on its own line.
 //!
 //! `conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS`
+//!
+//! `conformance-worker stress ... DURATION_MS` (the same arguments, ARG unused) runs the
+//! stress load instead and prints how many calls it made.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachier_conformance::multiprocess::worker_function;
+use cachier_conformance::multiprocess::{stress_calls, worker_function};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 10 || !["call", "call-async"].contains(&args[1].as_str()) {
-        eprintln!("usage: conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS");
+    let calls = args.len() == 10 && ["call", "call-async"].contains(&args[1].as_str());
+    let stress = args.len() == 11 && args[1] == "stress";
+    if !calls && !stress {
+        eprintln!("usage: conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS [stress: DURATION_MS]");
         std::process::exit(2);
     }
     let number = |i: usize| -> u64 {
@@ -33,6 +38,15 @@ fn main() {
             std::thread::sleep(start_at - now);
         }
     };
+    if stress {
+        let f = worker_function(spec, namespace, &count_file, pause, lease);
+        let duration = Duration::from_millis(number(10));
+        println!(
+            "{}",
+            stress_calls(&f, threads, start_at.as_millis(), duration)
+        );
+        return;
+    }
     let results: Vec<u64> = if args[1] == "call" {
         let f = worker_function(spec, namespace, &count_file, pause, lease);
         sleep_until_start();
