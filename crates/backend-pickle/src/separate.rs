@@ -186,14 +186,19 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl SeparateStore {
     /// Uses `dir` (created by the caller) for `namespace`'s entries, records the namespace
-    /// there, and removes temporary files a crashed writer left.
+    /// there, and removes temporary files a crashed writer left. Neither needs to succeed
+    /// (the directory may be read-only): entries stored there are read all the same.
     pub(crate) fn open(dir: PathBuf, namespace: &str) -> io::Result<SeparateStore> {
         let store = SeparateStore {
             dir,
             namespace: namespace.to_owned(),
         };
-        store.label()?;
-        store.remove_tmp_files(TMP_MAX_AGE)?;
+        if let Err(error) = store.label() {
+            tracing::debug!(dir = %store.dir.display(), %error, "cachier: entry directory not labelled");
+        }
+        if let Err(error) = store.remove_tmp_files(TMP_MAX_AGE) {
+            tracing::debug!(dir = %store.dir.display(), %error, "cachier: leftover temporary files not removed");
+        }
         Ok(store)
     }
 

@@ -136,12 +136,13 @@ impl SingleStore {
     /// Opens (or creates) the store of `namespace` at `path`. Every new connection makes
     /// sure the schema and the namespace record exist, so a file deleted by hand or replaced
     /// after damage is labelled again. Links planted at the store's paths are moved aside,
-    /// never followed.
+    /// never followed; a store that cannot be written (read-only or full disk) is still read.
     pub(crate) fn open(path: PathBuf, namespace: &str) -> Result<SingleStore, Error> {
         let options = OpenOptions::default()
             .file_mode(0o600)
             .recover_corrupt(true)
-            .no_symlinks(true);
+            .no_symlinks(true)
+            .read_only_fallback(true);
         let namespace = namespace.to_owned();
         let db = Database::open(path, BACKEND, options, move |conn| {
             conn.execute_batch(SCHEMA)?;
