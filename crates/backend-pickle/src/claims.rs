@@ -10,6 +10,9 @@
 //! - a release unlinks the path (if it still names the claimer's file) before unlocking;
 //! - `clear_being_calculated` unlinks every lock file: the next caller creates a new one and
 //!   computes although the old holder still runs (its lock now guards a nameless file).
+//!
+//! Nothing is opened or created through a symbolic link: a link at the directory (or at the
+//! directory holding it, when that belongs to the cache) or at a lock file is moved aside.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -19,6 +22,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use cachier_core::{ClaimToken, Key};
+use cachier_sqlite::{move_link_aside, no_follow};
 use parking_lot::Mutex;
 
 /// What a lock file says about a key.
@@ -42,6 +46,8 @@ impl Liveness {
 #[derive(Debug)]
 pub(crate) struct Claims {
     dir: PathBuf,
+    /// Directories that must not be links: `dir`, and its parent when the cache owns it.
+    guarded: Vec<PathBuf>,
     /// Claims this process holds: their open, locked files.
     held: Mutex<HashMap<(Key, String), File>>,
 }
@@ -68,14 +74,15 @@ fn flock(file: &File, operation: libc::c_int) -> io::Result<Lock> {
     }
 }
 
-/// Whether `path` still names the open `file`.
+/// Whether `path` still names the open `file` (a link to it does not).
 fn names(path: &Path, file: &File) -> bool {
-    match (fs::metadata(path), file.metadata()) {
+    match (fs::symlink_metadata(path), file.metadata()) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
 }
 
+/// Creates `dir` (0700) and its missing parents.
 pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -83,12 +90,39 @@ pub(crate) fn create_dir(dir: &Path) -> io::Result<()> {
         .create(dir)
 }
 
+/// Creates `dir`, a directory inside the cache directory, as [`create_dir`] does; a link at
+/// `dir` is moved aside first (only the cache directory, which the user chose, may be one).
+pub(crate) fn create_owned_dir(dir: &Path) -> io::Result<()> {
+    move_link_aside(dir)?;
+    create_dir(dir)
+}
+
 impl Claims {
+    /// The lock files in `dir`.
     pub(crate) fn new(dir: PathBuf) -> Claims {
         Claims {
+            guarded: vec![dir.clone()],
             dir,
             held: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The lock files in `dir`, whose parent belongs to the cache too (and so must not be a
+    /// link either).
+    pub(crate) fn in_owned_parent(dir: PathBuf) -> Claims {
+        let mut claims = Claims::new(dir);
+        if let Some(parent) = claims.dir.parent() {
+            claims.guarded.insert(0, parent.to_owned());
+        }
+        claims
+    }
+
+    /// Moves aside links planted at the directories, before anything is opened in them.
+    fn guard(&self) -> io::Result<()> {
+        for dir in &self.guarded {
+            move_link_aside(dir)?;
+        }
+        Ok(())
     }
 
     pub(crate) fn dir(&self) -> &Path {
@@ -101,11 +135,12 @@ impl Claims {
 
     /// Claims `key` unless a live claim exists: `Ok(None)` means busy.
     pub(crate) fn acquire(&self, key: &Key) -> io::Result<Option<ClaimToken>> {
+        self.guard()?;
         let path = self.path(key);
         loop {
             let file = match open_lock(&path, true) {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                    create_dir(&self.dir)?;
+                    create_owned_dir(&self.dir)?;
                     open_lock(&path, true)?
                 }
                 other => other?,
@@ -145,6 +180,7 @@ impl Claims {
 
     /// Whether `key` is claimed now. A lock file left by a dead process is removed.
     pub(crate) fn probe(&self, key: &Key) -> io::Result<Liveness> {
+        self.guard()?;
         let path = self.path(key);
         let file = match open_lock(&path, false) {
             Ok(file) => file,
@@ -171,6 +207,7 @@ impl Claims {
 
     /// Unlinks every lock file: every claim, live or dead, stops counting.
     pub(crate) fn clear_all(&self) -> io::Result<u64> {
+        self.guard()?;
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -192,6 +229,7 @@ impl Claims {
 
     /// The keys that have a lock file (live or not).
     pub(crate) fn marked_keys(&self) -> io::Result<Vec<Key>> {
+        self.guard()?;
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -210,14 +248,28 @@ impl Claims {
     }
 }
 
+/// Opens (or creates) the lock file at `path`, never through a link: a link found there is
+/// moved aside, and then is no lock file (`NotFound` unless `create`).
 fn open_lock(path: &Path, create: bool) -> io::Result<File> {
-    fs::OpenOptions::new()
+    let mut options = fs::OpenOptions::new();
+    options
         .read(true)
         .write(true)
         .create(create)
         .truncate(false)
-        .mode(0o600)
-        .open(path)
+        .mode(0o600);
+    no_follow(&mut options);
+    match options.open(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound && is_link(path) => {
+            move_link_aside(path)?;
+            options.open(path)
+        }
+        other => other,
+    }
+}
+
+fn is_link(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 #[cfg(test)]

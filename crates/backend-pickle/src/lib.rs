@@ -18,7 +18,7 @@ use cachier_core::{
 };
 use parking_lot::Mutex;
 
-use claims::{create_dir, Claims, Liveness};
+use claims::{create_dir, create_owned_dir, Claims, Liveness};
 use separate::{ReadError, SeparateStore};
 use single::{cutoff, SingleStore, Stored};
 
@@ -223,7 +223,7 @@ fn checked_namespace(path: &Path, stem: &str, recorded: &str) -> Result<Option<N
 /// The namespace of the SQLite store at `path` (file name `<stem>.sqlite3`) if it has
 /// entries.
 fn listed_database(path: &Path, stem: &str) -> Result<Option<Namespace>, String> {
-    match single::stored_namespace(path).map_err(|e| e.to_string())? {
+    match single::stored_namespace(path)? {
         Stored::Unlabelled => unlisted(path, "written before namespaces were recorded"),
         Stored::Namespace(_, false) => Ok(None),
         Stored::Namespace(recorded, true) => checked_namespace(path, stem, &recorded),
@@ -326,20 +326,22 @@ impl fmt::Debug for FileCore {
 impl FileCore {
     fn new(backend: &FileBackend, namespace: &Namespace) -> FileCore {
         let store_path = backend.store_path(namespace);
-        let claims_dir = if backend.inner.separate_files {
-            store_path.join(".claims")
+        let claims = if backend.inner.separate_files {
+            Claims::in_owned_parent(store_path.join(".claims"))
         } else {
-            backend
-                .inner
-                .dir
-                .join(format!("{}.claims", file_stem(namespace.as_str())))
+            Claims::new(
+                backend
+                    .inner
+                    .dir
+                    .join(format!("{}.claims", file_stem(namespace.as_str()))),
+            )
         };
         FileCore {
             namespace: namespace.clone(),
             cache_dir: backend.inner.dir.clone(),
             store_path,
             separate_files: backend.inner.separate_files,
-            claims: Claims::new(claims_dir),
+            claims,
             store: OnceLock::new(),
             opening: Mutex::new(()),
         }
@@ -360,7 +362,8 @@ impl FileCore {
         }
         create_dir(&self.cache_dir).map_err(|e| io_error("open", &self.cache_dir, e))?;
         let store = if self.separate_files {
-            create_dir(&self.store_path).map_err(|e| io_error("open", &self.store_path, e))?;
+            create_owned_dir(&self.store_path)
+                .map_err(|e| io_error("open", &self.store_path, e))?;
             Store::Separate(
                 SeparateStore::open(self.store_path.clone(), self.namespace.as_str())
                     .map_err(|e| io_error("open", &self.store_path, e))?,
@@ -378,11 +381,26 @@ impl FileCore {
         io_error(operation, self.claims.dir(), error)
     }
 
+    /// Makes the entry directory again, labelled, if it is gone (deleted by hand, or a link
+    /// moved aside), so that claims do not make it unlabelled.
+    fn separate_ready(&self, store: &SeparateStore) -> Result<(), Error> {
+        let ready = store
+            .guard()
+            .and_then(|()| match fs::symlink_metadata(&self.store_path) {
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                    create_owned_dir(&self.store_path).and_then(|()| store.label())
+                }
+                _ => Ok(()),
+            });
+        ready.map_err(|e| io_error("claim", &self.store_path, e))
+    }
+
     fn separate_write(&self, store: &SeparateStore, key: &Key, value: &[u8]) -> Result<(), Error> {
         match store.write(key, value) {
             // The directory was deleted by hand: make it again.
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
-                create_dir(&self.store_path).map_err(|e| io_error("put", &self.store_path, e))?;
+                create_owned_dir(&self.store_path)
+                    .map_err(|e| io_error("put", &self.store_path, e))?;
                 store.label().and_then(|()| store.write(key, value))
             }
             other => other,
@@ -483,6 +501,9 @@ impl Core for FileCore {
 
     fn claim(&self, key: &Key, _lease: Duration) -> Result<Claim, Error> {
         let store = self.store()?;
+        if let Store::Separate(store) = store {
+            self.separate_ready(store)?;
+        }
         let Some(token) = self
             .claims
             .acquire(key)
@@ -680,7 +701,7 @@ impl Core for FileCore {
                         continue;
                     }
                     // A placeholder: nothing stored yet. Its time is the claim's.
-                    let time = fs::metadata(self.claims.path(&key))
+                    let time = fs::symlink_metadata(self.claims.path(&key))
                         .and_then(|m| m.modified())
                         .unwrap_or(now);
                     out.push(EntryInfo {

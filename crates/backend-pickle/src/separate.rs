@@ -6,6 +6,9 @@
 //! bytes), then the value. A file that is short, long, or fails the checksum is damaged.
 //!
 //! `<dir>/.namespace` holds the function's namespace (then a newline), for listing tools.
+//!
+//! Nothing is opened through a symbolic link: a link at `<dir>` or at `.namespace` is moved
+//! aside before use, and an entry file that is a link is damage (a miss, then replaced).
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -15,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cachier_core::Key;
+use cachier_sqlite::{move_link_aside, no_follow};
 
 use crate::{from_nanos, to_nanos};
 
@@ -25,6 +29,10 @@ const FLAG_COMPLETED: u8 = 1;
 const NAMESPACE_FILE: &str = ".namespace";
 /// Temporary files older than this are leftovers of a crashed writer.
 const TMP_MAX_AGE: Duration = Duration::from_secs(600);
+/// How many temporary names a write tries when the first ones are taken.
+const TMP_ATTEMPTS: usize = 16;
+/// Why a file that is a symbolic link is not read.
+const LINK: &str = "a symbolic link (not followed)";
 
 /// A decoded entry file.
 #[derive(Debug)]
@@ -103,10 +111,45 @@ pub(crate) struct ListedFile {
     pub(crate) completed: bool,
 }
 
+/// Opens `path` for reading, never through a link. `Ok(None)`: it is a link.
+fn open_no_follow(path: &Path) -> io::Result<Option<fs::File>> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    no_follow(&mut options);
+    match options.open(path) {
+        Ok(file) => Ok(Some(file)),
+        Err(error)
+            if error.kind() != io::ErrorKind::NotFound
+                && fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) =>
+        {
+            Ok(None)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Reads the whole file at `path`, never through a link. `Ok(None)`: it is a link.
+fn read_no_follow(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let Some(mut file) = open_no_follow(path)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::with_capacity(file.metadata().map_or(0, |m| m.len() as usize));
+    file.read_to_end(&mut bytes)?;
+    Ok(Some(bytes))
+}
+
 /// The namespace recorded in the entry directory `dir`; `None` if there is none (a directory
 /// written before namespaces were recorded, or not an entry directory).
 pub(crate) fn stored_namespace(dir: &Path) -> io::Result<Option<String>> {
-    match fs::read(dir.join(NAMESPACE_FILE)) {
+    let path = dir.join(NAMESPACE_FILE);
+    match read_no_follow(&path).and_then(|bytes| {
+        bytes.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {LINK}", path.display()),
+            )
+        })
+    }) {
         Ok(bytes) => {
             let text = String::from_utf8(bytes)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"))?;
@@ -143,20 +186,34 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl SeparateStore {
     /// Uses `dir` (created by the caller) for `namespace`'s entries, records the namespace
-    /// there, and removes temporary files a crashed writer left.
+    /// there, and removes temporary files a crashed writer left. Neither needs to succeed
+    /// (the directory may be read-only): entries stored there are read all the same.
     pub(crate) fn open(dir: PathBuf, namespace: &str) -> io::Result<SeparateStore> {
         let store = SeparateStore {
             dir,
             namespace: namespace.to_owned(),
         };
-        store.label()?;
-        store.remove_tmp_files(TMP_MAX_AGE)?;
+        if let Err(error) = store.label() {
+            tracing::debug!(dir = %store.dir.display(), %error, "cachier: entry directory not labelled");
+        }
+        if let Err(error) = store.remove_tmp_files(TMP_MAX_AGE) {
+            tracing::debug!(dir = %store.dir.display(), %error, "cachier: leftover temporary files not removed");
+        }
         Ok(store)
     }
 
+    /// Moves aside a link planted at the directory, so that nothing is read, written or
+    /// removed through it (the directory is then missing: an empty cache).
+    pub(crate) fn guard(&self) -> io::Result<()> {
+        move_link_aside(&self.dir)
+    }
+
     /// Writes `.namespace` unless it exists (atomically: a reader sees all of it or none).
+    /// A link there is moved aside and replaced.
     pub(crate) fn label(&self) -> io::Result<()> {
+        self.guard()?;
         let path = self.dir.join(NAMESPACE_FILE);
+        move_link_aside(&path)?;
         if fs::symlink_metadata(&path).is_ok() {
             return Ok(());
         }
@@ -168,8 +225,10 @@ impl SeparateStore {
     }
 
     pub(crate) fn read(&self, key: &Key) -> Result<Option<EntryFile>, ReadError> {
-        match fs::read(self.path(key)) {
-            Ok(bytes) => decode(&bytes).map(Some).map_err(ReadError::Damaged),
+        self.guard().map_err(ReadError::Io)?;
+        match read_no_follow(&self.path(key)) {
+            Ok(Some(bytes)) => decode(&bytes).map(Some).map_err(ReadError::Damaged),
+            Ok(None) => Err(ReadError::Damaged(LINK.into())),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(error) => Err(ReadError::Io(error)),
         }
@@ -179,8 +238,9 @@ impl SeparateStore {
     /// `None` if the file is gone, `Err` inside for a damaged header.
     fn read_header(path: &Path) -> io::Result<Option<(HeaderRead, u64)>> {
         let mut buf = [0u8; HEADER];
-        let mut file = match fs::File::open(path) {
-            Ok(file) => file,
+        let mut file = match open_no_follow(path) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(Some((Err(LINK.into()), 0))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
@@ -233,23 +293,39 @@ impl SeparateStore {
     }
 
     /// Writes `key`'s file atomically: readers see the old file or the new one, never a mix.
+    /// (A link at its path is replaced, not followed.)
     pub(crate) fn write(&self, key: &Key, value: &[u8]) -> io::Result<()> {
+        self.guard()?;
         self.replace(&self.path(key), &encode(value, SystemTime::now()))
     }
 
-    /// Writes `bytes` to a temporary file in the directory, then renames it over `target`.
+    /// Writes `bytes` to a new temporary file in the directory, then renames it over
+    /// `target`. A name already taken (by anything, a link included) is skipped, never
+    /// opened.
     fn replace(&self, target: &Path, bytes: &[u8]) -> io::Result<()> {
-        let tmp = self.dir.join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .and_then(|mut file| file.write_all(bytes));
+        let mut attempts = 0;
+        let (tmp, mut file) = loop {
+            let tmp = self.dir.join(format!(
+                ".tmp-{}-{}",
+                std::process::id(),
+                TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut options = fs::OpenOptions::new();
+            options.write(true).create_new(true).mode(0o600);
+            no_follow(&mut options);
+            match options.open(&tmp) {
+                Ok(file) => break (tmp, file),
+                Err(error)
+                    if error.kind() == io::ErrorKind::AlreadyExists
+                        && attempts + 1 < TMP_ATTEMPTS =>
+                {
+                    attempts += 1;
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let written = file.write_all(bytes);
+        drop(file);
         let renamed = written.and_then(|()| fs::rename(&tmp, target));
         if renamed.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -259,6 +335,7 @@ impl SeparateStore {
 
     /// Entry files: names of 64 hex digits.
     fn entries(&self) -> io::Result<Vec<(Key, PathBuf)>> {
+        self.guard()?;
         let listing = match fs::read_dir(&self.dir) {
             Ok(listing) => listing,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -297,10 +374,12 @@ impl SeparateStore {
     }
 
     pub(crate) fn remove(&self, path: &Path) -> io::Result<bool> {
+        self.guard()?;
         remove_if_present(path)
     }
 
     fn remove_tmp_files(&self, older_than: Duration) -> io::Result<()> {
+        self.guard()?;
         let listing = match fs::read_dir(&self.dir) {
             Ok(listing) => listing,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -335,6 +414,32 @@ fn remove_if_present(path: &Path) -> io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Temporary names taken by planted links are skipped: nothing is created through them.
+    #[test]
+    fn temporary_names_taken_by_links_are_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("entries");
+        let outside = root.path().join("outside");
+        fs::create_dir(&dir).unwrap();
+        fs::create_dir(&outside).unwrap();
+        let store = SeparateStore::open(dir.clone(), "tests::tmp").unwrap();
+        let next = TMP_COUNTER.load(Ordering::Relaxed);
+        for n in next..next + 4 {
+            std::os::unix::fs::symlink(
+                outside.join(format!("victim-{n}")),
+                dir.join(format!(".tmp-{}-{n}", std::process::id())),
+            )
+            .unwrap();
+        }
+        let key = Key::of(&1u8).unwrap();
+        store.write(&key, b"value").unwrap();
+        let Ok(Some(entry)) = store.read(&key) else {
+            panic!("written")
+        };
+        assert_eq!(entry.value, b"value");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    }
 
     #[test]
     fn entry_files_round_trip_and_reject_damage() {

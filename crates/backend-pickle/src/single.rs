@@ -1,5 +1,6 @@
 //! Single-store mode: one SQLite database (WAL) per function.
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -53,11 +54,20 @@ pub(crate) enum Stored {
 /// reads and never creates a file; the connection is read-write all the same, so that, when it
 /// is the last one to close, SQLite checkpoints and removes the `-wal` and `-shm` files as
 /// usual (a read-only one would leave them behind). SQLite falls back to read-only for a
-/// write-protected file.
-pub(crate) fn stored_namespace(path: &Path) -> rusqlite::Result<Stored> {
+/// write-protected file. A symbolic link is refused, not followed.
+pub(crate) fn stored_namespace(path: &Path) -> Result<Stored, String> {
+    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err("a symbolic link (not followed)".into());
+    }
+    let resolved = cachier_sqlite::resolve_directory(path).map_err(|e| e.to_string())?;
+    read_namespace(&resolved).map_err(|e| e.to_string())
+}
+
+fn read_namespace(path: &Path) -> rusqlite::Result<Stored> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(cachier_sqlite::DEFAULT_BUSY_TIMEOUT)?;
     let (namespace, has_entries): (Option<String>, bool) = match conn.query_row(
@@ -125,11 +135,14 @@ impl Row {
 impl SingleStore {
     /// Opens (or creates) the store of `namespace` at `path`. Every new connection makes
     /// sure the schema and the namespace record exist, so a file deleted by hand or replaced
-    /// after damage is labelled again.
+    /// after damage is labelled again. Links planted at the store's paths are moved aside,
+    /// never followed; a store that cannot be written (read-only or full disk) is still read.
     pub(crate) fn open(path: PathBuf, namespace: &str) -> Result<SingleStore, Error> {
         let options = OpenOptions::default()
             .file_mode(0o600)
-            .recover_corrupt(true);
+            .recover_corrupt(true)
+            .no_symlinks(true)
+            .read_only_fallback(true);
         let namespace = namespace.to_owned();
         let db = Database::open(path, BACKEND, options, move |conn| {
             conn.execute_batch(SCHEMA)?;

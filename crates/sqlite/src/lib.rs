@@ -5,7 +5,7 @@ use std::fs;
 use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +24,13 @@ const MAX_IDLE: usize = 16;
 /// How often a database checks that its file was not replaced by another process.
 const IDENTITY_CHECK: Duration = Duration::from_secs(1);
 
+/// How long a read-only connection opened because the file could not be written is reused
+/// before opening read-write is tried again (the disk may have room again).
+const READ_ONLY_RETRY: Duration = Duration::from_secs(1);
+
+/// The files SQLite keeps beside a database, by suffix.
+const SIDECARS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// How a [`Database`] opens its file.
 #[derive(Debug, Clone)]
 #[must_use]
@@ -31,6 +38,8 @@ pub struct OpenOptions {
     busy_timeout: Duration,
     file_mode: Option<u32>,
     recover_corrupt: bool,
+    no_symlinks: bool,
+    read_only_fallback: bool,
 }
 
 impl Default for OpenOptions {
@@ -39,6 +48,8 @@ impl Default for OpenOptions {
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
             file_mode: None,
             recover_corrupt: false,
+            no_symlinks: false,
+            read_only_fallback: false,
         }
     }
 }
@@ -63,6 +74,27 @@ impl OpenOptions {
         self.recover_corrupt = on;
         self
     }
+
+    /// Never opens or creates the database, its `-wal`, `-shm` and `-journal` files or its
+    /// recovery lock through a symbolic link: a link found at one of those paths is renamed
+    /// to `<name>.symlink-<time>-<pid>` with a warning, and a real file takes its place. For
+    /// databases in a directory the library owns, where a link can only be damage (a path the
+    /// user chose may well be a link on purpose). The directory holding the database may
+    /// itself be a link.
+    pub fn no_symlinks(mut self, on: bool) -> Self {
+        self.no_symlinks = on;
+        self
+    }
+
+    /// When the database cannot be opened for writing (read-only file system, no permission,
+    /// full disk), opens it read-only instead, so that what it holds can still be read;
+    /// writes then fail. Opening read-write is tried again a second later. Without the `-wal`
+    /// and `-shm` files, which cannot be created there, the file is opened as immutable (as a
+    /// snapshot); a damaged file is then never moved aside.
+    pub fn read_only_fallback(mut self, on: bool) -> Self {
+        self.read_only_fallback = on;
+        self
+    }
 }
 
 /// Which file a connection has open: (device, inode).
@@ -74,6 +106,8 @@ struct Pooled {
     conn: Connection,
     file: Option<FileId>,
     generation: u64,
+    /// For a read-only fallback connection: when it was opened, in ms since [`EPOCH`].
+    read_only_since: Option<u64>,
 }
 
 struct Inner {
@@ -90,6 +124,8 @@ struct Inner {
     last_check_ms: AtomicU64,
     /// Serialises recoveries inside this process (the lock file does across processes).
     recovering: Mutex<()>,
+    /// Whether the newest connection had to be opened read-only (warned about once).
+    read_only: AtomicBool,
     /// The one connection of an in-memory database (which lives as long as it does).
     memory: Option<Mutex<Connection>>,
 }
@@ -146,6 +182,7 @@ impl Database {
                 current: Mutex::new(None),
                 last_check_ms: AtomicU64::new(now_ms()),
                 recovering: Mutex::new(()),
+                read_only: AtomicBool::new(false),
                 memory: None,
             }),
         };
@@ -177,6 +214,7 @@ impl Database {
                 current: Mutex::new(None),
                 last_check_ms: AtomicU64::new(now_ms()),
                 recovering: Mutex::new(()),
+                read_only: AtomicBool::new(false),
                 memory: Some(Mutex::new(conn)),
             }),
         })
@@ -207,7 +245,11 @@ impl Database {
                 self.give_back(pooled);
                 Ok(value)
             }
-            Err(error) if self.inner.options.recover_corrupt && is_corrupt(&error) => {
+            Err(error)
+                if self.inner.options.recover_corrupt
+                    && pooled.read_only_since.is_none()
+                    && is_corrupt(&error) =>
+            {
                 self.recover(pooled.file, &error)?;
                 drop(pooled);
                 let mut fresh = self.take(operation)?;
@@ -278,8 +320,12 @@ impl Database {
         let generation = self.inner.generation.load(Ordering::SeqCst);
         {
             let mut idle = self.inner.idle.lock();
+            let now = now_ms();
             while let Some(pooled) = idle.pop() {
-                if pooled.generation == generation {
+                let expired = pooled.read_only_since.is_some_and(|since| {
+                    now.saturating_sub(since) >= READ_ONLY_RETRY.as_millis() as u64
+                });
+                if pooled.generation == generation && !expired {
                     return Ok(pooled);
                 }
             }
@@ -315,34 +361,128 @@ impl Database {
         }
     }
 
+    /// A read-write connection; failing that, with `read_only_fallback`, a read-only one.
     fn connect_once(&self, generation: u64) -> Result<Pooled, Failure> {
         let inner = &*self.inner;
-        if let Some(mode) = inner.options.file_mode {
-            if let Err(error) = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(mode)
-                .open(&inner.path)
-            {
-                return Err(Failure::Io(error));
+        let error = match self.connect_read_write(generation) {
+            Ok(pooled) => {
+                if inner.read_only.swap(false, Ordering::Relaxed) {
+                    tracing::info!(path = %inner.path.display(), "cachier: database writable again");
+                }
+                return Ok(pooled);
+            }
+            Err(error) if inner.options.read_only_fallback && is_unwritable(&error) => error,
+            Err(error) => return Err(error),
+        };
+        match self.connect_read_only(generation) {
+            Ok(pooled) => {
+                if !inner.read_only.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        path = %inner.path.display(),
+                        error = %error,
+                        "cachier: database cannot be written; reading it read-only (new results are not stored)"
+                    );
+                }
+                Ok(pooled)
+            }
+            Err(read_only) => {
+                tracing::debug!(path = %inner.path.display(), %read_only, "cachier: read-only open failed too");
+                Err(error)
             }
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX
-            | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(&inner.path, flags)?;
+    }
+
+    /// The path to give SQLite. With `no_symlinks`: links at the database's paths moved
+    /// aside, and the directory resolved (SQLite's `NOFOLLOW` refuses a link anywhere in the
+    /// path, and the directory may be one).
+    fn sqlite_path(&self) -> Result<PathBuf, Failure> {
+        let inner = &*self.inner;
+        if !inner.options.no_symlinks {
+            return Ok(inner.path.clone());
+        }
+        move_link_aside(&inner.path).map_err(Failure::Io)?;
+        for suffix in SIDECARS {
+            move_link_aside(&sidecar(&inner.path, suffix)).map_err(Failure::Io)?;
+        }
+        resolve_directory(&inner.path).map_err(Failure::Io)
+    }
+
+    fn open_flags(&self, base: OpenFlags) -> OpenFlags {
+        let mut flags = base | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        if self.inner.options.no_symlinks {
+            flags |= OpenFlags::SQLITE_OPEN_NOFOLLOW;
+        }
+        flags
+    }
+
+    fn connect_read_write(&self, generation: u64) -> Result<Pooled, Failure> {
+        let inner = &*self.inner;
+        let path = self.sqlite_path()?;
+        if let Some(mode) = inner.options.file_mode {
+            let mut create = fs::OpenOptions::new();
+            create.create(true).append(true).mode(mode);
+            if inner.options.no_symlinks {
+                no_follow(&mut create);
+            }
+            create.open(&path).map_err(Failure::Io)?;
+        }
+        let flags =
+            self.open_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE);
+        let conn = Connection::open_with_flags(&path, flags)?;
         conn.busy_timeout(inner.options.busy_timeout)?;
         set_wal(&conn, inner.options.busy_timeout)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         (inner.init)(&conn)?;
-        let file = file_id(&inner.path);
-        *inner.current.lock() = file;
-        Ok(Pooled {
+        Ok(self.pooled(conn, generation, None))
+    }
+
+    /// A read-only connection: an ordinary one if SQLite can use (or make) the `-shm` file,
+    /// else one that takes the file as immutable. Without a usable `-shm` no other connection
+    /// can be writing; a snapshot is still refused while the `-wal` holds commits the file
+    /// does not have yet (it would serve entries since replaced or cleared).
+    fn connect_read_only(&self, generation: u64) -> Result<Pooled, Failure> {
+        let path = self.sqlite_path()?;
+        let flags = self.open_flags(OpenFlags::SQLITE_OPEN_READ_ONLY);
+        let conn = match self.read_only_connection(&path, flags) {
+            Ok(conn) => conn,
+            Err(error) => {
+                let wal_empty = match fs::symlink_metadata(sidecar(&path, "-wal")) {
+                    Ok(meta) => meta.len() == 0,
+                    Err(wal) => wal.kind() == io::ErrorKind::NotFound,
+                };
+                if !wal_empty {
+                    return Err(error.into());
+                }
+                self.read_only_connection(Path::new(&immutable_uri(&path)), flags)?
+            }
+        };
+        Ok(self.pooled(conn, generation, Some(now_ms())))
+    }
+
+    fn read_only_connection(&self, path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(self.inner.options.busy_timeout)?;
+        // Reads the schema: fails now if the file cannot be read this way.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
+        match (self.inner.init)(&conn) {
+            // What `init` would create or record cannot be written: reads go on without it.
+            Err(error) if error.sqlite_error_code() == Some(ErrorCode::ReadOnly) => Ok(conn),
+            Err(error) => Err(error),
+            Ok(()) => Ok(conn),
+        }
+    }
+
+    fn pooled(&self, conn: Connection, generation: u64, read_only_since: Option<u64>) -> Pooled {
+        let file = file_id(&self.inner.path);
+        *self.inner.current.lock() = file;
+        Pooled {
             conn,
             file,
             generation,
-        })
+            read_only_since,
+        }
     }
 
     /// Moves the damaged file aside (unless another thread or process already did) and makes
@@ -351,11 +491,17 @@ impl Database {
         let inner = &*self.inner;
         let _local = inner.recovering.lock();
         let lock_path = sidecar(&inner.path, "-recover.lock");
-        let lock = fs::OpenOptions::new()
+        let mut options = fs::OpenOptions::new();
+        options
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(inner.options.file_mode.unwrap_or(0o644))
+            .mode(inner.options.file_mode.unwrap_or(0o644));
+        if inner.options.no_symlinks {
+            no_follow(&mut options);
+            move_link_aside(&lock_path).map_err(|e| Error::backend(inner.backend, "recover", e))?;
+        }
+        let lock = options
             .open(&lock_path)
             .map_err(|e| Error::backend(inner.backend, "recover", e))?;
         flock(&lock, libc::LOCK_EX).map_err(|e| Error::backend(inner.backend, "recover", e))?;
@@ -379,7 +525,7 @@ impl Database {
                 .map_err(|e| Error::backend(inner.backend, "recover", e))?;
             for suffix in ["-wal", "-journal"] {
                 let from = sidecar(&inner.path, suffix);
-                if from.exists() {
+                if fs::symlink_metadata(&from).is_ok() {
                     let _ = fs::rename(&from, sidecar(&aside, suffix));
                 }
             }
@@ -397,10 +543,109 @@ enum Failure {
     Sqlite(rusqlite::Error),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Io(error) => error.fmt(f),
+            Failure::Sqlite(error) => error.fmt(f),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for Failure {
     fn from(error: rusqlite::Error) -> Self {
         Failure::Sqlite(error)
     }
+}
+
+/// True for a failure to open that a read-only connection may get around: the file system is
+/// read-only or full, or the file or directory may not be written.
+fn is_unwritable(failure: &Failure) -> bool {
+    match failure {
+        Failure::Io(error) => matches!(
+            error.raw_os_error(),
+            Some(libc::EROFS | libc::EACCES | libc::EPERM | libc::ENOSPC | libc::EDQUOT)
+        ),
+        Failure::Sqlite(error) => matches!(
+            error.sqlite_error_code(),
+            Some(
+                ErrorCode::ReadOnly
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::PermissionDenied
+            )
+        ),
+    }
+}
+
+/// Renames a symbolic link found at `path` to `<path>.symlink-<time>-<pid>` (the link
+/// itself, never its target), with a warning. Nothing happens when `path` is not a link.
+///
+/// # Errors
+/// The rename's failure, but not its finding the link gone (another process moved it).
+pub fn move_link_aside(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {}
+        _ => return Ok(()),
+    }
+    let stamp = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    let aside = sidecar(path, &format!(".symlink-{stamp}-{}", std::process::id()));
+    match fs::rename(path, &aside) {
+        Ok(()) => {
+            tracing::warn!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                "cachier: symbolic link inside the cache directory moved aside, not followed"
+            );
+            Ok(())
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Makes `options` refuse to open a symbolic link (where the platform can).
+pub fn no_follow(options: &mut fs::OpenOptions) {
+    #[cfg(unix)]
+    options.custom_flags(libc::O_NOFOLLOW);
+    #[cfg(not(unix))]
+    let _ = options;
+}
+
+/// `path` with its directory resolved to a path free of links (its file name is kept as it
+/// is), for opening with `SQLITE_OPEN_NOFOLLOW`, which refuses a link anywhere in the path.
+///
+/// # Errors
+/// When `path` has no file name or its directory cannot be resolved.
+pub fn resolve_directory(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Ok(fs::canonicalize(dir)?.join(name))
+}
+
+/// An SQLite URI opening `path` as immutable: no locks, no `-wal` or `-shm` (for files that
+/// nothing can change, such as those on a read-only file system).
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
 }
 
 /// `path` with `suffix` appended to its file name.
@@ -600,6 +845,73 @@ mod tests {
         std::thread::sleep(IDENTITY_CHECK + Duration::from_millis(50));
         assert_eq!(get(&db, 2).as_deref(), Some("new"));
         assert_eq!(get(&db, 1), None);
+    }
+
+    /// A link the user chose is followed as before; with `no_symlinks` links at the database
+    /// and its sidecar paths are moved aside and what they point to is left alone.
+    #[test]
+    fn links_are_moved_aside_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.db");
+        put(&kv(&real, OpenOptions::default()).unwrap(), 1, "one");
+        let chosen = dir.path().join("chosen.db");
+        std::os::unix::fs::symlink(&real, &chosen).unwrap();
+        let db = kv(&chosen, OpenOptions::default()).unwrap();
+        assert_eq!(get(&db, 1).as_deref(), Some("one"), "followed");
+        drop(db);
+
+        let owned = dir.path().join("owned.db");
+        std::os::unix::fs::symlink(&real, &owned).unwrap();
+        for suffix in SIDECARS {
+            let target = dir.path().join(format!("victim{suffix}"));
+            std::os::unix::fs::symlink(&target, sidecar(&owned, suffix)).unwrap();
+        }
+        let before = fs::read(&real).unwrap();
+        let db = kv(&owned, OpenOptions::default().no_symlinks(true)).unwrap();
+        assert_eq!(get(&db, 1), None, "a fresh database, not the linked one");
+        put(&db, 2, "two");
+        assert!(!fs::symlink_metadata(&owned)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read(&real).unwrap(), before);
+        for suffix in SIDECARS {
+            assert!(
+                !dir.path().join(format!("victim{suffix}")).exists(),
+                "{suffix}"
+            );
+        }
+        let aside = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .contains(".symlink-")
+            })
+            .count();
+        assert_eq!(aside, 1 + SIDECARS.len());
+    }
+
+    /// The immutable URI of a path with characters that mean something in a URI.
+    #[test]
+    fn immutable_uri_names_awkward_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let awkward = dir.path().join("a b?c#d%e&f=ü");
+        fs::create_dir(&awkward).unwrap();
+        let path = awkward.join("x.db");
+        put(&kv(&path, OpenOptions::default()).unwrap(), 7, "seven");
+        let uri = immutable_uri(&path);
+        let conn = Connection::open_with_flags(
+            &uri,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let v: String = conn
+            .query_row("SELECT v FROM kv WHERE k = 7", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, "seven");
     }
 
     #[test]
