@@ -22,12 +22,16 @@ pub(crate) fn numbered(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, 
 
 /// [`numbered`], sleeping `pause` first.
 fn slow(spec: &str, case: &str, calls: &Counter, pause: Duration) -> Memoize<u64, u64> {
+    slow_memoize(&unique_name(case), calls, pause).shared_backend(backend_from_spec(spec))
+}
+
+/// `f(x) = x * 1000 + n` after `pause`, where `n` counts calls; on no backend yet.
+fn slow_memoize(name: &str, calls: &Counter, pause: Duration) -> Memoize<u64, u64> {
     let calls = calls.clone();
-    cachier::memoize(&unique_name(case), move |x: u64| {
+    cachier::memoize(name, move |x: u64| {
         thread::sleep(pause);
         x * 1000 + calls.bump() as u64
     })
-    .shared_backend(backend_from_spec(spec))
 }
 
 fn built<A, R>(builder: Memoize<A, R>) -> Memoized<A, R>
@@ -554,16 +558,7 @@ fn twins(
     pause: Duration,
 ) -> (Memoized<u64, u64>, Memoized<u64, u64>) {
     let name = unique_name(case);
-    let twin = || {
-        let calls = calls.clone();
-        built(
-            cachier::memoize(&name, move |x: u64| {
-                thread::sleep(pause);
-                x * 1000 + calls.bump() as u64
-            })
-            .backend(backend.clone()),
-        )
-    };
+    let twin = || built(slow_memoize(&name, calls, pause).backend(backend.clone()));
     (twin(), twin())
 }
 
@@ -931,4 +926,85 @@ pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
         );
         thread::sleep(MS(20));
     }
+}
+
+/// While the store fails, the callers of one process that miss one key at once compute it
+/// once (the others take that result), the failure is logged once, not once per caller, and
+/// the statistics count the uncached computation. `backend` is a store that cannot be
+/// reached (or opened).
+pub fn outage_computes_once_per_process(backend: Arc<dyn cachier::Backend>) {
+    const CALLERS: usize = 50;
+    let calls = Counter::new();
+    let f = built(
+        slow_memoize(&unique_name("outage_once"), &calls, MS(300)).shared_backend(backend.clone()),
+    );
+    let log = crate::capture_logs(|| {
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        let barrier = Arc::new(Barrier::new(CALLERS));
+        let handles: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let (f, barrier, dispatch) = (f.clone(), barrier.clone(), dispatch.clone());
+                thread::spawn(move || {
+                    tracing::dispatcher::with_default(&dispatch, || {
+                        barrier.wait();
+                        f.call(1)
+                    })
+                })
+            })
+            .collect();
+        let values: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(values.iter().all(|v| *v == 1001), "{values:?}");
+    });
+    assert_eq!(calls.get(), 1, "one computation for {CALLERS} callers");
+    assert_eq!(
+        log.matches("cache unavailable").count(),
+        1,
+        "one warning, not one per caller: {log}"
+    );
+    let s = f.stats();
+    assert_eq!(
+        (s.misses, s.recalculations, s.uncached),
+        (CALLERS as u64, 1, 1),
+        "{s:?}"
+    );
+    assert!(s.backend_errors >= CALLERS as u64, "{s:?}");
+    #[cfg(feature = "async")]
+    outage_computes_once_per_process_async(backend);
+}
+
+/// [`outage_computes_once_per_process`] with async callers (tasks on a tokio runtime).
+#[cfg(feature = "async")]
+fn outage_computes_once_per_process_async(backend: Arc<dyn cachier::Backend>) {
+    use tracing::instrument::WithSubscriber;
+    const CALLERS: usize = 50;
+    let calls = Counter::new();
+    let c = calls.clone();
+    let f = cachier::memoize_async(&unique_name("outage_once_async"), move |x: u64| {
+        let c = c.clone();
+        async move {
+            tokio::time::sleep(MS(300)).await;
+            x * 1000 + c.bump() as u64
+        }
+    })
+    .shared_backend(backend)
+    .build()
+    .expect("build");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let log = crate::capture_logs(|| {
+        let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+        runtime.block_on(async {
+            let handles: Vec<_> = (0..CALLERS)
+                .map(|_| {
+                    let f = f.clone();
+                    tokio::spawn(async move { f.call(1).await }.with_subscriber(dispatch.clone()))
+                })
+                .collect();
+            for handle in handles {
+                assert_eq!(handle.await.unwrap(), 1001);
+            }
+        });
+    });
+    assert_eq!(calls.get(), 1, "one computation for {CALLERS} tasks");
+    assert_eq!(log.matches("cache unavailable").count(), 1, "{log}");
+    assert_eq!(f.stats().uncached, 1);
 }

@@ -351,6 +351,18 @@ fn damaged_entry_files_are_misses_and_rewritten() {
     assert!(!log.contains("damaged"), "{log}");
 }
 
+/// A broken cache directory (a file stands where it should be): the callers of one process
+/// compute a key once and the failure is logged once, in both layouts.
+#[test]
+fn broken_cache_directory_computes_once_per_process() {
+    for separate in [false, true] {
+        let blocker = fresh_dir("file-broken").join("not-a-directory");
+        fs::write(&blocker, b"a file where the cache directory should go").unwrap();
+        let backend = backend(&blocker.join("cache"), separate);
+        cachier_conformance::cases::outage_computes_once_per_process(std::sync::Arc::new(backend));
+    }
+}
+
 /// An unusable cache directory: a warning and an uncached call by default, an `Err` from
 /// `try_call` (strict), in both modes. It starts working once the directory can be made.
 #[test]

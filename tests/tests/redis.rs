@@ -659,3 +659,12 @@ fn listing_namespaces_and_entries_on_the_server() {
         .query(&mut con)
         .unwrap();
 }
+
+/// While no server answers, the callers of one process compute a key once and the failure
+/// is logged once.
+#[test]
+fn unreachable_server_computes_once_per_process() {
+    // Port 1 on loopback: nothing listens there, connections are refused at once.
+    let backend = RedisBackend::from_url("redis://127.0.0.1:1/0").unwrap();
+    cachier_conformance::cases::outage_computes_once_per_process(std::sync::Arc::new(backend));
+}

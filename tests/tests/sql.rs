@@ -235,6 +235,14 @@ mod postgres {
         format!("{url}{sep}{param}")
     }
 
+    /// While no server answers, the callers of one process compute a key once and the
+    /// failure is logged once.
+    #[test]
+    fn unreachable_server_computes_once_per_process() {
+        let backend = SqlBackend::postgres("postgres://postgres@127.0.0.1:1/test").unwrap();
+        cachier_conformance::cases::outage_computes_once_per_process(std::sync::Arc::new(backend));
+    }
+
     #[test]
     fn unreachable_server_warns_and_computes_uncached() {
         // Port 1 on loopback: nothing listens there, connections are refused at once.
