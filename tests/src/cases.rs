@@ -1008,3 +1008,41 @@ fn outage_computes_once_per_process_async(backend: Arc<dyn cachier::Backend>) {
     assert_eq!(log.matches("cache unavailable").count(), 1, "{log}");
     assert_eq!(f.stats().uncached, 1);
 }
+
+/// A value too large for the store (`size` bytes): the leader returns it uncached and frees
+/// its claim at once, so a caller waiting in another instance (as in another process) takes
+/// over without waiting for the lease, and later callers never stall.
+pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::Backend>, size: usize) {
+    let calls = Counter::new();
+    let name = unique_name("oversized");
+    let twin = || {
+        let calls = calls.clone();
+        built(
+            cachier::memoize(&name, move |x: u64| {
+                thread::sleep(MS(300));
+                vec![x as u8; size + calls.bump()]
+            })
+            .shared_backend(backend.clone()),
+        )
+    };
+    let (a, b) = (twin(), twin());
+    let started = Instant::now();
+    let first = thread::spawn(move || a.call(7).len());
+    thread::sleep(MS(100));
+    let second = b.call(7);
+    assert_eq!(first.join().unwrap(), size + 1);
+    assert_eq!(second.len(), size + 2, "the waiter computed its own value");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(6), // well under the 10 s lease
+        "the waiter took over after {took:?}: the refused value kept its claim"
+    );
+    let later = Instant::now();
+    assert_eq!(b.call(7).len(), size + 3);
+    assert!(
+        later.elapsed() < Duration::from_secs(2),
+        "a later caller stalled {:?}",
+        later.elapsed()
+    );
+    assert_eq!(calls.get(), 3);
+}

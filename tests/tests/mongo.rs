@@ -358,3 +358,16 @@ fn renewed_lease_is_not_taken_over() {
         "three lease lengths in, the claim was still live"
     );
 }
+
+/// A value over the 16 MiB document limit: returned uncached, and its claim freed at once.
+#[test]
+fn oversized_value_releases_claim() {
+    let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "oversized_value_releases_claim") else {
+        return;
+    };
+    let backend = MongoBackend::from_url(&url).unwrap();
+    cachier_conformance::cases::oversized_value_releases_claim(
+        std::sync::Arc::new(backend),
+        17 << 20,
+    );
+}

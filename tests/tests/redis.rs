@@ -668,3 +668,18 @@ fn unreachable_server_computes_once_per_process() {
     let backend = RedisBackend::from_url("redis://127.0.0.1:1/0").unwrap();
     cachier_conformance::cases::outage_computes_once_per_process(std::sync::Arc::new(backend));
 }
+
+/// A value larger than the server takes (`proto-max-bulk-len`): returned uncached, and its
+/// claim freed at once.
+#[test]
+fn oversized_value_releases_claim() {
+    if !PrivateRedis::available("oversized_value_releases_claim") {
+        return;
+    }
+    let server = PrivateRedis::start("redis-oversized", &["--proto-max-bulk-len", "1mb"]);
+    let backend = RedisBackend::from_url(&server.url()).unwrap();
+    cachier_conformance::cases::oversized_value_releases_claim(
+        std::sync::Arc::new(backend),
+        4 << 20,
+    );
+}
