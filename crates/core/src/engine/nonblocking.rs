@@ -153,16 +153,10 @@ where
     ) -> impl Future<Output = Result<bool, Error>> + Send + 'a {
         self.0.store.wait(key, max)
     }
-    fn wait_flight<'a>(
-        &'a self,
-        flight: &'a Flight,
-        max: Duration,
-    ) -> impl Future<Output = Landing> + Send + 'a {
-        async move {
-            tokio::time::timeout(max, flight.landed())
-                .await
-                .unwrap_or(Landing::TimedOut)
-        }
+    async fn wait_flight(&self, flight: &Flight, max: Duration) -> Landing {
+        tokio::time::timeout(max, flight.landed())
+            .await
+            .unwrap_or(Landing::TimedOut)
     }
     fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_ {
         (self.0.func)(args)
