@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{redact_url, Backend, Core, Error, Namespace};
+use cachier_core::{redact_message, redact_url, Backend, Core, Error, Namespace};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
@@ -349,22 +349,6 @@ fn parse_url(url: &str) -> Result<ClientOptions, Error> {
             ),
         )
     })
-}
-
-/// `message` with the URL's password (raw or percent-decoded) removed, in case a driver
-/// message quotes it.
-fn redact_message(url: &str, message: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let mut message = message.to_owned();
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        if let Some((_, password)) = userinfo.split_once(':') {
-            if !password.is_empty() {
-                message = message.replace(password, "***");
-            }
-        }
-    }
-    message
 }
 
 impl Shared {

@@ -27,8 +27,9 @@ pub(crate) fn parse_config(url: &str) -> Result<Config, Error> {
         Error::config(
             "url",
             format!(
-                "{} is not a valid PostgreSQL URL ({e}); expected postgres://user@host:port/database",
-                cachier_core::redact_url(url)
+                "{} is not a valid PostgreSQL URL ({}); expected postgres://user@host:port/database",
+                cachier_core::redact_url(url),
+                cachier_core::redact_message(url, &e.to_string())
             ),
         )
     })

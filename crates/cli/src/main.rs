@@ -80,7 +80,9 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("cachier: {message}");
+            // Whatever a driver put in its message, the URL's secrets are not shown.
+            let url = cli.backend.as_deref().unwrap_or_default();
+            eprintln!("cachier: {}", cachier::redact_message(url, &message));
             ExitCode::from(1)
         }
     }

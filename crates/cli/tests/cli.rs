@@ -211,3 +211,64 @@ fn bad_duration_is_a_usage_error() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Everything the tool printed, both streams.
+fn output_text(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().expect("run cachier");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// URLs whose password a careless parser shows: an unencoded `/`, `?`, `#` or `@` in it, no
+/// scheme, several hosts, secrets in query parameters. The servers are unreachable or the
+/// URLs invalid, so every command fails, and its messages must not hold the password.
+#[test]
+fn malformed_urls_never_show_their_password() {
+    const SECRET: &str = "S3cret";
+    let urls = [
+        "redis://user:S3cret/Pw@127.0.0.1:1/0",
+        "redis://u:S3cret#Pw@127.0.0.1:1/0",
+        "redis://u:S3cret?Pw@127.0.0.1:1/0",
+        "redis://u:S3c@ret@127.0.0.1:1/0",
+        "redis://S3cret/Pw@127.0.0.1:1/0",
+        "rediss://:S3cret@127.0.0.1:1/0",
+        "rediss://:S3cret/Pw@127.0.0.1:1/0",
+        "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
+        "redis+unix:///nonexistent/cachier.sock?db=1&password=S3cret",
+        "postgres://user:S3cret?Pw@127.0.0.1:1/test",
+        "postgres://user:S3cret/Pw@127.0.0.1:1/test",
+        "postgres://user:S3cret#Pw@127.0.0.1:1/test",
+        "postgresql://user:S3c@ret@127.0.0.1:1/test",
+        "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
+        "postgres://user@127.0.0.1:1/test?password=S3cret",
+        "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        "mongodb://u:S3cret?Pw@127.0.0.1:1/",
+        "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",
+        "mongodb+srv://u:S3cret/Pw@cluster.invalid/",
+        "u:S3cret@127.0.0.1:1/0",
+        "ftp://u:S3cret/Pw@127.0.0.1/x",
+    ];
+    for url in urls {
+        for args in [&["ls"][..], &["--json", "ls"], &["show", "some::function"]] {
+            let (code, text) = output_text(cachier(url).args(args));
+            assert_eq!(code, Some(1), "{url} {args:?} fails: {text}");
+            assert!(
+                !text.contains(SECRET),
+                "the password of {url} is shown by {args:?}: {text}"
+            );
+        }
+        // The same URL from the environment.
+        let (code, text) = output_text(
+            Command::cargo_bin("cachier")
+                .unwrap()
+                .env("CACHIER_BACKEND_URL", url)
+                .arg("ls"),
+        );
+        assert_eq!(code, Some(1), "{url} from the environment fails: {text}");
+        assert!(!text.contains(SECRET), "{url} from the environment: {text}");
+    }
+}

@@ -9,8 +9,8 @@ pub use cachier_core::{
 };
 pub use cachier_settings::{
     default_cache_dir, disable_caching, enable_caching, get_global_params, parse_bytes,
-    parse_duration, redact_url, reset_global_params, set_global_params, BackendSpec, BoxError,
-    Error, ParamsUpdate, Result, Settings, SizeSpec, BACKEND_URL_ENV,
+    parse_duration, redact_message, redact_url, reset_global_params, set_global_params,
+    BackendSpec, BoxError, Error, ParamsUpdate, Result, Settings, SizeSpec, BACKEND_URL_ENV,
 };
 
 #[cfg(feature = "memory")]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use parking_lot::RwLock;
 
 pub use error::{BoxError, Error, Result};
-pub use redact::redact_url;
+pub use redact::{redact_message, redact_url};
 pub use size::{parse_bytes, parse_duration, SizeSpec};
 
 /// Environment variable overriding the default cache directory.
