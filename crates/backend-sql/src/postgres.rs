@@ -29,7 +29,7 @@ pub(crate) fn parse_config(url: &str) -> Result<Config, Error> {
             format!(
                 "{} is not a valid PostgreSQL URL ({}); expected postgres://user@host:port/database",
                 cachier_core::redact_url(url),
-                cachier_core::redact_message(url, &e.to_string())
+                cachier_core::redact_message(url, &cachier_core::chain_message(&e))
             ),
         )
     })
@@ -275,7 +275,7 @@ impl PgDriver {
         let mut client = match self.config.connect(NoTls) {
             Ok(client) => client,
             Err(error) => {
-                self.record_connect(Some(error.to_string()));
+                self.record_connect(Some(cachier_core::chain_message(&error)));
                 return Err(Error::backend(NAME, op, error));
             }
         };
@@ -326,7 +326,7 @@ impl PgDriver {
                         self.discard(conn);
                         self.purge_idle();
                         if !retried {
-                            tracing::debug!(server = %self.label, %error, "cachier: connection lost; reconnecting");
+                            tracing::debug!(server = %self.label, error = %cachier_core::chain_message(&error), "cachier: connection lost; reconnecting");
                             retried = true;
                             continue;
                         }

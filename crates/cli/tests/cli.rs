@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use assert_cmd::Command;
-use cachier_conformance::{fresh_dir, service_url, unique_name};
+use cachier_conformance::{fresh_dir, service_url, unique_name, with_user_info};
 
 fn cachier(url: &str) -> Command {
     let mut cmd = Command::cargo_bin("cachier").expect("binary");
@@ -270,5 +270,69 @@ fn malformed_urls_never_show_their_password() {
         );
         assert_eq!(code, Some(1), "{url} from the environment fails: {text}");
         assert!(!text.contains(SECRET), "{url} from the environment: {text}");
+    }
+}
+
+/// `cachier ls` on a server that refuses the credentials of `url`: it fails, and its output
+/// names the server's reason (`cause`, compared case-insensitively) exactly once.
+fn refusal_is_explained_once(url: &str, cause: &str) {
+    for args in [&["ls"][..], &["--json", "ls"], &["show", "some::function"]] {
+        let (code, text) = output_text(cachier(url).args(args));
+        assert_eq!(code, Some(1), "{args:?} fails: {text}");
+        let lower = text.to_lowercase();
+        assert_eq!(
+            lower.matches(&cause.to_lowercase()).count(),
+            1,
+            "{args:?} names {cause:?} once: {text}"
+        );
+        assert!(!text.contains("wrong-password"), "{text}");
+    }
+}
+
+#[test]
+fn postgres_unknown_role_is_explained() {
+    if let Some(url) = service_url("CACHIER_TEST_POSTGRES_URL", "cli postgres_unknown_role") {
+        refusal_is_explained_once(
+            &with_user_info(&url, "nosuchuser"),
+            r#"role "nosuchuser" does not exist"#,
+        );
+    }
+}
+
+#[test]
+fn redis_refused_credentials_are_explained() {
+    if let Some(url) = service_url("CACHIER_TEST_REDIS_URL", "cli redis_refused_credentials") {
+        refusal_is_explained_once(
+            &with_user_info(&url, "nosuchuser:wrong-password"),
+            "WRONGPASS invalid username-password pair or user is disabled",
+        );
+    }
+}
+
+#[test]
+fn mongo_refused_credentials_are_explained() {
+    if let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "cli mongo_refused_credentials") {
+        refusal_is_explained_once(
+            &with_user_info(&url, "nosuchuser:wrong-password"),
+            "authentication failed",
+        );
+    }
+}
+
+/// A closed port: the operating system's reason is shown, once.
+#[test]
+fn refused_connections_are_explained() {
+    for url in [
+        "redis://127.0.0.1:1/0",
+        "postgres://postgres@127.0.0.1:1/test",
+        "mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=300",
+    ] {
+        let (code, text) = output_text(cachier(url).arg("ls"));
+        assert_eq!(code, Some(1), "{url}: {text}");
+        assert_eq!(
+            text.matches("Connection refused").count(),
+            1,
+            "{url} names the reason once: {text}"
+        );
     }
 }
