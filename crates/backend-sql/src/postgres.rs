@@ -144,10 +144,13 @@ fn label(config: &Config) -> String {
             }
         })
         .collect();
-    let user = config
-        .get_user()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
+    // The driver takes the user info up to the first `@`: from a URL whose unencoded
+    // password holds `/`, `?` or `#` before its `:`, a "user name" may be the password.
+    let user = match config.get_user() {
+        Some(user) if user.contains(['/', '?', '#', '@', ':']) => "***@".to_owned(),
+        Some(user) => format!("{user}@"),
+        None => String::new(),
+    };
     let db = config.get_dbname().unwrap_or("");
     format!("postgres://{user}{}/{db}", hosts.join(","))
 }

@@ -245,6 +245,8 @@ fn malformed_urls_never_show_their_password() {
         "postgresql://user:S3c@ret@127.0.0.1:1/test",
         "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
         "postgres://user@127.0.0.1:1/test?password=S3cret",
+        "postgres://S3cret/Pw@127.0.0.1:1/test",
+        "postgres://S3cret?Pw@127.0.0.1:1/test",
         "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
         "mongodb://u:S3cret?Pw@127.0.0.1:1/",
         "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",

@@ -189,9 +189,10 @@ fn url_secrets(url: &str) -> Vec<&str> {
             match user_info.map(UserInfo::of) {
                 Some(UserInfo::UserAndPassword { password, .. }) => secrets.push(password),
                 // A lone user info is a user name to PostgreSQL and MongoDB, whose messages
-                // about it must stay readable; only Redis URLs may mean a password by it.
+                // about it must stay readable; only Redis URLs may mean a password by it, and
+                // a malformed one may be a password anywhere.
                 Some(UserInfo::Hidden)
-                    if user_info.is_some_and(|u| u.contains(':'))
+                    if user_info.is_some_and(|u| u.contains([':', '/', '?', '#', '@']))
                         || scheme.starts_with("redis") =>
                 {
                     secrets.extend(user_info);
@@ -478,6 +479,12 @@ mod tests {
             "FATAL: role \"nosuchuser\" does not exist",
         );
         assert_eq!(shown, "FATAL: role \"nosuchuser\" does not exist");
+        // Unless the URL is malformed: then that "user name" may be a password.
+        let shown = redact_message(
+            "postgres://S3cret?Pw@127.0.0.1/test",
+            "FATAL: role \"S3cret?Pw\" does not exist",
+        );
+        assert!(!shown.contains(SECRET), "{shown}");
         // A short password is replaced where it stands alone, not inside words.
         let shown = redact_message("mongodb://u:p@h1,h2/", "bad password p for a user");
         assert_eq!(shown, "bad password *** for a user");
