@@ -108,6 +108,29 @@ pub fn service_url(var: &str, test: &str) -> Option<String> {
     }
 }
 
+/// `url` with its user info replaced by `user_info` (`user` or `user:password`), to reach the
+/// same test server with credentials it refuses.
+pub fn with_user_info(url: &str, user_info: &str) -> String {
+    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
+    let hosts_at = match rest.find(['/', '?']) {
+        Some(end) => rest[..end].rfind('@').map_or(0, |at| at + 1),
+        None => rest.rfind('@').map_or(0, |at| at + 1),
+    };
+    format!("{scheme}://{user_info}@{}", &rest[hosts_at..])
+}
+
+/// Everything an error reporter shows of `error`: its message and those of its sources, one
+/// a line (what `anyhow` prints with `{:#}` or `{:?}`).
+pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut lines = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        lines.push(cause.to_string());
+        source = cause.source();
+    }
+    lines.join("\n")
+}
+
 /// Whether missing services are failures (`CI` or `CACHIER_REQUIRE_SERVICES` set) rather than
 /// loud skips.
 pub fn services_required() -> bool {

@@ -322,6 +322,24 @@ fn unreachable_server_degrades_to_uncached_calls() {
     assert!(f.clear_cache().is_err());
 }
 
+/// Credentials the server refuses: the error names the server's reason, once, in its message
+/// and in its whole chain of sources.
+#[test]
+fn refused_credentials_show_the_servers_message_once() {
+    let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "mongo::refused_credentials") else {
+        return;
+    };
+    use cachier::Backend;
+    let url = cachier_conformance::with_user_info(&url, "nosuchuser:wrong-password");
+    let backend = MongoBackend::from_url(&url).unwrap();
+    let error = backend.namespaces().unwrap_err();
+    let cause = "authentication failed";
+    assert!(error.to_string().to_lowercase().contains(cause), "{error}");
+    let report = cachier_conformance::error_report(&error).to_lowercase();
+    assert_eq!(report.matches(cause).count(), 1, "{report}");
+    assert!(!report.contains("wrong-password"), "{report}");
+}
+
 /// A computation longer than its lease keeps its claim: the engine renews the lease, so a
 /// waiter does not take over a live computation (it gets that computation's value).
 #[test]

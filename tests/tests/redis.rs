@@ -338,6 +338,38 @@ fn credentials_stay_hidden() {
     }
 }
 
+/// Credentials the server refuses (an ACL user it does not have): the error names the
+/// server's reason, once, in its message and in its whole chain of sources; on the async path
+/// too.
+#[test]
+fn refused_credentials_show_the_servers_message_once() {
+    let Some(url) = shared_url("redis::refused_credentials") else {
+        return;
+    };
+    let url = cachier_conformance::with_user_info(&url, "nosuchuser:wrong-password");
+    let cause = "WRONGPASS invalid username-password pair or user is disabled";
+    let check = |error: &Error| {
+        assert!(error.to_string().contains(cause), "{error}");
+        let report = cachier_conformance::error_report(error);
+        assert_eq!(report.matches(cause).count(), 1, "{report}");
+        assert!(!report.contains("wrong-password"), "{report}");
+    };
+    let backend = RedisBackend::from_url(&url).unwrap();
+    check(&backend.namespaces().unwrap_err());
+    #[cfg(feature = "async")]
+    {
+        let backend = RedisBackend::from_url(&url).unwrap();
+        let namespace = Namespace::new("refused", None).unwrap();
+        let core = backend.core(&namespace).unwrap();
+        let async_core = backend.async_core(&namespace, &core).unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        check(&runtime.block_on(async_core.clear_cache()).unwrap_err());
+    }
+}
+
 /// `redis+unix://` URLs connect over a Unix socket.
 #[test]
 fn unix_socket_urls_work() {

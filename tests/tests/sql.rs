@@ -280,6 +280,23 @@ mod postgres {
         );
     }
 
+    /// A role the server does not know: the error names the server's reason, once, in its
+    /// message and in its whole chain of sources.
+    #[test]
+    fn unknown_role_shows_the_servers_message_once() {
+        let Some(url) = url("sql::postgres::unknown_role") else {
+            return;
+        };
+        use cachier::Backend;
+        let url = cachier_conformance::with_user_info(&url, "nosuchuser");
+        let backend = SqlBackend::from_url(&url).unwrap();
+        let error = backend.namespaces().unwrap_err();
+        let cause = r#"role "nosuchuser" does not exist"#;
+        assert!(error.to_string().contains(cause), "{error}");
+        let report = cachier_conformance::error_report(&error);
+        assert_eq!(report.matches(cause).count(), 1, "{report}");
+    }
+
     #[test]
     fn debug_output_hides_the_password() {
         let backend =

@@ -132,3 +132,49 @@ fn global_default_from_environment() {
     cachier::reset_global_params();
     assert_eq!(cachier::get_global_params().backend.as_str(), "pickle");
 }
+
+/// URLs whose password a careless parser shows (an unencoded `/`, `?`, `#` or `@` in it, no
+/// scheme, several hosts, secrets in query parameters): neither the errors about them, nor the
+/// backends' `Debug`, nor the errors of a first call on their unreachable servers show it.
+#[test]
+fn malformed_urls_never_show_their_password() {
+    const SECRET: &str = "S3cret";
+    let urls = [
+        "redis://user:S3cret/Pw@127.0.0.1:1/0",
+        "redis://u:S3cret#Pw@127.0.0.1:1/0",
+        "redis://u:S3cret?Pw@127.0.0.1:1/0",
+        "redis://u:S3c@ret@127.0.0.1:1/0",
+        "redis://S3cret/Pw@127.0.0.1:1/0",
+        "rediss://:S3cret@127.0.0.1:1/0",
+        "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
+        "postgres://user:S3cret?Pw@127.0.0.1:1/test",
+        "postgres://user:S3cret/Pw@127.0.0.1:1/test",
+        "postgres://user:S3cret#Pw@127.0.0.1:1/test",
+        "postgresql://user:S3c@ret@127.0.0.1:1/test",
+        "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
+        "postgres://user@127.0.0.1:1/test?password=S3cret",
+        "postgres://S3cret/Pw@127.0.0.1:1/test",
+        "postgres://S3cret?Pw@127.0.0.1:1/test",
+        "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        "mongodb://u:S3cret?Pw@127.0.0.1:1/",
+        "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",
+        "mongodb+srv://u:S3cret/Pw@cluster.invalid/",
+        "u:S3cret@127.0.0.1:1/0",
+        "ftp://u:S3cret/Pw@127.0.0.1/x",
+    ];
+    for url in urls {
+        let shown = match backend_from_url(url) {
+            Err(error) => format!("{error} {error:?}"),
+            Ok(backend) => match backend.namespaces() {
+                Err(error) => format!("{backend:?} {error} {error:?}"),
+                Ok(_) => panic!("{url}: no server answers there"),
+            },
+        };
+        assert!(!shown.contains(SECRET), "{url} shown as: {shown}");
+        let spec = match cachier::BackendSpec::parse(url) {
+            Ok(spec) => format!("{spec} {spec:?}"),
+            Err(error) => format!("{error} {error:?}"),
+        };
+        assert!(!spec.contains(SECRET), "{url} as a spec: {spec}");
+    }
+}

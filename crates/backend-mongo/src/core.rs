@@ -152,7 +152,9 @@ impl Entries {
         future: impl Future<Output = mongodb::error::Result<T>>,
     ) -> Result<T, Error> {
         self.shared.ensure_ready(operation).await?;
-        future.await.map_err(|e| Error::backend(NAME, operation, e))
+        future
+            .await
+            .map_err(|e| Error::backend(NAME, operation, crate::DriverError::from(e)))
     }
 
     /// Turns a stored document into an entry. A document that is not a usable value (a

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod core;
+mod error;
 #[cfg(feature = "async")]
 mod nonblocking;
 mod runtime;
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{redact_url, Backend, Core, Error, Namespace};
+use cachier_core::{redact_message, redact_url, Backend, Core, Error, Namespace};
 use mongodb::bson::{doc, Bson, Document};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
@@ -19,6 +20,7 @@ use parking_lot::Mutex;
 
 use crate::core::Entries;
 pub use crate::core::MongoCore;
+pub use crate::error::DriverError;
 #[cfg(feature = "async")]
 pub use crate::nonblocking::MongoAsyncCore;
 /// The driver this backend is built on, for callers who pass a client or query the
@@ -169,7 +171,7 @@ impl Backend for MongoBackend {
                 .collection
                 .distinct("func", doc! {})
                 .await
-                .map_err(|e| Error::backend(NAME, "namespaces", e))
+                .map_err(|e| Error::backend(NAME, "namespaces", DriverError::from(e)))
         })??;
         let mut out: Vec<Namespace> = names
             .iter()
@@ -297,7 +299,12 @@ impl MongoBackendBuilder {
                 // The client spawns its monitors on the current runtime: create it on ours.
                 let client =
                     runtime::block_on("connect", async move { Client::with_options(options) })?
-                        .map_err(|e| Error::config("url", redact_message(&url, &e.to_string())))?;
+                        .map_err(|e| {
+                            Error::config(
+                                "url",
+                                redact_message(&url, &DriverError::from(e).to_string()),
+                            )
+                        })?;
                 (client, database)
             }
         };
@@ -345,26 +352,10 @@ fn parse_url(url: &str) -> Result<ClientOptions, Error> {
             format!(
                 "{}: {}",
                 redact_url(url),
-                redact_message(url, &e.to_string())
+                redact_message(url, &DriverError::from(e).to_string())
             ),
         )
     })
-}
-
-/// `message` with the URL's password (raw or percent-decoded) removed, in case a driver
-/// message quotes it.
-fn redact_message(url: &str, message: &str) -> String {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    let mut message = message.to_owned();
-    if let Some((userinfo, _)) = authority.rsplit_once('@') {
-        if let Some((_, password)) = userinfo.split_once(':') {
-            if !password.is_empty() {
-                message = message.replace(password, "***");
-            }
-        }
-    }
-    message
 }
 
 impl Shared {
@@ -391,7 +382,7 @@ impl Shared {
             Ok(()) => self.ready.store(true, Ordering::Release),
             Err(error) => {
                 let message = match error {
-                    Error::Backend { source, .. } => source.to_string(),
+                    Error::Backend { source, .. } => cachier_core::chain_message(&**source),
                     other => other.to_string(),
                 };
                 *setup = Some((Instant::now(), message));
@@ -419,11 +410,12 @@ impl Shared {
                     operation,
                     format!(
                         "collection {} has an index {INDEX_NAME:?} that is not unique (Python cachier makes one); \
-                         drop it or use another collection: {e}",
-                        self.collection.namespace()
+                         drop it or use another collection: {}",
+                        self.collection.namespace(),
+                        DriverError::from(e)
                     ),
                 ),
-                _ => Error::backend(NAME, operation, e),
+                _ => Error::backend(NAME, operation, DriverError::from(e)),
             }
         })?;
         self.sample_clock(operation).await
@@ -437,7 +429,7 @@ impl Shared {
         let reply = database
             .run_command(doc! { "hello": 1 })
             .await
-            .map_err(|e| Error::backend(NAME, operation, e))?;
+            .map_err(|e| Error::backend(NAME, operation, DriverError::from(e)))?;
         let received = SystemTime::now();
         let offset = match reply.get("localTime") {
             Some(Bson::DateTime(server)) => {

@@ -145,7 +145,7 @@ impl RedisBuilder {
                 let client = redis::Client::open(url.as_str()).map_err(|e| {
                     Error::config(
                         "url",
-                        format!("{shown}: {e} (expected redis://[user:password@]host[:port][/db], rediss://... with the `tls` feature, or redis+unix:///path/to.sock[?db=N])"),
+                        format!("{shown}: {} (expected redis://[user:password@]host[:port][/db], rediss://... with the `tls` feature, or redis+unix:///path/to.sock[?db=N])", cachier_core::redact_message(&url, &e.to_string())),
                     )
                 })?;
                 (client, shown)

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use cachier_core::Error;
+use cachier_core::{BoxError, Error};
 use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult};
 
@@ -92,6 +92,57 @@ impl std::fmt::Display for Unreachable {
 }
 
 impl std::error::Error for Unreachable {}
+
+/// Credentials the server refused, with its reason: the `redis` crate reports only
+/// "Password authentication failed" and drops the server's reply.
+#[derive(Debug)]
+struct Refused {
+    error: RedisError,
+    /// The server's reply to the same `AUTH`, as it worded it.
+    reason: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error, self.reason)
+    }
+}
+
+/// The reason is in the message.
+impl std::error::Error for Refused {}
+
+/// The `AUTH` command a connection made with `client` sends, if it sends one.
+fn auth_command(client: &Client) -> Option<redis::Cmd> {
+    let settings = client.get_connection_info().redis_settings();
+    let password = settings.password()?;
+    let mut auth = redis::cmd("AUTH");
+    if let Some(user) = settings.username() {
+        auth.arg(user);
+    }
+    auth.arg(password);
+    Some(auth)
+}
+
+/// A client for the same server that connects without credentials.
+fn without_credentials(client: &Client) -> Option<Client> {
+    let info = client
+        .get_connection_info()
+        .clone()
+        .set_redis_settings(redis::RedisConnectionInfo::default());
+    Client::open(info).ok()
+}
+
+/// The server's words in a reply to a command: its error code and message.
+fn server_reason(error: &RedisError) -> String {
+    match (error.code(), error.detail()) {
+        (Some(code), Some(detail)) => format!("{code} {detail}"),
+        _ => error.to_string(),
+    }
+}
+
+fn refused(error: &RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+}
 
 /// True when the connection itself failed (not a command): it cannot be reused.
 fn broken(error: &RedisError) -> bool {
@@ -194,8 +245,34 @@ impl Pool {
                 con.set_read_timeout(Some(settings.response_timeout))?;
                 con.set_write_timeout(Some(settings.response_timeout))?;
                 Ok(con)
-            });
+            })
+            .map_err(|error| self.explained(error));
         self.connected(connected, operation)
+    }
+
+    /// `error`, with the server's reason when it refused the credentials.
+    fn explained(&self, error: RedisError) -> BoxError {
+        if !refused(&error) {
+            return Box::new(error);
+        }
+        match self.refusal_reason() {
+            Some(reason) => Box::new(Refused { error, reason }),
+            None => Box::new(error),
+        }
+    }
+
+    /// Asks the server why it refuses the credentials: the same `AUTH`, sent on a connection
+    /// opened without them.
+    fn refusal_reason(&self) -> Option<String> {
+        let auth = auth_command(&self.client)?;
+        let mut con = without_credentials(&self.client)?
+            .get_connection_with_timeout(self.settings.connect_timeout)
+            .ok()?;
+        con.set_read_timeout(Some(self.settings.response_timeout))
+            .ok()?;
+        auth.query::<()>(&mut con)
+            .err()
+            .map(|error| server_reason(&error))
     }
 
     /// Fails at once while connecting is suspended after a failed attempt.
@@ -219,7 +296,11 @@ impl Pool {
 
     /// Records a connection attempt's outcome (a failure suspends connecting for
     /// `reconnect_backoff`).
-    fn connected<C>(&self, outcome: RedisResult<C>, operation: &'static str) -> Result<C, Error> {
+    fn connected<C>(
+        &self,
+        outcome: Result<C, BoxError>,
+        operation: &'static str,
+    ) -> Result<C, Error> {
         match outcome {
             Ok(con) => {
                 *self.down.lock() = None;
@@ -229,7 +310,7 @@ impl Pool {
                 if !self.settings.reconnect_backoff.is_zero() {
                     *self.down.lock() = Some((
                         Instant::now() + self.settings.reconnect_backoff,
-                        error.to_string(),
+                        cachier_core::chain_message(&*error),
                     ));
                 }
                 Err(Error::backend("redis", operation, error))
@@ -293,10 +374,14 @@ impl Pool {
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.settings.connect_timeout))
             .set_response_timeout(Some(self.settings.response_timeout));
-        let outcome = self
+        let outcome = match self
             .client
             .get_multiplexed_async_connection_with_config(&config)
-            .await;
+            .await
+        {
+            Ok(con) => Ok(con),
+            Err(error) => Err(self.explained_async(error).await),
+        };
         let con = self.connected(outcome, operation)?;
         let mut cached = self.multiplexed.lock();
         cached.retain(|(id, _)| *id != runtime);
@@ -305,6 +390,35 @@ impl Pool {
         }
         cached.push((runtime, con.clone()));
         Ok(con)
+    }
+}
+
+#[cfg(feature = "async")]
+impl Pool {
+    /// [`Pool::explained`] without blocking the runtime.
+    async fn explained_async(&self, error: RedisError) -> BoxError {
+        if !refused(&error) {
+            return Box::new(error);
+        }
+        match self.refusal_reason_async().await {
+            Some(reason) => Box::new(Refused { error, reason }),
+            None => Box::new(error),
+        }
+    }
+
+    async fn refusal_reason_async(&self) -> Option<String> {
+        let auth = auth_command(&self.client)?;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.settings.connect_timeout))
+            .set_response_timeout(Some(self.settings.response_timeout));
+        let mut con = without_credentials(&self.client)?
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .ok()?;
+        auth.query_async::<()>(&mut con)
+            .await
+            .err()
+            .map(|error| server_reason(&error))
     }
 }
 

@@ -627,6 +627,7 @@ impl Core for SqlCore {
 
 /// Logs a row that cannot be read; it is served as a miss and overwritten by the next `put`.
 pub(crate) fn warn_unreadable_row(backend: &'static str, error: &dyn std::error::Error) {
+    let error = cachier_core::chain_message(error);
     tracing::warn!(backend, %error, "cachier: a cache row cannot be read; treating it as a miss and overwriting it");
 }
 

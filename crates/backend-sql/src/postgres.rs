@@ -27,8 +27,9 @@ pub(crate) fn parse_config(url: &str) -> Result<Config, Error> {
         Error::config(
             "url",
             format!(
-                "{} is not a valid PostgreSQL URL ({e}); expected postgres://user@host:port/database",
-                cachier_core::redact_url(url)
+                "{} is not a valid PostgreSQL URL ({}); expected postgres://user@host:port/database",
+                cachier_core::redact_url(url),
+                cachier_core::redact_message(url, &cachier_core::chain_message(&e))
             ),
         )
     })
@@ -143,10 +144,13 @@ fn label(config: &Config) -> String {
             }
         })
         .collect();
-    let user = config
-        .get_user()
-        .map(|u| format!("{u}@"))
-        .unwrap_or_default();
+    // The driver takes the user info up to the first `@`: from a URL whose unencoded
+    // password holds `/`, `?` or `#` before its `:`, a "user name" may be the password.
+    let user = match config.get_user() {
+        Some(user) if user.contains(['/', '?', '#', '@', ':']) => "***@".to_owned(),
+        Some(user) => format!("{user}@"),
+        None => String::new(),
+    };
     let db = config.get_dbname().unwrap_or("");
     format!("postgres://{user}{}/{db}", hosts.join(","))
 }
@@ -274,7 +278,7 @@ impl PgDriver {
         let mut client = match self.config.connect(NoTls) {
             Ok(client) => client,
             Err(error) => {
-                self.record_connect(Some(error.to_string()));
+                self.record_connect(Some(cachier_core::chain_message(&error)));
                 return Err(Error::backend(NAME, op, error));
             }
         };
@@ -325,7 +329,7 @@ impl PgDriver {
                         self.discard(conn);
                         self.purge_idle();
                         if !retried {
-                            tracing::debug!(server = %self.label, %error, "cachier: connection lost; reconnecting");
+                            tracing::debug!(server = %self.label, error = %cachier_core::chain_message(&error), "cachier: connection lost; reconnecting");
                             retried = true;
                             continue;
                         }

@@ -201,7 +201,7 @@ impl PgDriver {
         let (mut client, connection) = match connected {
             Ok(Ok(pair)) => pair,
             Ok(Err(error)) => {
-                self.record_connect(Some(error.to_string()));
+                self.record_connect(Some(cachier_core::chain_message(&error)));
                 return Err(Error::backend(NAME, op, error));
             }
             Err(_) => {
@@ -214,7 +214,7 @@ impl PgDriver {
         let label = self.label.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
-                tracing::debug!(server = %label, %error, "cachier: async connection ended");
+                tracing::debug!(server = %label, error = %cachier_core::chain_message(&error), "cachier: async connection ended");
             }
         });
         if !self.schema_ready.load(Ordering::Acquire) {
@@ -286,7 +286,7 @@ impl PgDriver {
                         let idle = std::mem::take(&mut *self.native.idle.lock());
                         drop(idle);
                         if !retried {
-                            tracing::debug!(server = %self.label, %error, "cachier: connection lost; reconnecting");
+                            tracing::debug!(server = %self.label, error = %cachier_core::chain_message(&error), "cachier: connection lost; reconnecting");
                             retried = true;
                             continue;
                         }

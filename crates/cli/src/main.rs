@@ -80,7 +80,9 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("cachier: {message}");
+            // Whatever a driver put in its message, the URL's secrets are not shown.
+            let url = cli.backend.as_deref().unwrap_or_default();
+            eprintln!("cachier: {}", cachier::redact_message(url, &message));
             ExitCode::from(1)
         }
     }
@@ -97,13 +99,15 @@ fn open(cli: &Cli) -> Result<Arc<dyn Backend>, String> {
     cachier::backend_from_url(&url).map_err(|e| explain(&e, &url))
 }
 
-/// An error message that says what was wrong and what to do.
+/// An error message that says what was wrong, down to its last cause (each named once), and
+/// what to do.
 fn explain(error: &Error, url: &str) -> String {
     let shown = cachier::redact_url(url);
+    let message = cachier::chain_message(error);
     match error {
-        Error::Backend { .. } => format!("{error}\n  the store at {shown} is unreachable or failing: check that the server runs and the URL is right"),
-        Error::Unsupported { .. } => format!("{error}\n  this backend cannot list its contents"),
-        _ => error.to_string(),
+        Error::Backend { .. } => format!("{message}\n  the store at {shown} is unreachable or failing: check that the server runs and the URL is right"),
+        Error::Unsupported { .. } => format!("{message}\n  this backend cannot list its contents"),
+        _ => message,
     }
 }
 

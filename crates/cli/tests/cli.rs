@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use assert_cmd::Command;
-use cachier_conformance::{fresh_dir, service_url, unique_name};
+use cachier_conformance::{fresh_dir, service_url, unique_name, with_user_info};
 
 fn cachier(url: &str) -> Command {
     let mut cmd = Command::cargo_bin("cachier").expect("binary");
@@ -210,4 +210,131 @@ fn bad_duration_is_a_usage_error() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// Everything the tool printed, both streams.
+fn output_text(cmd: &mut Command) -> (Option<i32>, String) {
+    let out = cmd.output().expect("run cachier");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// URLs whose password a careless parser shows: an unencoded `/`, `?`, `#` or `@` in it, no
+/// scheme, several hosts, secrets in query parameters. The servers are unreachable or the
+/// URLs invalid, so every command fails, and its messages must not hold the password.
+#[test]
+fn malformed_urls_never_show_their_password() {
+    const SECRET: &str = "S3cret";
+    let urls = [
+        "redis://user:S3cret/Pw@127.0.0.1:1/0",
+        "redis://u:S3cret#Pw@127.0.0.1:1/0",
+        "redis://u:S3cret?Pw@127.0.0.1:1/0",
+        "redis://u:S3c@ret@127.0.0.1:1/0",
+        "redis://S3cret/Pw@127.0.0.1:1/0",
+        "rediss://:S3cret@127.0.0.1:1/0",
+        "rediss://:S3cret/Pw@127.0.0.1:1/0",
+        "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
+        "redis+unix:///nonexistent/cachier.sock?db=1&password=S3cret",
+        "postgres://user:S3cret?Pw@127.0.0.1:1/test",
+        "postgres://user:S3cret/Pw@127.0.0.1:1/test",
+        "postgres://user:S3cret#Pw@127.0.0.1:1/test",
+        "postgresql://user:S3c@ret@127.0.0.1:1/test",
+        "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
+        "postgres://user@127.0.0.1:1/test?password=S3cret",
+        "postgres://S3cret/Pw@127.0.0.1:1/test",
+        "postgres://S3cret?Pw@127.0.0.1:1/test",
+        "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+        "mongodb://u:S3cret?Pw@127.0.0.1:1/",
+        "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",
+        "mongodb+srv://u:S3cret/Pw@cluster.invalid/",
+        "u:S3cret@127.0.0.1:1/0",
+        "ftp://u:S3cret/Pw@127.0.0.1/x",
+    ];
+    for url in urls {
+        for args in [&["ls"][..], &["--json", "ls"], &["show", "some::function"]] {
+            let (code, text) = output_text(cachier(url).args(args));
+            assert_eq!(code, Some(1), "{url} {args:?} fails: {text}");
+            assert!(
+                !text.contains(SECRET),
+                "the password of {url} is shown by {args:?}: {text}"
+            );
+        }
+        // The same URL from the environment.
+        let (code, text) = output_text(
+            Command::cargo_bin("cachier")
+                .unwrap()
+                .env("CACHIER_BACKEND_URL", url)
+                .arg("ls"),
+        );
+        assert_eq!(code, Some(1), "{url} from the environment fails: {text}");
+        assert!(!text.contains(SECRET), "{url} from the environment: {text}");
+    }
+}
+
+/// `cachier ls` on a server that refuses the credentials of `url`: it fails, and its output
+/// names the server's reason (`cause`, compared case-insensitively) exactly once.
+fn refusal_is_explained_once(url: &str, cause: &str) {
+    for args in [&["ls"][..], &["--json", "ls"], &["show", "some::function"]] {
+        let (code, text) = output_text(cachier(url).args(args));
+        assert_eq!(code, Some(1), "{args:?} fails: {text}");
+        let lower = text.to_lowercase();
+        assert_eq!(
+            lower.matches(&cause.to_lowercase()).count(),
+            1,
+            "{args:?} names {cause:?} once: {text}"
+        );
+        assert!(!text.contains("wrong-password"), "{text}");
+    }
+}
+
+#[test]
+fn postgres_unknown_role_is_explained() {
+    if let Some(url) = service_url("CACHIER_TEST_POSTGRES_URL", "cli postgres_unknown_role") {
+        refusal_is_explained_once(
+            &with_user_info(&url, "nosuchuser"),
+            r#"role "nosuchuser" does not exist"#,
+        );
+    }
+}
+
+#[test]
+fn redis_refused_credentials_are_explained() {
+    if let Some(url) = service_url("CACHIER_TEST_REDIS_URL", "cli redis_refused_credentials") {
+        refusal_is_explained_once(
+            &with_user_info(&url, "nosuchuser:wrong-password"),
+            "WRONGPASS invalid username-password pair or user is disabled",
+        );
+    }
+}
+
+#[test]
+fn mongo_refused_credentials_are_explained() {
+    if let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "cli mongo_refused_credentials") {
+        refusal_is_explained_once(
+            &with_user_info(&url, "nosuchuser:wrong-password"),
+            "authentication failed",
+        );
+    }
+}
+
+/// A closed port: the operating system's reason is shown, once.
+#[test]
+fn refused_connections_are_explained() {
+    for url in [
+        "redis://127.0.0.1:1/0",
+        "postgres://postgres@127.0.0.1:1/test",
+        "mongodb://127.0.0.1:1/?directConnection=true&serverSelectionTimeoutMS=300",
+    ] {
+        let (code, text) = output_text(cachier(url).arg("ls"));
+        assert_eq!(code, Some(1), "{url}: {text}");
+        assert_eq!(
+            text.matches("Connection refused").count(),
+            1,
+            "{url} names the reason once: {text}"
+        );
+    }
 }

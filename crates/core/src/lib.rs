@@ -13,7 +13,9 @@ mod pool;
 pub mod stats;
 
 pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo};
-pub use cachier_settings::{parse_bytes, parse_duration, redact_url, BoxError, Error, Result};
+pub use cachier_settings::{
+    chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error, Result,
+};
 pub use engine::{
     memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize, Memoized,
     Shared, DEFAULT_LEASE,

@@ -8,9 +8,10 @@ pub use cachier_core::{
     LocalOptions, MaxAge, Memoize, Memoized, Namespace, DEFAULT_LEASE,
 };
 pub use cachier_settings::{
-    default_cache_dir, disable_caching, enable_caching, get_global_params, parse_bytes,
-    parse_duration, redact_url, reset_global_params, set_global_params, BackendSpec, BoxError,
-    Error, ParamsUpdate, Result, Settings, SizeSpec, BACKEND_URL_ENV,
+    chain_message, default_cache_dir, disable_caching, enable_caching, get_global_params,
+    parse_bytes, parse_duration, redact_message, redact_url, reset_global_params,
+    set_global_params, BackendSpec, BoxError, Error, ParamsUpdate, Result, Settings, SizeSpec,
+    BACKEND_URL_ENV,
 };
 
 #[cfg(feature = "memory")]
@@ -239,7 +240,7 @@ pub mod __private {
                 backend,
                 operation,
                 source,
-            } => Error::backend(backend, operation, source.to_string()),
+            } => Error::backend(backend, operation, crate::chain_message(&**source)),
             other => Error::config("cachier", other),
         }
     }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-pub use error::{BoxError, Error, Result};
-pub use redact::redact_url;
+pub use error::{chain_message, BoxError, Error, Result};
+pub use redact::{redact_message, redact_url};
 pub use size::{parse_bytes, parse_duration, SizeSpec};
 
 /// Environment variable overriding the default cache directory.
