@@ -1,5 +1,5 @@
-//! The async path (reference §1.8, §2.3, §8 `test_async_core.py`), with the fixes issue 7
-//! asks for: async callers wait for a computation in flight, `next_time` refreshes once per
+//! The async path (reference §1.8, §2.3, §8 `test_async_core.py`), with its fixes: async
+//! callers wait for a computation in flight, `next_time` refreshes once per
 //! key, and a cancelled leader releases its claim.
 
 use std::future::Future;
@@ -95,8 +95,8 @@ pub fn async_stale_and_max_age(spec: &str) {
     });
 }
 
-/// Issue 7 (cachier's async callers recompute in parallel): concurrent async misses compute
-/// once, and the waiters get the leader's value.
+/// Concurrent async misses compute once (cachier's recompute in parallel), and the waiters
+/// get the leader's value.
 pub fn async_concurrent_misses_compute_once(spec: &str) {
     block_on(async {
         let calls = Counter::new();
@@ -116,7 +116,7 @@ pub fn async_concurrent_misses_compute_once(spec: &str) {
     });
 }
 
-/// Issue 7: `next_time` refreshes once per key, and every stale caller gets the stale value
+/// `next_time` refreshes once per key, and every stale caller gets the stale value
 /// at once (cachier spawns one task per stale call).
 pub fn async_next_time_refreshes_once(spec: &str) {
     block_on(async {
@@ -157,7 +157,7 @@ pub fn async_next_time_refreshes_once(spec: &str) {
     });
 }
 
-/// Issue 7 (moka#240 hangs here): a cancelled leader releases its claim and a waiter takes
+/// A cancelled leader releases its claim and a waiter takes
 /// over instead of waiting forever.
 pub fn async_cancelled_leader_releases_claim(spec: &str) {
     block_on(async {

@@ -857,7 +857,7 @@ pub fn statistics_count_wait_timeouts(spec: &str) {
     assert_eq!(f.stats().wait_timeouts, 1);
 }
 
-/// Issue 8: a store lists its namespaces and a function's entries without their values.
+/// A store lists its namespaces and a function's entries without their values.
 pub fn listing_namespaces_and_entries(spec: &str) {
     let backend = backend_from_spec(spec);
     let calls = Counter::new();

@@ -260,7 +260,7 @@ macro_rules! async_conformance_tests {
     };
 }
 
-/// Multi-process single flight for async callers (issue 7).
+/// Multi-process single flight for async callers.
 #[cfg(feature = "async")]
 #[macro_export]
 macro_rules! async_multiprocess_tests {

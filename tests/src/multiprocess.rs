@@ -276,7 +276,7 @@ pub fn processes_compute_once(spec: &str, worker: &str) {
     compute_once_across_processes(spec, worker, "call");
 }
 
-/// Issue 7: the same with async callers (four tasks per process).
+/// The same with async callers (four tasks per process).
 #[cfg(feature = "async")]
 pub fn async_processes_compute_once(spec: &str, worker: &str) {
     compute_once_across_processes(spec, worker, "call-async");

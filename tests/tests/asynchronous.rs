@@ -1,4 +1,4 @@
-//! Issue 7: the async path (`memoize_async`) on every backend, with multi-process single
+//! The async path (`memoize_async`) on every backend, with multi-process single
 //! flight for async callers on the backends processes share. The memory backend's async cases
 //! are in `memory.rs`.
 #![cfg(feature = "async")]

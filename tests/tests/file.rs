@@ -1,5 +1,5 @@
 //! The conformance suite against the file backend, in both modes, and its own cases
-//! (reference §8 pickle tests; issue 3's requirements).
+//! (reference §8 pickle tests).
 #![cfg(feature = "file")]
 
 use std::fs;
@@ -497,7 +497,7 @@ fn claims_are_visible_across_handles_and_clearable() {
     }
 }
 
-/// Listing (issue 8) gives back the original namespaces, not the sanitised file names: names
+/// Listing gives back the original namespaces, not the sanitised file names: names
 /// whose readable parts collide, names shortened and hashed, versions, `::`, non-ASCII. A
 /// function whose store exists but is empty is not listed, nor are the other layout's stores.
 #[test]

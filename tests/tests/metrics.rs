@@ -1,4 +1,4 @@
-//! Issue 8: statistics exported through the `metrics` facade and scraped over HTTP in
+//! Statistics exported through the `metrics` facade and scraped over HTTP in
 //! Prometheus text format. One test per binary: the Prometheus recorder is process-global.
 #![cfg(feature = "prometheus")]
 

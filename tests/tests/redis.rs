@@ -566,7 +566,7 @@ fn tls_urls_work() {
     assert_eq!(size, 1);
 }
 
-/// Listing (issue 8): namespaces come back whole from the keys, `:` and `@` included, under
+/// Listing: namespaces come back whole from the keys, `:` and `@` included, under
 /// a prefix with glob characters; a namespace that extends another's name is listed apart;
 /// foreign keys under the prefix are ignored; `entries()` covers more than one SCAN batch,
 /// sizes values with HSTRLEN, judges claims by the server's clock, and never uses KEYS.

@@ -1,4 +1,4 @@
-//! Issue 7: backends chosen by URL (`backend_from_url`, `CACHIER_BACKEND_URL`), bad URLs
+//! Backends chosen by URL (`backend_from_url`, `CACHIER_BACKEND_URL`), bad URLs
 //! included: clear errors, no panics, no passwords in messages.
 
 use cachier::{backend_from_url, Error};
