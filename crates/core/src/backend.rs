@@ -201,11 +201,15 @@ pub trait Core: Send + Sync {
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error>;
 
     /// Stores a completed value, timestamped now. If `claim` is the live claim on `key`, it is
-    /// released in the same step; another holder's claim is left alone.
+    /// released in the same step; another holder's claim is left alone. When it fails, the
+    /// engine releases the claim with [`Core::release`] at once.
     fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error>;
 
     /// Atomically claims `key` for a computation unless a live claim exists. A stored value
     /// is kept (callers with `next_time` keep serving it during the refresh).
+    ///
+    /// A claim need not check for a value stored since the caller's read: the engine reads
+    /// the key again after winning a claim and serves such a value instead of computing.
     fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error>;
 
     /// Extends a claim's lease; `Ok(false)` if the claim was lost (cleared or taken over).

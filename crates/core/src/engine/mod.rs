@@ -1,10 +1,16 @@
-//! The call engine: cachier's algorithm (reference §2) over any [`Core`], with DESIGN §4's
-//! fixes (atomic claims, leases, prompt wake-ups, placeholders never served, every `next_time`
-//! caller served the stale value during a refresh).
+//! The call engine: cachier's algorithm over any [`Core`], with its defects fixed (atomic
+//! claims, leases, prompt wake-ups, placeholders never served, every `next_time` caller
+//! served the stale value during a refresh).
+//!
+//! Single flight has two levels. In a process, one caller per key leads (the [`flight`]
+//! module) and the others take its result the moment it has one, even while the store fails.
+//! Across processes and machines, the leader claims the key in the store; a won claim is
+//! followed by one more read, so that a claim that raced another caller's store serves that
+//! value instead of computing it again. A refused `put` releases its claim at once.
 //!
 //! The algorithm is written once, as `async` code over a [`Driver`]: the blocking driver
-//! ([`Memoized`]) runs it to completion on the caller's thread (it never suspends), the async
-//! driver ([`AsyncMemoized`]) awaits the store and the function.
+//! ([`Memoized`]) runs it to completion on the caller's thread (it never suspends: its waits
+//! block the thread), the async driver ([`AsyncMemoized`]) awaits the store and the function.
 
 /// The accessors every kind of memoized function has (its `inner.shared` is a [`Shared`]).
 macro_rules! shared_accessors {
@@ -814,7 +820,7 @@ impl Want {
     }
 }
 
-/// One memoized call: cachier's algorithm (reference §2.1) with DESIGN §4's fixes.
+/// One memoized call.
 async fn run<A, R, D>(d: &D, args: A, options: &CallOptions, strict: bool) -> Result<R, Error>
 where
     A: Serialize + Send,
