@@ -84,6 +84,38 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
     }
 }
 
+/// Service URLs whose password ([`MALFORMED_URL_SECRET`]) is written without percent-encoding
+/// (an unencoded `/`, `?`, `#` or `@`, a password in the query, no scheme...): none may ever
+/// show it.
+pub const MALFORMED_URLS: &[&str] = &[
+    "redis://user:S3cret/Pw@127.0.0.1:1/0",
+    "redis://u:S3cret#Pw@127.0.0.1:1/0",
+    "redis://u:S3cret?Pw@127.0.0.1:1/0",
+    "redis://u:S3c@ret@127.0.0.1:1/0",
+    "redis://S3cret/Pw@127.0.0.1:1/0",
+    "rediss://:S3cret@127.0.0.1:1/0",
+    "rediss://:S3cret/Pw@127.0.0.1:1/0",
+    "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
+    "redis+unix:///nonexistent/cachier.sock?db=1&password=S3cret",
+    "postgres://user:S3cret?Pw@127.0.0.1:1/test",
+    "postgres://user:S3cret/Pw@127.0.0.1:1/test",
+    "postgres://user:S3cret#Pw@127.0.0.1:1/test",
+    "postgresql://user:S3c@ret@127.0.0.1:1/test",
+    "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
+    "postgres://user@127.0.0.1:1/test?password=S3cret",
+    "postgres://S3cret/Pw@127.0.0.1:1/test",
+    "postgres://S3cret?Pw@127.0.0.1:1/test",
+    "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
+    "mongodb://u:S3cret?Pw@127.0.0.1:1/",
+    "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",
+    "mongodb+srv://u:S3cret/Pw@cluster.invalid/",
+    "u:S3cret@127.0.0.1:1/0",
+    "ftp://u:S3cret/Pw@127.0.0.1/x",
+];
+
+/// The password of every [`MALFORMED_URLS`] entry.
+pub const MALFORMED_URL_SECRET: &str = "S3cret";
+
 /// Whether a spec's store is shared by processes (multi-process tests need it).
 pub fn spec_is_shared(spec: &str) -> bool {
     !spec.starts_with("memory")

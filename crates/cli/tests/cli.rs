@@ -228,33 +228,8 @@ fn output_text(cmd: &mut Command) -> (Option<i32>, String) {
 /// URLs invalid, so every command fails, and its messages must not hold the password.
 #[test]
 fn malformed_urls_never_show_their_password() {
-    const SECRET: &str = "S3cret";
-    let urls = [
-        "redis://user:S3cret/Pw@127.0.0.1:1/0",
-        "redis://u:S3cret#Pw@127.0.0.1:1/0",
-        "redis://u:S3cret?Pw@127.0.0.1:1/0",
-        "redis://u:S3c@ret@127.0.0.1:1/0",
-        "redis://S3cret/Pw@127.0.0.1:1/0",
-        "rediss://:S3cret@127.0.0.1:1/0",
-        "rediss://:S3cret/Pw@127.0.0.1:1/0",
-        "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
-        "redis+unix:///nonexistent/cachier.sock?db=1&password=S3cret",
-        "postgres://user:S3cret?Pw@127.0.0.1:1/test",
-        "postgres://user:S3cret/Pw@127.0.0.1:1/test",
-        "postgres://user:S3cret#Pw@127.0.0.1:1/test",
-        "postgresql://user:S3c@ret@127.0.0.1:1/test",
-        "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
-        "postgres://user@127.0.0.1:1/test?password=S3cret",
-        "postgres://S3cret/Pw@127.0.0.1:1/test",
-        "postgres://S3cret?Pw@127.0.0.1:1/test",
-        "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
-        "mongodb://u:S3cret?Pw@127.0.0.1:1/",
-        "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",
-        "mongodb+srv://u:S3cret/Pw@cluster.invalid/",
-        "u:S3cret@127.0.0.1:1/0",
-        "ftp://u:S3cret/Pw@127.0.0.1/x",
-    ];
-    for url in urls {
+    use cachier_conformance::{MALFORMED_URLS, MALFORMED_URL_SECRET as SECRET};
+    for &url in MALFORMED_URLS {
         for args in [&["ls"][..], &["--json", "ls"], &["show", "some::function"]] {
             let (code, text) = output_text(cachier(url).args(args));
             assert_eq!(code, Some(1), "{url} {args:?} fails: {text}");
