@@ -256,10 +256,11 @@ pub trait Core: Send + Sync {
     /// Every entry, without its value (for inspection tools: `cachier show`, statistics).
     ///
     /// # Errors
-    /// [`Error::Unsupported`] from backends that cannot list (the default).
+    /// [`Error::Unsupported`] from backends that cannot list (the default, which knows no
+    /// backend name: it reports a `"custom"` backend).
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
         Err(Error::Unsupported {
-            backend: "this",
+            backend: "custom",
             operation: "listing entries",
         })
     }
@@ -289,5 +290,49 @@ pub fn poll_until_released<C: Core + ?Sized>(
         }
         std::thread::sleep(pause.min(deadline - now));
         pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store that implements only what it must.
+    struct Minimal;
+
+    impl Core for Minimal {
+        fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {
+            Ok(None)
+        }
+        fn put(&self, _: &Key, _: &[u8], _: Option<&ClaimToken>) -> Result<(), Error> {
+            Ok(())
+        }
+        fn claim(&self, _: &Key, _: Duration) -> Result<Claim, Error> {
+            Ok(Claim::Busy)
+        }
+        fn release(&self, _: &Key, _: &ClaimToken) -> Result<(), Error> {
+            Ok(())
+        }
+        fn clear_cache(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn clear_being_calculated(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn delete_stale_entries(&self, _: Duration) -> Result<u64, Error> {
+            Ok(0)
+        }
+        fn len(&self) -> Result<u64, Error> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn unsupported_listing_reads_well() {
+        let error = Minimal.entries().unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the custom backend does not support listing entries"
+        );
     }
 }

@@ -57,7 +57,8 @@ impl Key {
 
     /// Parses 64 hex digits back into a key.
     pub fn from_hex(hex: &str) -> Option<Key> {
-        if hex.len() != 64 || !hex.is_ascii() {
+        // `from_str_radix` alone would take a sign (`"+f"`).
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut out = [0u8; 32];
@@ -184,6 +185,9 @@ mod tests {
         );
         assert_eq!(Key::from_hex(&a.to_hex()), Some(a));
         assert_eq!(Key::from_hex("zz"), None);
+        let signed = format!("+{}", &a.to_hex()[1..]);
+        assert_eq!(Key::from_hex(&signed), None, "a sign is not a hex digit");
+        assert_eq!(Key::from_hex(&"+f".repeat(32)), None);
     }
 
     #[test]

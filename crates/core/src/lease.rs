@@ -1,6 +1,7 @@
-//! Keeps the leases of claims alive while their computations run: one thread renews every
-//! registered claim at a third of its lease, so a live computation never loses its claim and
-//! a dead one loses it within one lease.
+//! Keeps the leases of claims alive while their computations run: one thread schedules the
+//! renewal of every registered claim at a third of its lease, so a live computation never
+//! loses its claim and a dead one loses it within one lease. Each renewal runs on a thread
+//! of its own, so a store that hangs delays only its own claims' renewals.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +19,8 @@ struct Renewal {
     token: ClaimToken,
     lease: Duration,
     due: Instant,
+    /// A renewal of this claim is running: the next is scheduled when it returns.
+    running: bool,
 }
 
 #[derive(Default)]
@@ -26,12 +29,11 @@ struct Keeper {
     wake: Condvar,
 }
 
-static KEEPER: LazyLock<Arc<Keeper>> = LazyLock::new(|| {
-    let keeper = Arc::new(Keeper::default());
-    let worker = keeper.clone();
+static KEEPER: LazyLock<&'static Keeper> = LazyLock::new(|| {
+    let keeper: &'static Keeper = Box::leak(Box::default());
     std::thread::Builder::new()
         .name("cachier-lease".into())
-        .spawn(move || worker.run())
+        .spawn(move || keeper.run())
         .expect("cachier: cannot start the lease thread");
     keeper
 });
@@ -57,6 +59,7 @@ impl Heartbeat {
                 token,
                 lease,
                 due,
+                running: false,
             },
         );
         KEEPER.wake.notify_one();
@@ -71,48 +74,28 @@ impl Drop for Heartbeat {
 }
 
 impl Keeper {
-    fn run(&self) {
+    fn run(&'static self) {
         let mut renewals = self.renewals.lock();
         loop {
             let now = Instant::now();
-            let due: Vec<(u64, Renewal)> = renewals
-                .iter()
-                .filter(|(_, r)| r.due <= now)
-                .map(|(id, r)| (*id, r.clone()))
-                .collect();
-            if !due.is_empty() {
-                drop(renewals);
-                for (
-                    id,
-                    Renewal {
-                        core,
-                        key,
-                        token,
-                        lease,
-                        ..
-                    },
-                ) in due
-                {
-                    let outcome = core.renew(&key, &token, lease);
-                    let mut guard = self.renewals.lock();
-                    if let Some(r) = guard.get_mut(&id) {
-                        r.due = Instant::now() + lease / 3;
-                    }
-                    drop(guard);
-                    match outcome {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            tracing::warn!(%key, "cachier: claim lost while computing (cleared or taken over)")
-                        }
-                        Err(error) => {
-                            tracing::warn!(%key, %error, "cachier: could not renew a claim")
-                        }
-                    }
+            for (id, renewal) in renewals.iter_mut() {
+                if renewal.running || renewal.due > now {
+                    continue;
                 }
-                renewals = self.renewals.lock();
-                continue;
+                renewal.running = true;
+                let (id, renewal) = (*id, renewal.clone());
+                let spawned = std::thread::Builder::new()
+                    .name("cachier-renew".into())
+                    .spawn(move || self.renew(id, renewal));
+                if let Err(error) = spawned {
+                    tracing::warn!(%error, "cachier: cannot start a lease renewal");
+                }
             }
-            let next = renewals.values().map(|r| r.due).min();
+            let next = renewals
+                .values()
+                .filter(|r| !r.running)
+                .map(|r| r.due)
+                .min();
             match next {
                 Some(at) => {
                     self.wake.wait_until(&mut renewals, at);
@@ -120,5 +103,97 @@ impl Keeper {
                 None => self.wake.wait(&mut renewals),
             }
         }
+    }
+
+    /// Renews one claim, then schedules its next renewal.
+    fn renew(&self, id: u64, renewal: Renewal) {
+        let Renewal {
+            core,
+            key,
+            token,
+            lease,
+            ..
+        } = renewal;
+        let outcome = core.renew(&key, &token, lease);
+        if let Some(r) = self.renewals.lock().get_mut(&id) {
+            r.due = Instant::now() + lease / 3;
+            r.running = false;
+        }
+        self.wake.notify_one();
+        match outcome {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(%key, "cachier: claim lost while computing (cleared or taken over)")
+            }
+            Err(error) => tracing::warn!(%key, %error, "cachier: could not renew a claim"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::{CacheEntry, Claim, Error};
+
+    /// A store whose renewals take `pause` each, counted.
+    struct Renewing {
+        pause: Duration,
+        renewals: AtomicUsize,
+    }
+
+    impl Core for Renewing {
+        fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {
+            Ok(None)
+        }
+        fn put(&self, _: &Key, _: &[u8], _: Option<&ClaimToken>) -> Result<(), Error> {
+            Ok(())
+        }
+        fn claim(&self, _: &Key, _: Duration) -> Result<Claim, Error> {
+            Ok(Claim::Busy)
+        }
+        fn renew(&self, _: &Key, _: &ClaimToken, _: Duration) -> Result<bool, Error> {
+            std::thread::sleep(self.pause);
+            self.renewals.fetch_add(1, Ordering::SeqCst);
+            Ok(true)
+        }
+        fn release(&self, _: &Key, _: &ClaimToken) -> Result<(), Error> {
+            Ok(())
+        }
+        fn clear_cache(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn clear_being_calculated(&self) -> Result<(), Error> {
+            Ok(())
+        }
+        fn delete_stale_entries(&self, _: Duration) -> Result<u64, Error> {
+            Ok(0)
+        }
+        fn len(&self) -> Result<u64, Error> {
+            Ok(0)
+        }
+    }
+
+    #[test]
+    fn a_hung_store_does_not_delay_other_renewals() {
+        let store = |pause| {
+            Arc::new(Renewing {
+                pause,
+                renewals: AtomicUsize::new(0),
+            })
+        };
+        let (hung, healthy) = (store(Duration::from_secs(3)), store(Duration::ZERO));
+        let key = Key::of(&1u8).unwrap();
+        let lease = Duration::from_millis(150); // renewed every 50 ms
+        let _hung = Heartbeat::start(hung.clone(), key, ClaimToken::new(), lease);
+        let _healthy = Heartbeat::start(healthy.clone(), key, ClaimToken::new(), lease);
+        std::thread::sleep(Duration::from_millis(600));
+        let renewed = healthy.renewals.load(Ordering::SeqCst);
+        assert!(
+            renewed >= 5,
+            "the healthy claim was renewed {renewed} times in 600 ms beside a hung store"
+        );
+        assert_eq!(hung.renewals.load(Ordering::SeqCst), 0, "still hung");
     }
 }
