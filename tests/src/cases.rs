@@ -577,6 +577,58 @@ pub fn claim_after_another_stored_serves_it(spec: &str) {
     assert_eq!(b.call(1), first);
 }
 
+/// A `next_time` refresh keeps its claim while it waits in the background pool's queue: with
+/// every worker busy for longer than the lease, another caller (another instance, as in
+/// another process) that finds the value stale does not start a second refresh.
+pub fn queued_refresh_keeps_its_claim(spec: &str) {
+    let backend = backend_from_spec(spec);
+    let workers = cachier::get_global_params().max_workers.max(1);
+    let blockers = Counter::new();
+    let busy = built(
+        slow_memoize(&unique_name("queued_refresh_busy"), &blockers, MS(1500))
+            .shared_backend(backend.clone())
+            .stale_after(MS(1))
+            .next_time(true),
+    );
+    if !busy.core().needs_heartbeat() {
+        return; // claims that cannot outlive their holder need no renewal (memory, file locks)
+    }
+    let calls = Counter::new();
+    let name = unique_name("queued_refresh");
+    let twin = || {
+        built(
+            slow_memoize(&name, &calls, MS(10))
+                .shared_backend(backend.clone())
+                .stale_after(MS(100))
+                .next_time(true)
+                .lease(MS(300)),
+        )
+    };
+    let (a, b) = (twin(), twin());
+    for x in 0..workers as u64 {
+        busy.precache_value(&x, 0).unwrap();
+    }
+    a.precache_value(&1, 0).unwrap();
+    thread::sleep(MS(150));
+    for x in 0..workers as u64 {
+        assert_eq!(
+            busy.call(x),
+            0,
+            "stale, and a refresh takes a worker for 1.5 s"
+        );
+    }
+    assert_eq!(a.call(1), 0, "stale; its refresh waits for a worker");
+    thread::sleep(MS(700)); // more than two leases
+    assert_eq!(b.call(1), 0, "stale, and a refresh is already claimed");
+    let refreshed = eventually(|| {
+        let v = a.call(1); // fresh for 100 ms once refreshed: polled every 20 ms
+        (v != 0).then_some(v)
+    });
+    assert_eq!(refreshed, 1001);
+    thread::sleep(MS(300)); // a second refresh, if one was started, has run by now
+    assert_eq!(calls.get(), 1, "one refresh");
+}
+
 /// A value the store refuses releases its claim at once: a waiter takes over without waiting
 /// for the lease to lapse, and later callers never stall on a claim nobody holds.
 pub fn refused_put_releases_claim(spec: &str) {
@@ -1019,8 +1071,9 @@ pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::Backend>, size: 
         let calls = calls.clone();
         built(
             cachier::memoize(&name, move |x: u64| {
+                let n = calls.bump();
                 thread::sleep(MS(300));
-                vec![x as u8; size + calls.bump()]
+                vec![x as u8; size + n]
             })
             .shared_backend(backend.clone()),
         )
@@ -1028,7 +1081,7 @@ pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::Backend>, size: 
     let (a, b) = (twin(), twin());
     let started = Instant::now();
     let first = thread::spawn(move || a.call(7).len());
-    thread::sleep(MS(100));
+    eventually(|| (calls.get() == 1).then_some(())); // a computes; b will wait for it
     let second = b.call(7);
     assert_eq!(first.join().unwrap(), size + 1);
     assert_eq!(second.len(), size + 2, "the waiter computed its own value");

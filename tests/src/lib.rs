@@ -263,7 +263,8 @@ macro_rules! conformance_tests {
             delete_stale_entries_directly, garbage_value_is_a_miss, verbose_traces_decisions,
             strict_mode_returns_ok_when_healthy, statistics_count_calls,
             statistics_count_wait_timeouts, listing_namespaces_and_entries,
-            claim_after_another_stored_serves_it, refused_put_releases_claim
+            claim_after_another_stored_serves_it, refused_put_releases_claim,
+            queued_refresh_keeps_its_claim
         );
     };
     (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::call::{compute_claimed, run, Driver, Held};
 use super::flight::{Flight, Landing};
-use super::{compute_claimed, run, Driver, Shared, Want};
+use super::params::Want;
+use super::Shared;
 use crate::{pool, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key};
 
 /// A memoized function. Cheap to clone; share it between threads freely.
@@ -92,7 +94,7 @@ where
     fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_ {
         std::future::ready((self.0.func)(args))
     }
-    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken, want: Want) {
+    fn refresh_in_background(&self, args: A, key: Key, claim: Held, want: Want) {
         let inner = self.0.clone();
         pool::submit(move || {
             let driver = Direct(&inner);

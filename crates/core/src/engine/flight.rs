@@ -7,9 +7,8 @@
 //! others take its result), and spares the store every waiter's polling.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Waker;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
@@ -74,6 +73,7 @@ enum State {
     #[default]
     Flying,
     /// Async followers waiting (blocking ones wait on the condition variable).
+    #[cfg_attr(not(feature = "async"), allow(dead_code))]
     Awaited(Vec<Waker>),
     Landed(Option<Arc<[u8]>>),
 }
@@ -116,11 +116,12 @@ impl Flight {
 
     /// Resolves when the flight lands ([`Landing::TimedOut`] is never returned: the caller
     /// bounds the wait on its runtime's timer).
-    pub(crate) fn landed(&self) -> impl Future<Output = Landing> + Send + '_ {
+    #[cfg(feature = "async")]
+    pub(crate) fn landed(&self) -> impl std::future::Future<Output = Landing> + Send + '_ {
         std::future::poll_fn(move |cx| {
             let mut state = self.state.lock();
             if let Some(landing) = Flight::landing(&state) {
-                return Poll::Ready(landing);
+                return std::task::Poll::Ready(landing);
             }
             match &mut *state {
                 State::Awaited(wakers) => {
@@ -130,7 +131,7 @@ impl Flight {
                 }
                 state => *state = State::Awaited(vec![cx.waker().clone()]),
             }
-            Poll::Pending
+            std::task::Poll::Pending
         })
     }
 }

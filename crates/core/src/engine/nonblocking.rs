@@ -12,8 +12,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::call::{compute_claimed, run, Driver, Held};
 use super::flight::{Flight, Landing};
-use super::{compute_claimed, run, Driver, Kind, Memoize, Shared, ValueCodec, Want};
+use super::params::Want;
+use super::value::ValueCodec;
+use super::{Kind, Memoize, Shared};
 use crate::{
     AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key,
 };
@@ -161,7 +164,7 @@ where
     fn compute(&self, args: A) -> impl Future<Output = R> + Send + '_ {
         (self.0.func)(args)
     }
-    fn refresh_in_background(&self, args: A, key: Key, claim: ClaimToken, want: Want) {
+    fn refresh_in_background(&self, args: A, key: Key, claim: Held, want: Want) {
         let inner = self.0.clone();
         tokio::spawn(async move {
             let driver = Awaiting(&inner);
