@@ -1,6 +1,6 @@
-//! The async path (reference §1.8, §2.3, §8 `test_async_core.py`), with its fixes: async
-//! callers wait for a computation in flight, `next_time` refreshes once per
-//! key, and a cancelled leader releases its claim.
+//! The async path: cachier's async behaviour, with its fixes (async callers wait for a
+//! computation in flight, `next_time` refreshes once per key, and a cancelled leader
+//! releases its claim).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ fn built(builder: Memoize<u64, u64, cachier::Async>) -> AsyncMemoized<u64, u64> 
     builder.build().expect("build")
 }
 
-/// §8 `TestBasicAsyncCaching`: the second await is a hit.
+/// The second await is a hit.
 pub fn async_hit_after_miss(spec: &str) {
     block_on(async {
         let calls = Counter::new();
@@ -59,7 +59,7 @@ pub fn async_hit_after_miss(spec: &str) {
     });
 }
 
-/// §8 `TestCacheControl`: skip and overwrite in async.
+/// `skip_cache` and `overwrite_cache` in async.
 pub fn async_skip_and_overwrite(spec: &str) {
     block_on(async {
         let calls = Counter::new();
@@ -77,7 +77,7 @@ pub fn async_skip_and_overwrite(spec: &str) {
     });
 }
 
-/// §8 `TestStaleCache`, `TestMaxAge`: staleness in async.
+/// `stale_after` and `max_age` in async.
 pub fn async_stale_and_max_age(spec: &str) {
     block_on(async {
         let calls = Counter::new();
@@ -197,7 +197,7 @@ pub fn async_cancelled_leader_releases_claim(spec: &str) {
     });
 }
 
-/// §8 `TestNoneHandling`, `TestAsyncExceptionHandling`: errors are not cached in async.
+/// Errors are not cached in async.
 pub fn async_errors_not_cached(spec: &str) {
     block_on(async {
         let calls = Counter::new();

@@ -1,4 +1,5 @@
-//! The behaviour cases. Each takes a backend spec; reference §8 lines are named in the docs.
+//! The behaviour cases. Each takes a backend spec (see `backend_from_spec`); most port a
+//! behaviour of the Python library, and say which.
 
 use std::sync::{Arc, Barrier};
 use std::thread;
@@ -42,8 +43,7 @@ where
     builder.build().expect("build")
 }
 
-/// §8 smoke `test_*_backend_basic`, `test_memory_core`, `test_pickle_core`: the second
-/// identical call is a hit.
+/// The second identical call is a hit.
 pub fn hit_after_miss(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "hit_after_miss", &calls));
@@ -65,8 +65,7 @@ pub fn different_args_are_different_entries(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_identical_inputs`, `test_list_inputs`: several arguments as a tuple, unhashable
-/// (list) arguments.
+/// Several arguments as a tuple, and list arguments (unhashable in Python), make keys.
 pub fn tuple_and_list_arguments(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -88,7 +87,7 @@ pub fn tuple_and_list_arguments(spec: &str) {
     assert_eq!(calls.get(), 2, "list order is part of the key");
 }
 
-/// §8 `test_diff_functions_same_args`: two functions never share entries.
+/// Two functions called with the same arguments never share entries.
 pub fn functions_do_not_share_entries(spec: &str) {
     let backend = backend_from_spec(spec);
     let plus = built(
@@ -101,7 +100,8 @@ pub fn functions_do_not_share_entries(spec: &str) {
     assert_eq!(plus.call(5), 6);
 }
 
-/// §8 `test_mongo_being_calculated` setup: two functions built with one name share entries.
+/// Two functions built with one name on one store share entries (as one function built in
+/// two processes must).
 pub fn same_name_shares_entries(spec: &str) {
     let name = unique_name("same_name");
     let backend = backend_from_spec(spec);
@@ -130,8 +130,7 @@ pub fn version_invalidates(spec: &str) {
     assert_eq!(v1.call(1), 2);
 }
 
-/// §8 `test_callable_hash_param`, `test_hash_func_default_param`: a key function decides which
-/// calls share an entry.
+/// A key function (cachier's `hash_func`) decides which calls share an entry.
 pub fn custom_key_function(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -152,7 +151,7 @@ pub fn custom_key_function(spec: &str) {
     assert_eq!(f.key(&(3, 1)).unwrap(), f.key(&(3, 2)).unwrap());
 }
 
-/// §8 `test_ignore_cache` / `skip_cache`: the value is computed and not stored.
+/// `skip_cache`: the value is computed and not stored.
 pub fn skip_cache(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "skip_cache", &calls));
@@ -163,7 +162,7 @@ pub fn skip_cache(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_overwrite_cache`: the value is recomputed and stored.
+/// `overwrite_cache`: the value is recomputed and stored.
 pub fn overwrite_cache(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "overwrite_cache", &calls));
@@ -174,7 +173,7 @@ pub fn overwrite_cache(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 smoke `test_clear_cache`.
+/// `clear_cache` empties the store: the next call computes again.
 pub fn clear_cache(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "clear_cache", &calls));
@@ -186,7 +185,7 @@ pub fn clear_cache(spec: &str) {
     assert_eq!(calls.get(), 3);
 }
 
-/// §8 `test_precache_value`.
+/// A precached value is served without computing, until the cache is cleared.
 pub fn precache_value(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "precache", &calls));
@@ -197,7 +196,7 @@ pub fn precache_value(spec: &str) {
     assert_eq!(f.call(2), 2001);
 }
 
-/// §8 `test_stale_after`: hit within `stale_after`, recompute after.
+/// `stale_after`: a hit within it, a recomputation after.
 pub fn stale_after(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "stale_after", &calls).stale_after(MS(600)));
@@ -210,7 +209,7 @@ pub fn stale_after(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 smoke `test_pickle_backend_stale_after`: `stale_after = 0` recomputes every call.
+/// `stale_after = 0` recomputes on every call.
 pub fn stale_after_zero_always_recomputes(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "stale_zero", &calls).stale_after(Duration::ZERO));
@@ -222,8 +221,7 @@ pub fn stale_after_zero_always_recomputes(spec: &str) {
     assert_eq!(calls.get(), 3);
 }
 
-/// §8 `test_stale_after_next_time`: the stale value is returned at once and refreshed in the
-/// background.
+/// `next_time`: the stale value is returned at once and refreshed in the background.
 pub fn next_time_returns_stale_then_refreshes(spec: &str) {
     let calls = Counter::new();
     let f = built(
@@ -242,8 +240,8 @@ pub fn next_time_returns_stale_then_refreshes(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_being_calc_next_time`, §2.2 de-duplication and DESIGN §4.5: concurrent stale
-/// callers all get the stale value, and one refresh runs.
+/// `next_time` with concurrent stale callers: every one gets the stale value at once, and one
+/// refresh runs (see docs/ARCHITECTURE.md, "Single flight").
 pub fn next_time_refreshes_once_and_serves_stale_to_all(spec: &str) {
     let calls = Counter::new();
     let f = built(
@@ -284,8 +282,7 @@ pub fn next_time_refreshes_once_and_serves_stale_to_all(spec: &str) {
     assert_eq!(calls.get(), 2, "one refresh for six stale callers");
 }
 
-/// §8 `test_error_throwing_func`: a failed background refresh keeps the stale value; the next
-/// stale call tries again.
+/// A failed background refresh keeps the stale value; the next stale call tries again.
 pub fn next_time_failed_refresh_keeps_stale(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -315,7 +312,7 @@ pub fn next_time_failed_refresh_keeps_stale(spec: &str) {
     assert_eq!(refreshed, Ok(1003));
 }
 
-/// §8 `test_max_age_stricter_than_stale_after`.
+/// A per-call `max_age` stricter than `stale_after` makes a value stale sooner.
 pub fn max_age_stricter_than_stale_after(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "max_age_stricter", &calls).stale_after(Duration::from_secs(60)));
@@ -329,7 +326,7 @@ pub fn max_age_stricter_than_stale_after(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_max_age_looser_than_stale_after`: the stricter limit wins.
+/// A per-call `max_age` looser than `stale_after` does not extend it: the stricter limit wins.
 pub fn max_age_looser_than_stale_after(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "max_age_looser", &calls).stale_after(MS(200)));
@@ -342,7 +339,8 @@ pub fn max_age_looser_than_stale_after(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_call_with_max_age`, `test_max_age_zero`, `test_max_age_none_defaults_to_stale_after`.
+/// `max_age` without `stale_after`: no `max_age` means `stale_after` (here never) applies; a
+/// `max_age` limits this call alone; zero accepts no stored value.
 pub fn max_age_alone(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "max_age_alone", &calls));
@@ -359,7 +357,7 @@ pub fn max_age_alone(spec: &str) {
     assert_eq!(calls.get(), 3);
 }
 
-/// §8 `test_negative_max_age_triggers_recalc`.
+/// `always_stale` (cachier's negative `max_age`) recomputes once; the next plain call is a hit.
 pub fn always_stale_recomputes(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "always_stale", &calls));
@@ -370,7 +368,7 @@ pub fn always_stale_recomputes(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_max_age_with_next_time`.
+/// A value stale by `max_age` alone, with `next_time`: served stale, refreshed in the background.
 pub fn max_age_with_next_time(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "max_age_next_time", &calls).next_time(true));
@@ -398,7 +396,7 @@ fn none_fn(spec: &str, case: &str, calls: &Counter, pause: Duration) -> Memoize<
     .shared_backend(backend_from_spec(spec))
 }
 
-/// §8 `test_none_not_cached_by_default`.
+/// A `None` result is not served without `allow_none`: every call computes.
 pub fn none_not_served_by_default(spec: &str) {
     let calls = Counter::new();
     let f = built(none_fn(spec, "none_default", &calls, Duration::ZERO));
@@ -407,7 +405,7 @@ pub fn none_not_served_by_default(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_allow_caching_none`, smoke `test_allow_none`.
+/// With `allow_none`, a stored `None` is a hit.
 pub fn allow_none_serves_none(spec: &str) {
     let calls = Counter::new();
     let f = built(none_fn(spec, "allow_none", &calls, Duration::ZERO).allow_none(true));
@@ -416,7 +414,7 @@ pub fn allow_none_serves_none(spec: &str) {
     assert_eq!(calls.get(), 1);
 }
 
-/// §8 `test_allow_none_default_param`: a stored `None` is served to a call that allows it.
+/// A stored `None` is served to a call that allows it, not to one that does not.
 pub fn per_call_allow_none(spec: &str) {
     let calls = Counter::new();
     let f = built(none_fn(spec, "per_call_allow_none", &calls, Duration::ZERO).allow_none(false));
@@ -427,8 +425,8 @@ pub fn per_call_allow_none(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// DESIGN §4.4 (cachier §2.6 bug): with `allow_none`, a caller arriving during the first
-/// computation gets the real value, never the placeholder.
+/// With `allow_none`, a caller arriving during the first computation gets the real value, never
+/// the placeholder (cachier serves it as a `None`).
 pub fn placeholder_never_served(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -451,8 +449,8 @@ pub fn placeholder_never_served(spec: &str) {
     assert_eq!(calls.get(), 1);
 }
 
-/// §8 `test_raise_exception`, reference §6: an `Err` is returned every time, never cached, and
-/// the claim is released.
+/// An `Err` (cachier: an exception) is returned every time, never cached, and the claim is
+/// released.
 pub fn errors_are_not_cached(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -508,7 +506,7 @@ pub fn panic_releases_claim(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// DESIGN §4.1: of eight threads missing one key at once, exactly one computes.
+/// Of eight threads missing one key at once, exactly one computes.
 pub fn concurrent_misses_compute_once(spec: &str) {
     let calls = Counter::new();
     let f = built(slow(spec, "single_flight", &calls, MS(300)));
@@ -528,8 +526,8 @@ pub fn concurrent_misses_compute_once(spec: &str) {
     assert_eq!(calls.get(), 1);
 }
 
-/// §8 `test_*_being_calculated`, DESIGN §4.3: a caller arriving during a computation waits for
-/// it and wakes promptly when the value lands.
+/// A caller arriving during a computation waits for it and wakes promptly when the value
+/// lands.
 pub fn waiter_gets_in_flight_value_promptly(spec: &str) {
     let calls = Counter::new();
     let f = built(slow(spec, "waiter", &calls, MS(600)));
@@ -659,7 +657,8 @@ pub fn refused_put_releases_claim(spec: &str) {
     assert_eq!(calls.get(), 3);
 }
 
-/// §8 `test_wait_for_calc_timeout_ok`: within the timeout, one computation.
+/// `wait_for_calc_timeout`: a computation that ends within the timeout is waited for (one
+/// computation).
 pub fn wait_for_calc_timeout_ok(spec: &str) {
     let calls = Counter::new();
     let f = built(
@@ -674,7 +673,7 @@ pub fn wait_for_calc_timeout_ok(spec: &str) {
     assert_eq!(calls.get(), 1);
 }
 
-/// §8 `test_wait_for_calc_timeout_slow`: past the timeout the waiter computes itself.
+/// `wait_for_calc_timeout`: past the timeout the waiter computes itself.
 pub fn wait_for_calc_timeout_slow(spec: &str) {
     let calls = Counter::new();
     let f = built(slow(spec, "timeout_slow", &calls, MS(1500)).wait_for_calc_timeout(MS(300)));
@@ -692,8 +691,7 @@ pub fn wait_for_calc_timeout_slow(spec: &str) {
     assert!([first, second].contains(&f.call(1)));
 }
 
-/// §8 memory `test_clear_being_calculated`: clearing the mark mid-computation lets the next
-/// caller compute its own value.
+/// Clearing the claim mid-computation lets the next caller compute its own value.
 pub fn clear_being_calculated_lets_next_caller_compute(spec: &str) {
     let calls = Counter::new();
     let f = built(slow(spec, "clear_being_calculated", &calls, MS(800)));
@@ -709,7 +707,7 @@ pub fn clear_being_calculated_lets_next_caller_compute(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_clear_being_calculated_with_empty_cache`.
+/// `clear_being_calculated` on an empty cache is harmless.
 pub fn clear_being_calculated_empty(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "clear_being_calculated_empty", &calls));
@@ -727,7 +725,7 @@ fn text_fn(spec: &str, case: &str, calls: &Counter) -> Memoize<u64, String> {
     .shared_backend(backend_from_spec(spec))
 }
 
-/// §8 `test_entry_size_limit_not_cached`: a value over the limit is returned, not stored.
+/// A value over `entry_size_limit` is returned, not stored.
 pub fn entry_size_limit_not_cached(spec: &str) {
     let calls = Counter::new();
     let f = built(text_fn(spec, "size_limit_over", &calls).entry_size_limit("10B"));
@@ -736,7 +734,7 @@ pub fn entry_size_limit_not_cached(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// §8 `test_entry_size_limit_cached`.
+/// A value within `entry_size_limit` is stored.
 pub fn entry_size_limit_cached(spec: &str) {
     let calls = Counter::new();
     let f = built(text_fn(spec, "size_limit_under", &calls).entry_size_limit("1KB"));
@@ -745,8 +743,7 @@ pub fn entry_size_limit_cached(spec: &str) {
     assert_eq!(calls.get(), 1);
 }
 
-/// §8 `test_parse_bytes_invalid_format`: a bad size is a configuration error naming the
-/// parameter.
+/// A size text that does not parse is a configuration error naming the parameter.
 pub fn invalid_entry_size_limit(spec: &str) {
     let calls = Counter::new();
     let err = text_fn(spec, "size_limit_bad", &calls)
@@ -762,7 +759,7 @@ pub fn invalid_entry_size_limit(spec: &str) {
     }
 }
 
-/// §8 `test_cleanup_stale_entries`: stale entries are deleted in the background.
+/// `cleanup_stale`: stale entries are deleted in the background.
 pub fn cleanup_stale_deletes_old_entries(spec: &str) {
     let calls = Counter::new();
     let f = built(
@@ -779,8 +776,7 @@ pub fn cleanup_stale_deletes_old_entries(spec: &str) {
     eventually(|| (f.core().len().unwrap() == 1).then_some(()));
 }
 
-/// §8 `test_cleanup_interval_skips_submit_when_not_elapsed`: one cleanup per interval. The
-/// first call's cleanup is seen deleting an old entry; a second old entry then survives a
+/// `cleanup_interval`: one cleanup per interval. The first call's cleanup is seen deleting an old entry; a second old entry then survives a
 /// call within the interval.
 pub fn cleanup_interval_limits_runs(spec: &str) {
     let calls = Counter::new();
@@ -803,7 +799,7 @@ pub fn cleanup_interval_limits_runs(spec: &str) {
     assert!(stored(2));
 }
 
-/// §8 `test_delete_stale_entries*`: only entries older than the limit go.
+/// `delete_stale_entries`: only entries older than the limit go.
 pub fn delete_stale_entries_directly(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "delete_stale", &calls));
@@ -818,8 +814,7 @@ pub fn delete_stale_entries_directly(spec: &str) {
     assert_eq!(f.core().len().unwrap(), 0);
 }
 
-/// Reference §6 "corrupt value": bytes that do not decode are a miss, recomputed and
-/// overwritten, never a panic.
+/// Stored bytes that do not decode are a miss, recomputed and overwritten, never a panic.
 pub fn garbage_value_is_a_miss(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "garbage", &calls));
@@ -830,7 +825,7 @@ pub fn garbage_value_is_a_miss(spec: &str) {
     assert_eq!(calls.get(), 1, "the recomputed value overwrote the garbage");
 }
 
-/// §8 `test_*verbose*`: a verbose call traces its decisions through `tracing`.
+/// A verbose call traces its decisions through `tracing`.
 pub fn verbose_traces_decisions(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "verbose", &calls));
@@ -860,8 +855,8 @@ pub fn strict_mode_returns_ok_when_healthy(spec: &str) {
     assert_eq!(f.backend_error_count(), 0);
 }
 
-/// §8 `test_metrics.py` (hit/miss tracking, stale hits, recalculations, size-limit
-/// rejections, latency) through `stats()`.
+/// `stats()` counts hits, misses, stale hits, recalculations and size-limit rejections, and
+/// records latencies.
 pub fn statistics_count_calls(spec: &str) {
     let calls = Counter::new();
     let f = built(numbered(spec, "stats", &calls).stale_after(MS(300)));
@@ -895,7 +890,7 @@ pub fn statistics_count_calls(spec: &str) {
     assert_eq!(f.stats().backend_errors, 0);
 }
 
-/// §8 `test_metrics_wait_timeout_direct`: a wait that runs out is counted.
+/// A wait that runs out is counted.
 pub fn statistics_count_wait_timeouts(spec: &str) {
     let calls = Counter::new();
     let f = built(slow(spec, "stats_wait", &calls, MS(800)).wait_for_calc_timeout(MS(200)));

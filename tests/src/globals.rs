@@ -1,5 +1,5 @@
-//! Cases that change the global settings (reference §4, §8 `test_defaults.py`,
-//! `test_caching_regression.py`). Each runs under [`lock`] and restores the defaults.
+//! Cases that change the global settings: which are read on every call and which when a
+//! function is built. Each runs under [`lock`] and restores the defaults.
 
 use std::thread;
 use std::time::Duration;
@@ -31,7 +31,8 @@ impl Drop for GlobalsGuard {
     }
 }
 
-/// §8 `test_global_disable`, `test_disable_caching_after_decorator_definition`.
+/// `disable_caching` after a function is built: nothing is read or written until
+/// `enable_caching`, and then the old entry is served again.
 pub fn disable_and_enable_caching(spec: &str) {
     let calls = Counter::new();
     let f = numbered(spec, "global_disable", &calls).build().unwrap();
@@ -49,7 +50,7 @@ pub fn disable_and_enable_caching(spec: &str) {
     assert_eq!(f.call(1), cached, "the old cached value is back");
 }
 
-/// §8 `test_enable_caching_after_decorator_definition` (#254).
+/// A function built while caching is disabled starts caching once it is enabled.
 pub fn enable_caching_after_build(spec: &str) {
     cachier::disable_caching();
     let calls = Counter::new();
@@ -65,7 +66,7 @@ pub fn enable_caching_after_build(spec: &str) {
     assert_eq!(calls.get(), 3);
 }
 
-/// §8 `test_stale_after_applies_dynamically`.
+/// A global `stale_after` set after a function is built applies to its next call.
 pub fn stale_after_applies_dynamically(spec: &str) {
     let calls = Counter::new();
     let f = numbered(spec, "global_stale_after", &calls)
@@ -78,7 +79,7 @@ pub fn stale_after_applies_dynamically(spec: &str) {
     assert_ne!(f.call(1), first, "the global set after build applies");
 }
 
-/// §8 `test_next_time_applies_dynamically`.
+/// A global `next_time` set after a function is built applies to its next call.
 pub fn next_time_applies_dynamically(spec: &str) {
     let calls = Counter::new();
     let f = numbered(spec, "global_next_time", &calls)
@@ -92,7 +93,7 @@ pub fn next_time_applies_dynamically(spec: &str) {
     eventually(|| (f.call(1) != first).then_some(()));
 }
 
-/// §8 `test_allow_none_default_param`.
+/// A global `allow_none` set after a function is built applies; a per-call value wins over it.
 pub fn allow_none_applies_dynamically(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -113,7 +114,7 @@ pub fn allow_none_applies_dynamically(spec: &str) {
     assert_eq!(calls.get(), 3, "a per-call value wins over the global");
 }
 
-/// §8 `test_wait_for_calc_applies_dynamically`.
+/// A global `wait_for_calc_timeout` set after a function is built bounds its waits.
 pub fn wait_for_calc_timeout_applies_dynamically(spec: &str) {
     let calls = Counter::new();
     let c = calls.clone();
@@ -139,8 +140,8 @@ pub fn wait_for_calc_timeout_applies_dynamically(spec: &str) {
     assert_eq!(calls.get(), 2);
 }
 
-/// Reference §4: `entry_size_limit` is read when the function is built; invalid globals are
-/// rejected with the parameter's name.
+/// `entry_size_limit` is read when the function is built; invalid globals are rejected with
+/// the parameter's name.
 pub fn entry_size_limit_is_read_at_build(spec: &str) {
     let err = cachier::set_global_params(ParamsUpdate::new().entry_size_limit("10XB")).unwrap_err();
     assert!(err.to_string().contains("entry_size_limit"), "{err}");

@@ -238,7 +238,7 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// §8 `test_separate_processes`: a value computed by one process is a hit in another.
+/// A value computed by one process is a hit in another.
 pub fn value_from_one_process_is_a_hit_in_another(spec: &str, worker: &str) {
     let dir = fresh_dir("mp_hit");
     let count_file = dir.join("calls");
@@ -271,7 +271,7 @@ pub fn value_from_one_process_is_a_hit_in_another(spec: &str, worker: &str) {
     assert_eq!(lines(&count_file).len(), 1, "computed once, by the child");
 }
 
-/// DESIGN §4.1: eight processes of four threads miss one key at once; exactly one computes.
+/// Eight processes of four threads miss one key at once; exactly one computes.
 pub fn processes_compute_once(spec: &str, worker: &str) {
     compute_once_across_processes(spec, worker, "call");
 }
@@ -325,8 +325,8 @@ fn compute_once_across_processes(spec: &str, worker: &str, mode: &str) {
     );
 }
 
-/// DESIGN §4.2: `kill -9` of the computing process; a waiter takes over within the lease, with
-/// no manual `clear_being_calculated()`.
+/// `kill -9` of the computing process: a waiter takes over within the lease, with no manual
+/// `clear_being_calculated()`.
 pub fn killed_computation_is_taken_over(spec: &str, worker: &str) {
     let dir = fresh_dir("mp_kill");
     let count_file = dir.join("calls");

@@ -1,5 +1,5 @@
 //! The conformance suite against the file backend, in both modes, and its own cases
-//! (reference §8 pickle tests).
+//! (directory, names, damaged files, listing, entries deleted by hand).
 #![cfg(feature = "file")]
 
 use std::fs;
@@ -77,8 +77,7 @@ fn listing(dir: &Path) -> Vec<String> {
     names
 }
 
-/// §8 `test_cache_dpath_pickle`, `test_pickle_core_custom_cache_dir`: `cache_dpath()` is the
-/// cache directory, in both modes.
+/// `cache_dpath()` is the cache directory, in both modes; it is created on first use.
 #[test]
 fn cache_dpath_is_the_cache_directory() {
     for separate in [false, true] {
@@ -130,8 +129,8 @@ fn default_backend_is_the_file_backend() {
     }
 }
 
-/// §8 separate_files clearing, seed example "selective clearing": entries are files that can
-/// be listed and deleted one by one by hand.
+/// With `separate_files`, entries are files that can be listed and deleted one by one by hand
+/// (the `selective_clearing` example).
 #[test]
 fn separate_files_can_be_listed_and_removed_by_hand() {
     let dir = fresh_dir("file-by-hand").join("cache");
@@ -219,8 +218,8 @@ fn files_are_private() {
     }
 }
 
-/// Reference §6 "corrupt cache file": a garbage store file is a miss with a warning, moved
-/// aside and rewritten; never a panic, never an error to the caller.
+/// A garbage store file is a miss with a warning, moved aside and rewritten; never a panic,
+/// never an error to the caller.
 #[test]
 fn garbage_store_file_is_a_miss_and_rewritten() {
     let dir = fresh_dir("file-garbage-store").join("cache");

@@ -193,9 +193,10 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
 /// One function's cache in one store. Values cross it as bytes; times are UTC.
 ///
-/// Claims implement DESIGN §4's fixes: [`Core::claim`] is atomic (of many callers that miss a
-/// key at once exactly one gets [`Claim::Claimed`]), and a claim is a lease that lapses when
-/// its holder stops renewing it (or, on the file backend, when its process dies).
+/// [`Core::claim`] is atomic (of many callers that miss a key at once exactly one gets
+/// [`Claim::Claimed`]), and a claim is a lease that lapses when its holder stops renewing it
+/// (or, on the file backend, when its process dies). `docs/ARCHITECTURE.md` describes the
+/// whole contract and the claim protocol.
 pub trait Core: Send + Sync {
     /// The entry under `key`, if any.
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error>;

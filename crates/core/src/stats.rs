@@ -1,4 +1,4 @@
-//! Per-function statistics (cachier 4.3's metrics, reference §7b), always on and cheap: a hit
+//! Per-function statistics (what cachier 4.3 calls metrics), always on and cheap: a hit
 //! costs one relaxed atomic increment; latencies go into fixed log-scale histograms (every
 //! computing call, and one hit in [`HIT_LATENCY_SAMPLING`]).
 
