@@ -18,22 +18,61 @@
 //! | `cachier_uncached_total` | counter | computations run without the store (it failed) |
 //! | `cachier_cache_hit_rate` | gauge | hits / (hits + misses) |
 //! | `cachier_latency_seconds{path, quantile}` | gauge | p50/p90/p99 of hit and compute latency |
-//! | `cachier_entry_count` | gauge | stored entries |
-//! | `cachier_cache_size_bytes` | gauge | stored (encoded) bytes |
+//! | `cachier_entry_count` | gauge | stored entries (read at most every [`SIZE_REFRESH`]) |
+//! | `cachier_cache_size_bytes` | gauge | stored (encoded) bytes (likewise) |
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use cachier_core::{all_stats, LatencySnapshot};
 use metrics::{counter, gauge, Label};
 
+/// How often [`publish`] reads a store's entry count and size: listing a store is a full scan
+/// (every key of a Redis namespace, every row of a function), too costly for every scrape.
+pub const SIZE_REFRESH: Duration = Duration::from_secs(60);
+
+/// A store's entry count and size as last read, by the address of its `Core`.
+struct Size {
+    read: Instant,
+    entries: u64,
+    bytes: u64,
+}
+
+static SIZES: LazyLock<Mutex<HashMap<usize, Size>>> = LazyLock::new(Default::default);
+
+/// The entry count and size of `core`, read again only when the last reading is older than
+/// [`SIZE_REFRESH`]; `None` for stores that cannot list.
+fn size_of(core: &Arc<dyn crate::Core>, sizes: &mut HashMap<usize, Size>) -> Option<(u64, u64)> {
+    let id = Arc::as_ptr(core) as *const () as usize;
+    if let Some(size) = sizes.get(&id).filter(|s| s.read.elapsed() < SIZE_REFRESH) {
+        return Some((size.entries, size.bytes));
+    }
+    let entries = core.entries().ok()?;
+    let size = Size {
+        read: Instant::now(),
+        entries: entries.len() as u64,
+        bytes: entries.iter().map(|e| e.size).sum(),
+    };
+    let reading = (size.entries, size.bytes);
+    sizes.insert(id, size);
+    Some(reading)
+}
+
 /// Copies every live memoized function's statistics into the installed `metrics` recorder.
-/// Entry counts and sizes are read from the stores ([`Core::entries`](crate::Core::entries));
-/// stores that cannot list are skipped.
+/// Entry counts and sizes are read from the stores ([`Core::entries`](crate::Core::entries))
+/// at most every [`SIZE_REFRESH`]; stores that cannot list are skipped.
 pub fn publish() {
-    for f in all_stats() {
+    let functions = all_stats();
+    let mut sizes = SIZES.lock().unwrap_or_else(PoisonError::into_inner);
+    let live: Vec<usize> = functions
+        .iter()
+        .map(|f| Arc::as_ptr(&f.core) as *const () as usize)
+        .collect();
+    sizes.retain(|id, _| live.contains(id));
+    for f in functions {
         let labels = vec![
             Label::new("function", f.namespace.to_string()),
             Label::new("backend", f.backend),
@@ -58,9 +97,8 @@ pub fn publish() {
         gauge!("cachier_cache_hit_rate", labels.clone()).set(s.hit_rate);
         publish_latency(&labels, "hit", &s.hit_latency);
         publish_latency(&labels, "compute", &s.compute_latency);
-        if let Ok(entries) = f.core.entries() {
-            gauge!("cachier_entry_count", labels.clone()).set(entries.len() as f64);
-            let bytes: u64 = entries.iter().map(|e| e.size).sum();
+        if let Some((entries, bytes)) = size_of(&f.core, &mut sizes) {
+            gauge!("cachier_entry_count", labels.clone()).set(entries as f64);
             gauge!("cachier_cache_size_bytes", labels.clone()).set(bytes as f64);
         }
     }
@@ -209,5 +247,86 @@ impl Drop for PrometheusServer {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace};
+
+    /// The memory backend, counting how often its stores are listed.
+    #[derive(Debug, Clone, Default)]
+    struct Counted {
+        inner: crate::MemoryBackend,
+        listings: Arc<AtomicUsize>,
+    }
+
+    struct CountedCore {
+        inner: Arc<dyn Core>,
+        listings: Arc<AtomicUsize>,
+    }
+
+    impl crate::Backend for Counted {
+        fn name(&self) -> &'static str {
+            "counted"
+        }
+        fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
+            Ok(Arc::new(CountedCore {
+                inner: self.inner.core(namespace)?,
+                listings: self.listings.clone(),
+            }))
+        }
+    }
+
+    impl Core for CountedCore {
+        fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+            self.inner.get(key)
+        }
+        fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+            self.inner.put(key, value, claim)
+        }
+        fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+            self.inner.claim(key, lease)
+        }
+        fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+            self.inner.release(key, claim)
+        }
+        fn clear_cache(&self) -> Result<(), Error> {
+            self.inner.clear_cache()
+        }
+        fn clear_being_calculated(&self) -> Result<(), Error> {
+            self.inner.clear_being_calculated()
+        }
+        fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+            self.inner.delete_stale_entries(older_than)
+        }
+        fn len(&self) -> Result<u64, Error> {
+            self.inner.len()
+        }
+        fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+            self.listings.fetch_add(1, Ordering::SeqCst);
+            self.inner.entries()
+        }
+    }
+
+    #[test]
+    fn publishing_does_not_list_every_store_each_time() {
+        let backend = Counted::default();
+        let f = crate::memoize("metrics::tests::listed", |x: u64| x)
+            .backend(backend.clone())
+            .build()
+            .unwrap();
+        f.call(1);
+        for _ in 0..5 {
+            publish();
+        }
+        assert_eq!(
+            backend.listings.load(Ordering::SeqCst),
+            1,
+            "five scrapes within {SIZE_REFRESH:?} list the store once"
+        );
     }
 }
