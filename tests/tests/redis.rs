@@ -488,7 +488,8 @@ fn hung_server_times_out() {
         took >= MS(250) && took < MS(1500),
         "the response timeout ended the wait: {took:?}"
     );
-    assert!(f.try_call(1).is_err());
+    let error = f.try_call(1).unwrap_err();
+    assert_eq!(error.kind(), cachier::ErrorKind::Timeout, "{error}");
     server.signal(libc::SIGCONT);
     let value = eventually(|| f.try_call(3).ok());
     assert_eq!(
@@ -714,4 +715,18 @@ fn oversized_value_releases_claim() {
         std::sync::Arc::new(backend),
         4 << 20,
     );
+}
+
+/// A refused connection is an unavailable store, and the error can be handed on (cloned)
+/// whole.
+#[test]
+fn refused_connection_is_unavailable() {
+    let backend = RedisBackend::from_url("redis://127.0.0.1:1/0").unwrap();
+    let calls = Counter::new();
+    let f = numbered(&backend, &unique_name("refused"), &calls);
+    let error = f.try_call(1).unwrap_err();
+    assert_eq!(error.kind(), cachier::ErrorKind::Unavailable, "{error}");
+    let copy = error.clone();
+    assert_eq!(copy.to_string(), error.to_string());
+    assert_eq!(copy.kind(), error.kind());
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use cachier_core::{BoxError, Error};
+use cachier_core::{BoxError, Error, ErrorKind};
 use parking_lot::Mutex;
 use redis::{Client, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult};
 
@@ -218,7 +218,7 @@ impl Pool {
                 if !broken(&error) {
                     self.check_in(con);
                 }
-                Err(Error::backend("redis", operation, error))
+                Err(failed(operation, error))
             }
         }
     }
@@ -313,7 +313,11 @@ impl Pool {
                         cachier_core::chain_message(&*error),
                     ));
                 }
-                Err(Error::backend("redis", operation, error))
+                let kind = match error.downcast_ref::<RedisError>() {
+                    Some(redis) if redis.is_timeout() => ErrorKind::Timeout,
+                    _ => ErrorKind::Unavailable,
+                };
+                Err(Error::backend_of_kind(kind, "redis", operation, error))
             }
         }
     }
@@ -355,7 +359,7 @@ impl Pool {
             if broken(&error) {
                 self.forget(runtime);
             }
-            Error::backend("redis", operation, error)
+            failed(operation, error)
         })
     }
 
@@ -432,4 +436,14 @@ fn install_crypto_provider() {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
     });
+}
+
+/// The error of a failed `operation`: a timeout when the server did not answer in time.
+pub(crate) fn failed(operation: &'static str, error: RedisError) -> Error {
+    let kind = if error.is_timeout() {
+        ErrorKind::Timeout
+    } else {
+        ErrorKind::Unavailable
+    };
+    Error::backend_of_kind(kind, "redis", operation, error)
 }

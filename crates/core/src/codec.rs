@@ -18,22 +18,19 @@ const HEADER_LEN: usize = 2;
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, Error> {
     let flags = if is_none(value) { FLAG_NONE } else { 0 };
     let out = vec![VALUE_FORMAT_VERSION, flags];
-    postcard::to_extend(value, out).map_err(|e| Error::Encode {
-        what: "value",
-        message: e.to_string(),
-    })
+    postcard::to_extend(value, out).map_err(|e| Error::encode("value", e))
 }
 
 /// Decodes an envelope written by [`encode`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     let payload = payload(bytes)?;
-    let (value, rest) = postcard::take_from_bytes(payload).map_err(|e| Error::Decode {
-        message: e.to_string(),
-    })?;
+    let (value, rest) = postcard::take_from_bytes(payload)
+        .map_err(|e| Error::decode(e.to_string(), Some(Box::new(e))))?;
     if !rest.is_empty() {
-        return Err(Error::Decode {
-            message: format!("{} trailing bytes", rest.len()),
-        });
+        return Err(Error::decode(
+            format_args!("{} trailing bytes", rest.len()),
+            None,
+        ));
     }
     Ok(value)
 }
@@ -46,14 +43,13 @@ pub fn encodes_none(bytes: &[u8]) -> bool {
 fn payload(bytes: &[u8]) -> Result<&[u8], Error> {
     match bytes {
         [VALUE_FORMAT_VERSION, _, payload @ ..] => Ok(payload),
-        [] | [_] => Err(Error::Decode {
-            message: "truncated value".into(),
-        }),
-        [version, ..] => Err(Error::Decode {
-            message: format!(
+        [] | [_] => Err(Error::decode("truncated value", None)),
+        [version, ..] => Err(Error::decode(
+            format_args!(
                 "unknown value format version {version} (this build reads {VALUE_FORMAT_VERSION})"
             ),
-        }),
+            None,
+        )),
     }
 }
 

@@ -92,10 +92,7 @@ impl std::hash::Hasher for KeyHasher {
 pub type KeyHasherBuilder = std::hash::BuildHasherDefault<KeyHasher>;
 
 fn encode_error(e: &postcard::Error) -> Error {
-    Error::Encode {
-        what: "arguments",
-        message: e.to_string(),
-    }
+    Error::encode("arguments", e.clone())
 }
 
 impl fmt::Display for Key {

@@ -14,7 +14,8 @@ pub mod stats;
 
 pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo};
 pub use cachier_settings::{
-    chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error, Result,
+    chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
+    ErrorKind, Result, SharedError,
 };
 pub use engine::{
     memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize, Memoized,

@@ -10,8 +10,8 @@ pub use cachier_core::{
 pub use cachier_settings::{
     chain_message, default_cache_dir, disable_caching, enable_caching, get_global_params,
     parse_bytes, parse_duration, redact_message, redact_url, reset_global_params,
-    set_global_params, BackendSpec, BoxError, Error, ParamsUpdate, Result, Settings, SizeSpec,
-    BACKEND_URL_ENV,
+    set_global_params, BackendSpec, BoxError, Error, ErrorKind, ParamsUpdate, Result, Settings,
+    SharedError, SizeSpec, BACKEND_URL_ENV,
 };
 
 #[cfg(feature = "memory")]
@@ -207,7 +207,7 @@ pub mod __private {
                     }
                     Error::config("cachier", message)
                 }),
-                Err(error) => Err(copy_error(error)),
+                Err(error) => Err(error.clone()),
             }
         }
     }
@@ -230,18 +230,6 @@ pub mod __private {
                 "name",
                 format!("two #[cachier] functions are both named {name:?} (same-named functions in blocks of one module); give one of them `name = \"...\"`"),
             )),
-        }
-    }
-
-    fn copy_error(error: &Error) -> Error {
-        match error {
-            Error::Config { param, message } => Error::config(param, message),
-            Error::Backend {
-                backend,
-                operation,
-                source,
-            } => Error::backend(backend, operation, crate::chain_message(&**source)),
-            other => Error::config("cachier", other),
         }
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use parking_lot::RwLock;
 
-pub use error::{chain_message, BoxError, Error, Result};
+pub use error::{chain_message, BoxError, Error, ErrorKind, Result, SharedError};
 pub use redact::{redact_message, redact_url};
 pub use size::{parse_bytes, parse_duration, SizeSpec};
 
