@@ -730,3 +730,23 @@ fn refused_connection_is_unavailable() {
     assert_eq!(copy.to_string(), error.to_string());
     assert_eq!(copy.kind(), error.kind());
 }
+
+/// Scripts flushed from the server (a restart, `SCRIPT FLUSH`): a miss, whose claim and read
+/// go in one pipeline, loads the claim script again and computes once.
+#[test]
+fn flushed_scripts_are_loaded_again() {
+    if !PrivateRedis::available("flushed_scripts_are_loaded_again") {
+        return;
+    }
+    let server = PrivateRedis::start("redis-script-flush", &[]);
+    let backend = RedisBackend::from_url(&server.url()).unwrap();
+    let calls = Counter::new();
+    let f = numbered(&backend, &unique_name("script_flush"), &calls);
+    assert_eq!(f.try_call(1).unwrap(), 1001);
+    let mut con = raw(&server.url());
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut con).unwrap();
+    assert_eq!(f.try_call(2).unwrap(), 2002, "computed and stored");
+    assert_eq!(f.try_call(2).unwrap(), 2002, "a hit");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(f.backend_error_count(), 0);
+}

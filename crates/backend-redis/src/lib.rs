@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cachier_core::{
-    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
+    claim_then_get, Backend, CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Error,
+    Key, Namespace,
 };
 use redis::{RedisResult, Value};
 
@@ -627,6 +628,26 @@ impl RedisCore {
         Request::Script(invocation)
     }
 
+    /// The claim script and the entry's read, pipelined: one round trip for a miss's claim
+    /// and the re-read after it. The server runs them in order; a write landing between them
+    /// only makes the read newer.
+    fn claim_and_get_request<'a>(
+        &self,
+        entry_key: &str,
+        token: &ClaimToken,
+        lease: Duration,
+    ) -> Request<'a> {
+        let Request::Script(claim) = self.claim_request(entry_key, token, lease) else {
+            unreachable!("a claim is a script")
+        };
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&claim)
+            .cmd("HGETALL")
+            .arg(entry_key)
+            .cmd("TIME");
+        Request::Pipe(pipe)
+    }
+
     fn release_request<'a>(&self, entry_key: &str, claim: &ClaimToken) -> Request<'a> {
         let mut invocation = scripts::RELEASE.prepare_invoke();
         invocation.key(entry_key).arg(claim.as_str());
@@ -677,6 +698,27 @@ fn decode_get(
 }
 
 /// The answer to [`RedisCore::claim_request`]'s script.
+/// Turns the reply to [`RedisCore::claim_and_get_request`] into the claim and, when claimed,
+/// the entry as read just after it.
+fn claimed_and_read(entry_key: &str, reply: (i64, Value, Value), token: ClaimToken) -> ClaimAndGet {
+    let (answer, hash, time) = reply;
+    let claim = claimed(answer, token);
+    let entry = match claim {
+        Claim::Claimed(_) => decode_get(entry_key, Ok((hash, time))),
+        Claim::Busy => Ok(None),
+    };
+    ClaimAndGet { claim, entry }
+}
+
+/// Whether `error` says the server does not have a script loaded (after a restart or a
+/// `SCRIPT FLUSH`): sending it once as a script invocation loads it again.
+fn no_script(error: &Error) -> bool {
+    matches!(error, Error::Backend { source, .. }
+    if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+        e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+    }))
+}
+
 fn claimed(reply: i64, token: ClaimToken) -> Claim {
     if reply == 1 {
         Claim::Claimed(token)
@@ -749,6 +791,18 @@ impl Core for RedisCore {
         let request = self.claim_request(&self.entry_key(key), &token, lease);
         let reply = self.shared.pool.run("claim", |con| request.send(con))?;
         Ok(claimed(reply, token))
+    }
+
+    fn claim_and_get(&self, key: &Key, lease: Duration) -> Result<ClaimAndGet, Error> {
+        let entry_key = self.entry_key(key);
+        let token = ClaimToken::new();
+        let request = self.claim_and_get_request(&entry_key, &token, lease);
+        match self.shared.pool.run("claim", |con| request.send(con)) {
+            Ok(reply) => Ok(claimed_and_read(&entry_key, reply, token)),
+            // Nothing was claimed: claim as a script invocation (which loads it), then read.
+            Err(error) if no_script(&error) => claim_then_get(self, key, lease),
+            Err(error) => Err(error),
+        }
     }
 
     fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {

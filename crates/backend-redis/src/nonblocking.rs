@@ -4,10 +4,15 @@
 use std::fmt;
 use std::time::Duration;
 
-use cachier_core::{AsyncCore, BoxFuture, CacheEntry, Claim, ClaimToken, Error, Key};
+use cachier_core::{
+    claim_then_get_async, AsyncCore, BoxFuture, CacheEntry, Claim, ClaimAndGet, ClaimToken, Error,
+    Key,
+};
 use redis::Value;
 
-use crate::{claimed, decode_get, duration_us, scan_step, RedisCore, Sweep};
+use crate::{
+    claimed, claimed_and_read, decode_get, duration_us, no_script, scan_step, RedisCore, Sweep,
+};
 
 /// One function's entries on the server, for async memoized functions (what
 /// [`RedisBackend::async_core`](cachier_core::Backend::async_core) returns).
@@ -97,6 +102,24 @@ impl AsyncCore for RedisAsyncCore {
                 .claim_request(&self.core.entry_key(key), &token, lease);
             let reply = self.core.shared.pool.run_async("claim", &request).await?;
             Ok(claimed(reply, token))
+        })
+    }
+
+    fn claim_and_get<'a>(
+        &'a self,
+        key: &'a Key,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<ClaimAndGet, Error>> {
+        Box::pin(async move {
+            let entry_key = self.core.entry_key(key);
+            let token = ClaimToken::new();
+            let request = self.core.claim_and_get_request(&entry_key, &token, lease);
+            match self.core.shared.pool.run_async("claim", &request).await {
+                Ok(reply) => Ok(claimed_and_read(&entry_key, reply, token)),
+                // Nothing was claimed: claim as a script invocation (which loads it).
+                Err(error) if no_script(&error) => claim_then_get_async(self, key, lease).await,
+                Err(error) => Err(error),
+            }
         })
     }
 

@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{CacheEntry, Claim, ClaimToken, Core, Error, Key};
+use crate::{CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, Error, Key};
 
 /// A boxed, `Send` future (what [`AsyncCore`]'s methods return, so that it stays object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -28,6 +28,14 @@ pub trait AsyncCore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), Error>>;
     /// See [`Core::claim`].
     fn claim<'a>(&'a self, key: &'a Key, lease: Duration) -> BoxFuture<'a, Result<Claim, Error>>;
+    /// See [`Core::claim_and_get`].
+    fn claim_and_get<'a>(
+        &'a self,
+        key: &'a Key,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<ClaimAndGet, Error>> {
+        Box::pin(claim_then_get_async(self, key, lease))
+    }
     /// See [`Core::release`].
     fn release<'a>(
         &'a self,
@@ -100,6 +108,14 @@ impl AsyncCore for OffloadedCore {
         let key = *key;
         self.offload(move |core| core.claim(&key, lease))
     }
+    fn claim_and_get<'a>(
+        &'a self,
+        key: &'a Key,
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<ClaimAndGet, Error>> {
+        let key = *key;
+        self.offload(move |core| core.claim_and_get(&key, lease))
+    }
     fn release<'a>(
         &'a self,
         key: &'a Key,
@@ -117,4 +133,18 @@ impl AsyncCore for OffloadedCore {
     fn delete_stale_entries(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, Error>> {
         self.offload(move |core| core.delete_stale_entries(older_than))
     }
+}
+
+/// [`AsyncCore::claim_and_get`] in two steps: a claim, then (once claimed) a read.
+pub async fn claim_then_get_async<C: AsyncCore + ?Sized>(
+    core: &C,
+    key: &Key,
+    lease: Duration,
+) -> Result<ClaimAndGet, Error> {
+    let claim = core.claim(key, lease).await?;
+    let entry = match claim {
+        Claim::Claimed(_) => core.get(key).await,
+        Claim::Busy => Ok(None),
+    };
+    Ok(ClaimAndGet { claim, entry })
 }

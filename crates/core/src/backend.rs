@@ -154,6 +154,16 @@ pub enum Claim {
     Busy,
 }
 
+/// The answer to [`Core::claim_and_get`]: the claim, and what the key holds just after it.
+#[derive(Debug)]
+pub struct ClaimAndGet {
+    /// The claim's answer.
+    pub claim: Claim,
+    /// When claimed, the entry as read just after the claim (`Ok(None)` when busy). A failed
+    /// read does not undo the claim: its holder still must `put` or `release`.
+    pub entry: Result<Option<CacheEntry>, Error>,
+}
+
 /// A store, possibly a pool of connections; cheap to clone. Hands out one [`Core`] per
 /// memoized function.
 pub trait Backend: Send + Sync + fmt::Debug {
@@ -210,8 +220,16 @@ pub trait Core: Send + Sync {
     /// is kept (callers with `next_time` keep serving it during the refresh).
     ///
     /// A claim need not check for a value stored since the caller's read: the engine reads
-    /// the key again after winning a claim and serves such a value instead of computing.
+    /// the key again after winning a claim ([`Core::claim_and_get`]) and serves such a value
+    /// instead of computing.
     fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error>;
+
+    /// [`Core::claim`], then, once claimed, [`Core::get`]: what the engine does on a miss, so
+    /// that a value another caller stored since this caller's read is served instead of
+    /// computed again. Stores that can do both in one round trip override it.
+    fn claim_and_get(&self, key: &Key, lease: Duration) -> Result<ClaimAndGet, Error> {
+        claim_then_get(self, key, lease)
+    }
 
     /// Extends a claim's lease; `Ok(false)` if the claim was lost (cleared or taken over).
     fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
@@ -270,6 +288,20 @@ pub trait Core: Send + Sync {
     fn is_empty(&self) -> Result<bool, Error> {
         Ok(self.len()? == 0)
     }
+}
+
+/// [`Core::claim_and_get`] in two steps: a claim, then (once claimed) a read.
+pub fn claim_then_get<C: Core + ?Sized>(
+    core: &C,
+    key: &Key,
+    lease: Duration,
+) -> Result<ClaimAndGet, Error> {
+    let claim = core.claim(key, lease)?;
+    let entry = match claim {
+        Claim::Claimed(_) => core.get(key),
+        Claim::Busy => Ok(None),
+    };
+    Ok(ClaimAndGet { claim, entry })
 }
 
 /// [`Core::wait`] by polling: 1 ms, doubling up to 25 ms between looks.

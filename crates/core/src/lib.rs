@@ -12,7 +12,10 @@ mod options;
 mod pool;
 pub mod stats;
 
-pub use backend::{poll_until_released, Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo};
+pub use backend::{
+    claim_then_get, poll_until_released, Backend, CacheEntry, Claim, ClaimAndGet, ClaimToken, Core,
+    EntryInfo,
+};
 pub use cachier_settings::{
     chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
     ErrorKind, Result, SharedError,
@@ -26,5 +29,5 @@ pub use engine::{memoize_async, memoize_async_fallible, Async, AsyncMemoized};
 pub use key::{Key, KeyHasher, KeyHasherBuilder, Namespace};
 pub use options::{CallOptions, MaxAge};
 #[cfg(feature = "async")]
-pub use r#async::{AsyncCore, BoxFuture, OffloadedCore};
+pub use r#async::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
 pub use stats::{all_stats, FunctionStats, LatencySnapshot, StatsSnapshot};

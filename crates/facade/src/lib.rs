@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 pub use cachier_core::{
-    codec, poll_until_released, Backend, CacheEntry, CallOptions, Claim, ClaimToken, Core, Key,
-    LocalOptions, MaxAge, Memoize, Memoized, Namespace, DEFAULT_LEASE,
+    codec, poll_until_released, Backend, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken,
+    Core, Key, LocalOptions, MaxAge, Memoize, Memoized, Namespace, DEFAULT_LEASE,
 };
 pub use cachier_settings::{
     chain_message, default_cache_dir, disable_caching, enable_caching, get_global_params,

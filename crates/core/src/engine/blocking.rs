@@ -13,7 +13,7 @@ use super::call::{compute_claimed, run, Driver, Held};
 use super::flight::{Flight, Landing};
 use super::params::Want;
 use super::Shared;
-use crate::{pool, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key};
+use crate::{pool, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken, Error, Key};
 
 /// A memoized function. Cheap to clone; share it between threads freely.
 pub struct Memoized<A, R> {
@@ -62,6 +62,12 @@ where
     fn claim<'a>(&'a self, key: &'a Key) -> impl Future<Output = Result<Claim, Error>> + Send + 'a {
         std::future::ready(self.0.shared.core.claim(key, self.0.shared.lease))
     }
+    fn claim_and_get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> impl Future<Output = Result<ClaimAndGet, Error>> + Send + 'a {
+        std::future::ready(self.0.shared.core.claim_and_get(key, self.0.shared.lease))
+    }
     fn put<'a>(
         &'a self,
         key: &'a Key,
@@ -99,8 +105,9 @@ where
         pool::submit(move || {
             let driver = Direct(&inner);
             let trace = inner.shared.trace(false);
-            let refresh =
-                compute_claimed(&driver, args, key, claim, Some(&want), false, &trace, None);
+            let entry = inner.shared.core.get(&key);
+            let recheck = Some((&want, entry));
+            let refresh = compute_claimed(&driver, args, key, claim, recheck, false, &trace, None);
             if let Err(error) = block_on(refresh) {
                 tracing::warn!(%key, %error, "cachier: background refresh failed");
             }

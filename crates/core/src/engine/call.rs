@@ -14,7 +14,9 @@ use super::params::{threshold, Threshold, Want};
 use super::Shared;
 use crate::lease::Heartbeat;
 use crate::stats::Stats;
-use crate::{codec, CacheEntry, CallOptions, Claim, ClaimToken, Core, Error, Key, Namespace};
+use crate::{
+    codec, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken, Core, Error, Key, Namespace,
+};
 
 /// The decision trace of a verbose call (cachier's `cachier__verbose`), through `tracing`.
 pub(super) struct Trace<'a> {
@@ -46,6 +48,10 @@ pub(super) trait Driver<A, R>: Sync {
         key: &'a Key,
     ) -> impl Future<Output = Result<Option<CacheEntry>, Error>> + Send + 'a;
     fn claim<'a>(&'a self, key: &'a Key) -> impl Future<Output = Result<Claim, Error>> + Send + 'a;
+    fn claim_and_get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> impl Future<Output = Result<ClaimAndGet, Error>> + Send + 'a;
     fn put<'a>(
         &'a self,
         key: &'a Key,
@@ -74,21 +80,41 @@ pub(super) trait Driver<A, R>: Sync {
     fn refresh_in_background(&self, args: A, key: Key, claim: Held, want: Want);
 }
 
-/// A won claim: its token, and the heartbeat that keeps its lease alive from the moment it is
-/// won (a `next_time` refresh may wait in the pool's queue before it computes).
+/// A won claim, from the moment it is won: its lease is renewed (a `next_time` refresh may
+/// wait in the pool's queue before it computes), and it is released if dropped unfinished.
 pub(super) struct Held {
-    token: ClaimToken,
-    heartbeat: Option<Heartbeat>,
+    guard: ReleaseGuard,
+    /// Renews the lease for as long as it lives (where the store needs it).
+    _heartbeat: Option<Heartbeat>,
+}
+
+impl Held {
+    fn token(&self) -> &ClaimToken {
+        self.guard.token()
+    }
+
+    /// The claim was put or released: stop renewing and guarding it.
+    fn done(self) {
+        self.guard.disarm();
+    }
 }
 
 impl<A, R> Shared<A, R> {
-    /// Holds `token`, the claim just won on `key`, renewing its lease where the store needs it.
+    /// Holds `token`, the claim just won on `key`.
     pub(super) fn hold(&self, key: Key, token: ClaimToken) -> Held {
         let heartbeat = self
             .core
             .needs_heartbeat()
             .then(|| Heartbeat::start(self.core.clone(), key, token.clone(), self.lease));
-        Held { token, heartbeat }
+        let guard = ReleaseGuard {
+            core: self.core.clone(),
+            key,
+            token: Some(token),
+        };
+        Held {
+            guard,
+            _heartbeat: heartbeat,
+        }
     }
 }
 
@@ -360,20 +386,24 @@ where
 {
     let shared = d.shared();
     loop {
-        match d.claim(&key).await {
+        let ClaimAndGet { claim, entry } = match d.claim_and_get(&key).await {
+            Ok(answer) => answer,
             Err(error) => {
                 shared.tolerate(error, strict)?;
                 return Ok(compute_uncached(d, args, lead).await);
             }
-            Ok(Claim::Claimed(token)) => {
-                let (claim, recheck) = (shared.hold(key, token), (!overwrite).then_some(&want));
+        };
+        match claim {
+            Claim::Claimed(token) => {
+                let claim = shared.hold(key, token);
+                let recheck = (!overwrite).then_some((&want, entry));
                 return compute_claimed(d, args, key, claim, recheck, strict, trace, lead).await;
             }
-            Ok(Claim::Busy) if overwrite => {
+            Claim::Busy if overwrite => {
                 trace.note("Already calc, but overwriting: computing too.");
                 return compute_unclaimed(d, args, key, strict, trace, lead).await;
             }
-            Ok(Claim::Busy) => {
+            Claim::Busy => {
                 trace.note("Already calc. Waiting on change.");
                 match wait_for_other(d, &key).await {
                     Err(error) => {
@@ -444,16 +474,17 @@ pub(super) async fn wait_for_flight<A, R, D: Driver<A, R>>(d: &D, flight: &Fligh
     Landing::TimedOut
 }
 
-/// Computes while holding the claim, keeping its lease alive, then stores the result and
-/// releases the claim in one step. With `recheck`, first serves a value stored since the
-/// caller's read instead (its claim raced that value's store).
+/// Computes while holding the claim, then stores the result and releases the claim in one
+/// step. With `recheck` (what the caller wants, and the entry read just after its claim),
+/// first serves a value stored since the caller's own read instead (its claim raced that
+/// value's store).
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn compute_claimed<A, R, D>(
     d: &D,
     args: A,
     key: Key,
     claim: Held,
-    recheck: Option<&Want>,
+    recheck: Option<(&Want, Result<Option<CacheEntry>, Error>)>,
     strict: bool,
     trace: &Trace<'_>,
     lead: Option<&Lead<'_>>,
@@ -464,16 +495,11 @@ where
     D: Driver<A, R>,
 {
     let shared = d.shared();
-    let guard = ReleaseGuard {
-        core: shared.core.clone(),
-        key,
-        token: Some(claim.token),
-    };
-    if let Some(want) = recheck {
-        if let Some(value) = stored_since_read(d, &key, want, lead).await {
+    if let Some((want, entry)) = recheck {
+        if let Some(value) = stored_since_read(shared, &key, want, entry, lead) {
             trace.note("A value was stored since this caller's read. Serving it.");
-            let released = d.release(&key, guard.token()).await;
-            guard.disarm();
+            let released = d.release(&key, claim.token()).await;
+            claim.done();
             if let Err(error) = released {
                 shared.tolerate(error, false)?;
             }
@@ -485,21 +511,20 @@ where
     shared.count(|s| &s.recalculations);
     let value = d.compute(args).await;
     let stored = match shared.encode_and_land(&value, lead, trace) {
-        Some(bytes) => match d.put(&key, &bytes, Some(guard.token())).await {
+        Some(bytes) => match d.put(&key, &bytes, Some(claim.token())).await {
             Ok(()) => Ok(()),
             Err(error) => {
                 // The store refused the value: free the key now, so that waiters take over
                 // at once instead of after the lease.
-                if let Err(release_error) = d.release(&key, guard.token()).await {
+                if let Err(release_error) = d.release(&key, claim.token()).await {
                     tracing::debug!(%key, error = %release_error, "cachier: release after a failed put failed");
                 }
                 Err(error)
             }
         },
-        None => d.release(&key, guard.token()).await,
+        None => d.release(&key, claim.token()).await,
     };
-    guard.disarm();
-    drop(claim.heartbeat);
+    claim.done();
     if shared.statistics {
         shared.stats.compute_latency.record(started.elapsed());
     }
@@ -509,21 +534,17 @@ where
     Ok(value)
 }
 
-/// After a won claim: the value another caller stored since this caller's read, if it
-/// serves it. A store failure here is no reason to give up the claim: it computes.
-pub(super) async fn stored_since_read<A, R, D>(
-    d: &D,
+/// After a won claim: the value another caller stored since this caller's read, if `entry`
+/// (read just after the claim) holds one it serves. A failed read is no reason to give up
+/// the claim: the caller computes.
+fn stored_since_read<A, R>(
+    shared: &Shared<A, R>,
     key: &Key,
     want: &Want,
+    entry: Result<Option<CacheEntry>, Error>,
     lead: Option<&Lead<'_>>,
-) -> Option<R>
-where
-    A: Send,
-    R: Send,
-    D: Driver<A, R>,
-{
-    let shared = d.shared();
-    let entry = match d.get(key).await {
+) -> Option<R> {
+    let entry = match entry {
         Ok(entry) => entry?,
         Err(error) => {
             shared.tolerate(error, false).ok();
@@ -531,7 +552,9 @@ where
         }
     };
     let bytes = want.newer(&entry)?;
-    let value = (shared.codec.decode)(bytes).ok()?;
+    let value = (shared.codec.decode)(bytes)
+        .map_err(|error| shared.warn_undecodable(key, &error))
+        .ok()?;
     if let Some(lead) = lead {
         lead.land(bytes.clone());
     }

@@ -18,7 +18,8 @@ use super::params::Want;
 use super::value::ValueCodec;
 use super::{Kind, Memoize, Shared};
 use crate::{
-    AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimToken, Error, Key,
+    AsyncCore, Backend, BoxFuture, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken, Error,
+    Key,
 };
 
 type AsyncFunc<A, R> = Arc<dyn Fn(A) -> BoxFuture<'static, R> + Send + Sync>;
@@ -134,6 +135,12 @@ where
     fn claim<'a>(&'a self, key: &'a Key) -> impl Future<Output = Result<Claim, Error>> + Send + 'a {
         self.0.store.claim(key, self.0.shared.lease)
     }
+    fn claim_and_get<'a>(
+        &'a self,
+        key: &'a Key,
+    ) -> impl Future<Output = Result<ClaimAndGet, Error>> + Send + 'a {
+        self.0.store.claim_and_get(key, self.0.shared.lease)
+    }
     fn put<'a>(
         &'a self,
         key: &'a Key,
@@ -169,8 +176,9 @@ where
         tokio::spawn(async move {
             let driver = Awaiting(&inner);
             let trace = inner.shared.trace(false);
-            let refresh =
-                compute_claimed(&driver, args, key, claim, Some(&want), false, &trace, None);
+            let entry = inner.store.get(&key).await;
+            let recheck = Some((&want, entry));
+            let refresh = compute_claimed(&driver, args, key, claim, recheck, false, &trace, None);
             if let Err(error) = refresh.await {
                 tracing::warn!(%key, %error, "cachier: background refresh failed");
             }
