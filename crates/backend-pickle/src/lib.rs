@@ -271,11 +271,9 @@ pub fn file_stem(namespace: &str) -> String {
     let readable = &readable[..readable.len().min(MAX_READABLE)];
     let readable = if readable.is_empty() { "fn" } else { readable };
     let hash = blake3::hash(namespace.as_bytes());
-    let hex: String = hash.as_bytes()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{readable}-{hex}")
+    let mut stem = format!("{readable}-");
+    cachier_core::push_hex(&mut stem, &hash.as_bytes()[..8]);
+    stem
 }
 
 fn to_nanos(time: SystemTime) -> i64 {

@@ -211,7 +211,7 @@ impl RedisBackend {
     /// The Redis key of `key` in `namespace`: `{prefix}:{namespace}:{key hex}`.
     pub fn redis_key(&self, namespace: &Namespace, key: &Key) -> String {
         let mut out = namespace_base(&self.shared.prefix, namespace);
-        push_hex(&mut out, key);
+        key.push_hex(&mut out);
         out
     }
 
@@ -459,14 +459,6 @@ fn scan_pattern(base: &str) -> String {
     pattern
 }
 
-fn push_hex(out: &mut String, key: &Key) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in key.as_bytes() {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 15)] as char);
-    }
-}
-
 /// Whole milliseconds, at least 1 (Redis TTLs are in ms; zero would delete at once).
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
@@ -576,7 +568,7 @@ impl RedisCore {
     fn entry_key(&self, key: &Key) -> String {
         let mut out = String::with_capacity(self.base.len() + 64);
         out.push_str(&self.base);
-        push_hex(&mut out, key);
+        key.push_hex(&mut out);
         out
     }
 

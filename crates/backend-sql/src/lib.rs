@@ -45,18 +45,6 @@ fn micros(d: Duration) -> i64 {
         .min(MAX_MICROS)
 }
 
-/// The key as stored: 64 lowercase hex digits (as [`Key::to_hex`], without its formatter on
-/// the hit path).
-fn hex(key: &Key) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut text = String::with_capacity(64);
-    for byte in key.as_bytes() {
-        text.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        text.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
-    }
-    text
-}
-
 /// A statement parameter, converted by each driver to its own type.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Param<'a> {
@@ -207,7 +195,7 @@ impl<E: Exec + ?Sized> Rows<'_, E> {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
-        let key = hex(key);
+        let key = key.to_hex();
         let params = [self.fid(), Param::Text(&key)];
         let Some(row) = self.exec.query_row("get", &params).await? else {
             return Ok(None);
@@ -224,7 +212,7 @@ impl<E: Exec + ?Sized> Rows<'_, E> {
     }
 
     async fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
-        let key = hex(key);
+        let key = key.to_hex();
         let token = Param::OptText(claim.map(ClaimToken::as_str));
         let params = [self.fid(), Param::Text(&key), Param::Bytes(value), token];
         self.exec.execute("put", Stmt::Put, &params).await?;
@@ -232,7 +220,7 @@ impl<E: Exec + ?Sized> Rows<'_, E> {
     }
 
     async fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
-        let key = hex(key);
+        let key = key.to_hex();
         let token = ClaimToken::new();
         let params = [
             self.fid(),
@@ -247,7 +235,7 @@ impl<E: Exec + ?Sized> Rows<'_, E> {
     }
 
     async fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
-        let key = hex(key);
+        let key = key.to_hex();
         let params = [
             self.fid(),
             Param::Text(&key),
@@ -258,7 +246,7 @@ impl<E: Exec + ?Sized> Rows<'_, E> {
     }
 
     async fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
-        let key = hex(key);
+        let key = key.to_hex();
         let params = [self.fid(), Param::Text(&key), Param::Text(claim.as_str())];
         if self
             .exec
@@ -634,12 +622,6 @@ pub(crate) fn warn_unreadable_row(backend: &'static str, error: &dyn std::error:
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stored_keys_are_the_hex_form() {
-        let key = Key::of(&(1u64, "x")).unwrap();
-        assert_eq!(hex(&key), key.to_hex());
-    }
 
     #[test]
     fn durations_are_clamped_for_sql() {

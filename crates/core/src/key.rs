@@ -52,7 +52,15 @@ impl Key {
 
     /// 64 lowercase hex digits.
     pub fn to_hex(&self) -> String {
-        self.to_string()
+        let mut text = String::with_capacity(64);
+        self.push_hex(&mut text);
+        text
+    }
+
+    /// Appends the 64 lowercase hex digits to `out` (no formatter: stores build keys with it
+    /// on every call).
+    pub fn push_hex(&self, out: &mut String) {
+        push_hex(out, &self.0);
     }
 
     /// Parses 64 hex digits back into a key.
@@ -97,10 +105,17 @@ fn encode_error(e: &postcard::Error) -> Error {
 
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Appends `bytes` to `out` as lowercase hex digits.
+pub fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(bytes.len() * 2);
+    for byte in bytes {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
     }
 }
 

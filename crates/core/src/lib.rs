@@ -26,7 +26,7 @@ pub use engine::{
 };
 #[cfg(feature = "async")]
 pub use engine::{memoize_async, memoize_async_fallible, Async, AsyncMemoized};
-pub use key::{Key, KeyHasher, KeyHasherBuilder, Namespace};
+pub use key::{push_hex, Key, KeyHasher, KeyHasherBuilder, Namespace};
 pub use options::{CallOptions, MaxAge};
 #[cfg(feature = "async")]
 pub use r#async::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
