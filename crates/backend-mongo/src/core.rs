@@ -2,16 +2,19 @@
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
-use cachier_core::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace};
+use cachier_core::{
+    Backoff, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
+};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
 
 use crate::{runtime, Shared, NAME};
 
-/// Longest pause between two looks of a waiting caller.
+/// Longest pause between two looks of a waiting caller (a look costs a round trip to the
+/// server, so it polls less often than the default).
 const WAIT_POLL_MAX: Duration = Duration::from_millis(40);
 
 /// The entries of one memoized function in a [`MongoBackend`](crate::MongoBackend)'s
@@ -356,18 +359,15 @@ impl Entries {
     /// [`Core::wait`]: polls a two-field projection with a backoff, sleeping on the timer of
     /// the runtime it runs on.
     pub(crate) async fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
-        let deadline = Instant::now() + max;
-        let mut pause = Duration::from_millis(2);
+        let mut backoff = Backoff::until(max).capped(WAIT_POLL_MAX);
         loop {
             if !self.claimed_now(key).await? {
                 return Ok(true);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
+            match backoff.next_pause() {
+                Some(pause) => tokio::time::sleep(pause).await,
+                None => return Ok(false),
             }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(WAIT_POLL_MAX);
         }
     }
 

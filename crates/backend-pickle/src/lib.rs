@@ -11,10 +11,10 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cachier_core::{
-    Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
+    Backend, Backoff, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
 };
 use parking_lot::Mutex;
 
@@ -539,8 +539,7 @@ impl Core for FileCore {
     /// Polls the key's lock file (1 ms, doubling to 20 ms): a waiter wakes within about 20 ms
     /// of the result landing, and at once when the computing process dies.
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
-        let deadline = Instant::now() + max;
-        let mut pause = Duration::from_millis(1);
+        let mut backoff = Backoff::until(max);
         loop {
             if !self
                 .claims
@@ -550,12 +549,10 @@ impl Core for FileCore {
             {
                 return Ok(true);
             }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
+            match backoff.next_pause() {
+                Some(pause) => std::thread::sleep(pause),
+                None => return Ok(false),
             }
-            std::thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(20));
         }
     }
 

@@ -7,9 +7,9 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, Error, Key};
+use crate::{Backoff, CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, Error, Key};
 
 /// A boxed, `Send` future (what [`AsyncCore`]'s methods return, so that it stays object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -46,19 +46,16 @@ pub trait AsyncCore: Send + Sync {
     /// on the runtime's timer.
     fn wait<'a>(&'a self, key: &'a Key, max: Duration) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let deadline = Instant::now() + max;
-            let mut pause = Duration::from_millis(1);
+            let mut backoff = Backoff::until(max);
             loop {
                 match self.get(key).await? {
                     Some(entry) if entry.being_calculated => {}
                     _ => return Ok(true),
                 }
-                let now = Instant::now();
-                if now >= deadline {
-                    return Ok(false);
+                match backoff.next_pause() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Ok(false),
                 }
-                tokio::time::sleep(pause.min(deadline - now)).await;
-                pause = (pause * 2).min(Duration::from_millis(25));
             }
         })
     }

@@ -304,25 +304,63 @@ pub fn claim_then_get<C: Core + ?Sized>(
     Ok(ClaimAndGet { claim, entry })
 }
 
-/// [`Core::wait`] by polling: 1 ms, doubling up to 25 ms between looks.
+/// [`Core::wait`] by polling [`Core::get`] with a [`Backoff`].
 pub fn poll_until_released<C: Core + ?Sized>(
     core: &C,
     key: &Key,
     max: Duration,
 ) -> Result<bool, Error> {
-    let deadline = Instant::now() + max;
-    let mut pause = Duration::from_millis(1);
+    let mut backoff = Backoff::until(max);
     loop {
         match core.get(key)? {
             Some(entry) if entry.being_calculated => {}
             _ => return Ok(true),
         }
-        let now = Instant::now();
-        if now >= deadline {
-            return Ok(false);
+        match backoff.next_pause() {
+            Some(pause) => std::thread::sleep(pause),
+            None => return Ok(false),
         }
-        std::thread::sleep(pause.min(deadline - now));
-        pause = (pause * 2).min(Duration::from_millis(25));
+    }
+}
+
+/// The pauses of a wait that polls its store: 1 ms, doubling up to a cap, never past the
+/// wait's deadline. Waiters wake within a cap of the result landing, and an idle wait costs
+/// the store one look per cap.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    deadline: Instant,
+    pause: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    /// The cap unless [`Backoff::capped`] says otherwise.
+    pub const CAP: Duration = Duration::from_millis(25);
+
+    /// Pauses for a wait of at most `max` from now.
+    pub fn until(max: Duration) -> Backoff {
+        Backoff {
+            deadline: Instant::now() + max,
+            pause: Duration::from_millis(1),
+            cap: Backoff::CAP,
+        }
+    }
+
+    /// With pauses of at most `cap` (a store whose look costs more polls less often).
+    pub fn capped(mut self, cap: Duration) -> Backoff {
+        self.cap = cap;
+        self
+    }
+
+    /// The next pause, or `None` once the deadline has passed.
+    pub fn next_pause(&mut self) -> Option<Duration> {
+        let left = self.deadline.checked_duration_since(Instant::now())?;
+        if left.is_zero() {
+            return None;
+        }
+        let pause = self.pause.min(left);
+        self.pause = (self.pause * 2).min(self.cap);
+        Some(pause)
     }
 }
 
@@ -358,6 +396,26 @@ mod tests {
         fn len(&self) -> Result<u64, Error> {
             Ok(0)
         }
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_cap_and_stops_at_the_deadline() {
+        let mut backoff = Backoff::until(Duration::from_secs(60)).capped(Duration::from_millis(8));
+        let pauses: Vec<u64> = (0..6)
+            .map(|_| backoff.next_pause().unwrap().as_millis() as u64)
+            .collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 8, 8]);
+        let mut short = Backoff::until(Duration::from_millis(30));
+        let mut waited = Duration::ZERO;
+        while let Some(pause) = short.next_pause() {
+            assert!(pause <= Backoff::CAP);
+            std::thread::sleep(pause);
+            waited += pause;
+        }
+        assert!(
+            waited <= Duration::from_millis(30),
+            "never past the deadline: {waited:?}"
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@ mod pool;
 pub mod stats;
 
 pub use backend::{
-    claim_then_get, poll_until_released, Backend, CacheEntry, Claim, ClaimAndGet, ClaimToken, Core,
-    EntryInfo,
+    claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Claim, ClaimAndGet,
+    ClaimToken, Core, EntryInfo,
 };
 pub use cachier_settings::{
     chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
