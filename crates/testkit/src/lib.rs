@@ -1,9 +1,10 @@
-//! Test helpers of cachier's crates.
+//! Test helpers of cachier's crates, and the store contract suite ([`store_contract_tests!`]).
 //!
 //! It depends on `cachier-core` and small crates only, never on the facade `cachier`: backend
 //! crates dev-depend on it without the facade (which depends on them) entering their builds.
 //! The conformance suite (`cachier-conformance`) re-exports these helpers.
 
+pub mod contract;
 #[cfg(feature = "private-redis")]
 pub mod private_redis;
 
@@ -163,3 +164,104 @@ pub fn capture_logs(body: impl FnOnce()) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// The store contract for one backend, called directly on its `Core` (and, with the `async`
+/// feature, on its `AsyncCore`), as `#[test]` functions in the calling module:
+///
+/// ```ignore
+/// cachier_testkit::store_contract_tests!(unleased: |_dir| Some(Arc::new(MemoryBackend::new())));
+/// ```
+///
+/// The closure is a [`contract::Open`]: it opens the store (file stores in the scratch
+/// directory it gets), or returns `None` to skip (see [`service_url`]). `leased:` stores need
+/// a heartbeat (`needs_heartbeat()` is true) and get the renewal and lapse cases;
+/// `unleased:` stores hold a claim exactly as long as its holder lives, and get a case that
+/// says so instead.
+///
+/// `known_violations = [case, ...]` names cases the backend is known to fail: they must go on
+/// failing (see [`contract::run`]), so the list stays true.
+#[macro_export]
+macro_rules! store_contract_tests {
+    (leased: $open:expr $(, known_violations = [$($known:ident),* $(,)?])? $(,)?) => {
+        const KNOWN_VIOLATIONS: &[&str] = &[$($(stringify!($known)),*)?];
+        $crate::store_contract_tests!(@common $open);
+        $crate::store_contract_tests!(@cases $open;
+            renew_extends_the_holders_lease, renew_fails_after_clear_being_calculated,
+            renew_fails_after_a_takeover, lapsed_lease_frees_the_key
+        );
+    };
+    (unleased: $open:expr $(, known_violations = [$($known:ident),* $(,)?])? $(,)?) => {
+        const KNOWN_VIOLATIONS: &[&str] = &[$($(stringify!($known)),*)?];
+        $crate::store_contract_tests!(@common $open);
+        $crate::store_contract_tests!(@cases $open; claims_need_no_heartbeat);
+    };
+    (@common $open:expr) => {
+        $crate::store_contract_tests!(@cases $open;
+            get_of_absent_key_is_none, put_then_get_returns_the_value, put_overwrites,
+            values_are_bytes_exact, claim_then_busy,
+            placeholder_is_being_calculated_without_a_value, claim_keeps_the_stored_value,
+            claim_is_atomic_across_threads, put_with_the_live_token_releases_the_claim,
+            put_with_a_foreign_token_keeps_the_claim,
+            put_of_a_superseded_holder_keeps_the_new_claim, release_frees_the_claim,
+            release_is_idempotent, release_with_a_wrong_token_keeps_the_claim,
+            wait_without_a_claim_returns_at_once, wait_times_out_while_claimed,
+            wait_wakes_promptly_after_release, wait_wakes_promptly_after_put,
+            clear_cache_is_per_namespace, clear_cache_under_a_claim_leaves_get_and_claim_agreeing,
+            clear_being_calculated_drops_claims_and_keeps_values,
+            delete_stale_entries_deletes_only_older_ones,
+            delete_stale_entries_keeps_entries_being_calculated, len_and_is_empty,
+            entries_list_keys_and_sizes, namespaces_list_namespaces_with_entries
+        );
+        $crate::__store_contract_async_tests!($open);
+    };
+    (@cases $open:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                let open: $crate::contract::Open = $open;
+                $crate::contract::run(stringify!($case), KNOWN_VIOLATIONS, || {
+                    $crate::contract::$case(open)
+                });
+            }
+        )*
+    };
+}
+
+/// The contract's async cases (the testkit's `async` feature is on).
+#[cfg(feature = "async")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_async_tests {
+    ($open:expr) => {
+        $crate::store_contract_tests!(@cases $open;
+            async_get_and_put, async_claim_busy_and_release, async_foreign_tokens_keep_the_claim,
+            async_claim_is_atomic, async_wait, async_management
+        );
+    };
+}
+
+/// Nothing: the testkit's `async` feature is off.
+#[cfg(not(feature = "async"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_contract_async_tests {
+    ($open:expr) => {};
+}
+
+/// The cross-process case for a store shared by processes (not the memory store, not an
+/// in-memory SQLite database): real processes race for one key and exactly one wins. The
+/// test binary re-executes itself as the children, which open the store with the same
+/// [`contract::Open`] in the same scratch directory.
+#[macro_export]
+macro_rules! store_contract_process_tests {
+    ($open:expr) => {
+        #[test]
+        fn claim_is_atomic_across_processes() {
+            let open: $crate::contract::Open = $open;
+            $crate::contract::claim_is_atomic_across_processes(
+                open,
+                module_path!(),
+                "claim_is_atomic_across_processes",
+            );
+        }
+    };
+}
