@@ -126,7 +126,7 @@ fn being_calculated(core: &dyn Core, key: &Key) -> bool {
         .is_some_and(|entry| entry.being_calculated)
 }
 
-/// The value, token and claim of a stored entry agree with a completed, unclaimed value.
+/// `key` holds `value`, completed and unclaimed.
 #[track_caller]
 fn assert_completed(core: &dyn Core, key: &Key, value: &[u8]) {
     let entry = entry(core, key);
@@ -895,7 +895,7 @@ impl Drop for Children {
 /// against the others until it releases.
 ///
 /// The test binary is its own child: it runs this test again (`<name> --exact`) with
-/// [`CHILD_ENV`] set, and the child opens the same store with the same scratch directory and
+/// `CACHIER_CONTRACT_CHILD` set, and the child opens the same store with the same scratch directory and
 /// namespace. `module` is the test's `module_path!()`, `case` its function name.
 pub fn claim_is_atomic_across_processes(open: Open, module: &str, case: &str) {
     if std::env::var_os(CHILD_ENV).is_some() {
