@@ -16,15 +16,17 @@ pub mod cases;
 pub mod faults;
 pub mod globals;
 pub mod multiprocess;
-#[cfg(feature = "private-redis")]
-pub mod private_redis;
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use cachier::Backend;
+// The helpers live in cachier-testkit, which backend crates use without the facade.
+#[cfg(feature = "private-redis")]
+pub use cachier_testkit::private_redis;
+pub use cachier_testkit::{
+    capture_logs, error_report, fresh_dir, service_url, services_required, unique_name,
+    with_user_info, Counter, MALFORMED_URLS, MALFORMED_URL_SECRET,
+};
 
 /// Opens the store a spec names:
 /// - `memory` (a new private store),
@@ -84,160 +86,9 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
     }
 }
 
-/// Service URLs whose password ([`MALFORMED_URL_SECRET`]) is written without percent-encoding
-/// (an unencoded `/`, `?`, `#` or `@`, a password in the query, no scheme...): none may ever
-/// show it.
-pub const MALFORMED_URLS: &[&str] = &[
-    "redis://user:S3cret/Pw@127.0.0.1:1/0",
-    "redis://u:S3cret#Pw@127.0.0.1:1/0",
-    "redis://u:S3cret?Pw@127.0.0.1:1/0",
-    "redis://u:S3c@ret@127.0.0.1:1/0",
-    "redis://S3cret/Pw@127.0.0.1:1/0",
-    "rediss://:S3cret@127.0.0.1:1/0",
-    "rediss://:S3cret/Pw@127.0.0.1:1/0",
-    "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
-    "redis+unix:///nonexistent/cachier.sock?db=1&password=S3cret",
-    "postgres://user:S3cret?Pw@127.0.0.1:1/test",
-    "postgres://user:S3cret/Pw@127.0.0.1:1/test",
-    "postgres://user:S3cret#Pw@127.0.0.1:1/test",
-    "postgresql://user:S3c@ret@127.0.0.1:1/test",
-    "postgres://user:S3cret?Pw@127.0.0.1:notaport/test",
-    "postgres://user@127.0.0.1:1/test?password=S3cret",
-    "postgres://S3cret/Pw@127.0.0.1:1/test",
-    "postgres://S3cret?Pw@127.0.0.1:1/test",
-    "mongodb://u:S3cret/Pw@127.0.0.1:1/?serverSelectionTimeoutMS=300",
-    "mongodb://u:S3cret?Pw@127.0.0.1:1/",
-    "mongodb://u:S3cret@127.0.0.1:1,127.0.0.1:2/?serverSelectionTimeoutMS=300",
-    "mongodb+srv://u:S3cret/Pw@cluster.invalid/",
-    "u:S3cret@127.0.0.1:1/0",
-    "ftp://u:S3cret/Pw@127.0.0.1/x",
-];
-
-/// The password of every [`MALFORMED_URLS`] entry.
-pub const MALFORMED_URL_SECRET: &str = "S3cret";
-
 /// Whether a spec's store is shared by processes (multi-process tests need it).
 pub fn spec_is_shared(spec: &str) -> bool {
     !spec.starts_with("memory")
-}
-
-/// The URL of a test server from `var`. When unset: a failure naming the variable if `CI` or
-/// `CACHIER_REQUIRE_SERVICES` is set, otherwise a loud SKIPPED line and `None`.
-pub fn service_url(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if services_required() {
-                panic!(
-                    "{var} is not set: start the server (scripts/test.sh does) and export {var}"
-                );
-            }
-            eprintln!(
-                "SKIPPED {test}: {var} is not set (scripts/test.sh starts the server and sets it)"
-            );
-            None
-        }
-    }
-}
-
-/// `url` with its user info replaced by `user_info` (`user` or `user:password`), to reach the
-/// same test server with credentials it refuses.
-pub fn with_user_info(url: &str, user_info: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let hosts_at = match rest.find(['/', '?']) {
-        Some(end) => rest[..end].rfind('@').map_or(0, |at| at + 1),
-        None => rest.rfind('@').map_or(0, |at| at + 1),
-    };
-    format!("{scheme}://{user_info}@{}", &rest[hosts_at..])
-}
-
-/// Everything an error reporter shows of `error`: its message and those of its sources, one
-/// a line (what `anyhow` prints with `{:#}` or `{:?}`).
-pub fn error_report(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut lines = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(cause) = source {
-        lines.push(cause.to_string());
-        source = cause.source();
-    }
-    lines.join("\n")
-}
-
-/// Whether missing services are failures (`CI` or `CACHIER_REQUIRE_SERVICES` set) rather than
-/// loud skips.
-pub fn services_required() -> bool {
-    ["CI", "CACHIER_REQUIRE_SERVICES"]
-        .iter()
-        .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false"))
-}
-
-/// A namespace no other test uses, so tests share a server safely.
-pub fn unique_name(case: &str) -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "conformance::{case}::{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// A fresh directory for one test's files, under the target directory.
-pub fn fresh_dir(label: &str) -> PathBuf {
-    let base = std::env::var_os("CARGO_TARGET_TMPDIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(std::env::temp_dir)
-        .join("cachier-conformance");
-    let dir = base.join(unique_name(label).replace("::", "-"));
-    std::fs::create_dir_all(&dir).expect("create test dir");
-    dir
-}
-
-/// Counts calls of a test function.
-#[derive(Clone, Default, Debug)]
-pub struct Counter(Arc<AtomicUsize>);
-
-impl Counter {
-    /// A counter at zero.
-    pub fn new() -> Self {
-        Self::default()
-    }
-    /// Adds one and returns the new count.
-    pub fn bump(&self) -> usize {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
-    }
-    /// The count.
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Runs `body` with a `tracing` subscriber on this thread and returns what it logged.
-pub fn capture_logs(body: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<parking_lot::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, body);
-    let bytes = buffer.0.lock().clone();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// The behaviour suite for one backend: `$spec` is an expression of type

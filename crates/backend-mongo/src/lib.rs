@@ -538,7 +538,7 @@ mod tests {
     /// The test server's URL, or `None` with a loud SKIPPED line (a failure when
     /// `CACHIER_REQUIRE_SERVICES` or `CI` is set), as the conformance suite does.
     fn server_url(test: &str) -> Option<String> {
-        cachier_conformance::service_url("CACHIER_TEST_MONGO_URL", test)
+        cachier_testkit::service_url("CACHIER_TEST_MONGO_URL", test)
     }
 
     fn inside_a_runtime<T>(body: impl FnOnce() -> T) -> T {
@@ -791,7 +791,7 @@ mod tests {
         /// restarts a server of its own (the shared one is left alone).
         #[test]
         fn native_core_reconnects_after_a_server_restart() {
-            let Some(binary) = cachier_conformance::service_url(
+            let Some(binary) = cachier_testkit::service_url(
                 "CACHIER_TEST_SECANTUSD",
                 "native_core_reconnects_after_a_server_restart",
             ) else {

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachier_backend_redis::RedisBackend;
-use cachier_conformance::private_redis::PrivateRedis;
-use cachier_conformance::{service_url, unique_name};
 use cachier_core::{AsyncCore, Backend, Claim, Key, Namespace, OffloadedCore};
+use cachier_testkit::private_redis::PrivateRedis;
+use cachier_testkit::{service_url, unique_name};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cachier_backend_sql::SqlBackend;
-use cachier_conformance::{service_url, unique_name};
 use cachier_core::{memoize_async, AsyncMemoized, Backend, Namespace};
+use cachier_testkit::{service_url, unique_name};
 
 /// The server's URL, or `None` (a SKIPPED line; a failure when services are required).
 fn url(test: &str) -> Option<String> {

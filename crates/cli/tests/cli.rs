@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use assert_cmd::Command;
-use cachier_conformance::{fresh_dir, service_url, unique_name, with_user_info};
+use cachier_testkit::{fresh_dir, service_url, unique_name, with_user_info};
 
 fn cachier(url: &str) -> Command {
     let mut cmd = Command::cargo_bin("cachier").expect("binary");
@@ -228,7 +228,7 @@ fn output_text(cmd: &mut Command) -> (Option<i32>, String) {
 /// URLs invalid, so every command fails, and its messages must not hold the password.
 #[test]
 fn malformed_urls_never_show_their_password() {
-    use cachier_conformance::{MALFORMED_URLS, MALFORMED_URL_SECRET as SECRET};
+    use cachier_testkit::{MALFORMED_URLS, MALFORMED_URL_SECRET as SECRET};
     for &url in MALFORMED_URLS {
         for args in [&["ls"][..], &["--json", "ls"], &["show", "some::function"]] {
             let (code, text) = output_text(cachier(url).args(args));

@@ -1,0 +1,8 @@
+//! The store contract against the memory backend. Its claims live in the process's memory,
+//! so they need no lease and no other process can see them: no cross-process case.
+
+use std::sync::Arc;
+
+use cachier_backend_memory::MemoryBackend;
+
+cachier_testkit::store_contract_tests!(unleased: |_dir| Some(Arc::new(MemoryBackend::new())));

@@ -1,0 +1,18 @@
+//! The store contract against the MongoDB-wire server in `CACHIER_TEST_MONGO_URL`.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use cachier_backend_mongo::MongoBackend;
+use cachier_core::Backend;
+
+/// One client for the whole process: each client opens a pool and its monitors.
+fn open(_dir: &Path) -> Option<Arc<dyn Backend>> {
+    static BACKEND: OnceLock<MongoBackend> = OnceLock::new();
+    let url = cachier_testkit::service_url("CACHIER_TEST_MONGO_URL", "mongo contract")?;
+    let backend = BACKEND.get_or_init(|| MongoBackend::from_url(&url).expect("mongo backend"));
+    Some(Arc::new(backend.clone()))
+}
+
+cachier_testkit::store_contract_tests!(leased: open);
+cachier_testkit::store_contract_process_tests!(open);
