@@ -1,5 +1,5 @@
-//! The conformance suite: cachier's behaviour (reference §8) and DESIGN §4's fixes, written
-//! once and run against every backend.
+//! The conformance suite: cachier's behaviour and this project's fixes of its defects (see
+//! docs/ARCHITECTURE.md), written once and run against every backend.
 //!
 //! A backend plugs in with one line in a file under `tests/tests/`:
 //!

@@ -213,9 +213,15 @@ impl SingleStore {
         Ok(())
     }
 
+    /// Deletes every value; a claimed key keeps its claim marker as a placeholder, since
+    /// its claim (a lock held by a live process) outlives the clear.
     pub(crate) fn clear(&self) -> Result<(), Error> {
-        self.db.with("clear_cache", |conn| {
-            conn.execute("DELETE FROM entries", [])
+        self.db.immediate("clear_cache", |tx| {
+            tx.execute("DELETE FROM entries WHERE claim IS NULL", [])?;
+            tx.execute(
+                "UPDATE entries SET value = NULL, completed = 0 WHERE claim IS NOT NULL",
+                [],
+            )
         })?;
         Ok(())
     }

@@ -17,15 +17,8 @@ fn open(dir: &Path, separate: bool) -> Option<Arc<dyn Backend>> {
 }
 
 /// One store file per function.
-///
-/// Known violation: `clear_cache` deletes every row, claim markers included, but leaves the
-/// claims' lock files; the claim stays live (`claim` is `Busy`, `wait` waits) while `get`,
-/// `len` and `entries` no longer show it.
 mod single {
-    cachier_testkit::store_contract_tests!(
-        unleased: |dir| super::open(dir, false),
-        known_violations = [clear_cache_under_a_claim_leaves_get_and_claim_agreeing]
-    );
+    cachier_testkit::store_contract_tests!(unleased: |dir| super::open(dir, false));
     cachier_testkit::store_contract_process_tests!(|dir| super::open(dir, false));
 }
 

@@ -254,7 +254,8 @@ pub trait Core: Send + Sync {
         poll_until_released(self, key, max)
     }
 
-    /// Deletes every entry of this function.
+    /// Deletes every entry of this function. A live claim that the store cannot revoke (an
+    /// OS file lock held by a live process) stays, as a placeholder.
     fn clear_cache(&self) -> Result<(), Error>;
 
     /// Drops every claim of this function (the manual remedy; lapsed leases make it rarely
