@@ -979,7 +979,7 @@ pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
 /// once (the others take that result), the failure is logged once, not once per caller, and
 /// the statistics count the uncached computation. `backend` is a store that cannot be
 /// reached (or opened).
-pub fn outage_computes_once_per_process(backend: Arc<dyn cachier::Backend>) {
+pub fn outage_computes_once_per_process(backend: Arc<dyn cachier::store::Backend>) {
     const CALLERS: usize = 50;
     let calls = Counter::new();
     let f = built(
@@ -1021,7 +1021,7 @@ pub fn outage_computes_once_per_process(backend: Arc<dyn cachier::Backend>) {
 
 /// [`outage_computes_once_per_process`] with async callers (tasks on a tokio runtime).
 #[cfg(feature = "async")]
-fn outage_computes_once_per_process_async(backend: Arc<dyn cachier::Backend>) {
+fn outage_computes_once_per_process_async(backend: Arc<dyn cachier::store::Backend>) {
     use tracing::instrument::WithSubscriber;
     const CALLERS: usize = 50;
     let calls = Counter::new();
@@ -1059,7 +1059,7 @@ fn outage_computes_once_per_process_async(backend: Arc<dyn cachier::Backend>) {
 /// A value too large for the store (`size` bytes): the leader returns it uncached and frees
 /// its claim at once, so a caller waiting in another instance (as in another process) takes
 /// over without waiting for the lease, and later callers never stall.
-pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::Backend>, size: usize) {
+pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::store::Backend>, size: usize) {
     let calls = Counter::new();
     let name = unique_name("oversized");
     let twin = || {

@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier::{Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace};
+use cachier::{
+    store::{Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Key, Namespace},
+    Error,
+};
 
 /// The fault a [`Faulty`] backend plants.
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,7 @@ pub mod multiprocess;
 
 use std::sync::Arc;
 
-use cachier::Backend;
+use cachier::store::Backend;
 // The helpers live in cachier-testkit, which backend crates use without the facade.
 #[cfg(feature = "private-redis")]
 pub use cachier_testkit::private_redis;
@@ -38,43 +38,44 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
     let _ = rest;
     match kind {
         #[cfg(feature = "memory")]
-        "memory" => Arc::new(cachier::MemoryBackend::new()),
+        "memory" => Arc::new(cachier::backends::memory::MemoryBackend::new()),
         #[cfg(feature = "file")]
-        "file" => Arc::new(cachier::FileBackend::new(rest)),
+        "file" => Arc::new(cachier::backends::file::FileBackend::new(rest)),
         #[cfg(feature = "file")]
         "file-separate" => Arc::new(
-            cachier::FileBackend::builder()
+            cachier::backends::file::FileBackend::builder()
                 .cache_dir(rest)
                 .separate_files(true)
                 .build(),
         ),
         #[cfg(feature = "redis")]
         "redis" => Arc::new(
-            cachier::RedisBackend::from_url(rest)
+            cachier::backends::redis::RedisBackend::from_url(rest)
                 .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
         ),
         #[cfg(feature = "sqlite")]
         "sqlite" => Arc::new(
-            cachier::SqlBackend::sqlite(rest)
+            cachier::backends::sql::SqlBackend::sqlite(rest)
                 .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
         ),
         #[cfg(feature = "postgres")]
         "postgres" => Arc::new(
-            cachier::SqlBackend::postgres(rest)
+            cachier::backends::sql::SqlBackend::postgres(rest)
                 .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}")),
         ),
         #[cfg(feature = "mongo")]
         "mongo" => {
             // One client per URL for the whole process: each client opens a pool and monitors.
-            type Backends =
-                parking_lot::Mutex<std::collections::HashMap<String, cachier::MongoBackend>>;
+            type Backends = parking_lot::Mutex<
+                std::collections::HashMap<String, cachier::backends::mongo::MongoBackend>,
+            >;
             static BACKENDS: std::sync::LazyLock<Backends> =
                 std::sync::LazyLock::new(Default::default);
             let mut backends = BACKENDS.lock();
             let backend = match backends.get(rest) {
                 Some(backend) => backend.clone(),
                 None => {
-                    let backend = cachier::MongoBackend::from_url(rest)
+                    let backend = cachier::backends::mongo::MongoBackend::from_url(rest)
                         .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}"));
                     backends.insert(rest.to_owned(), backend.clone());
                     backend

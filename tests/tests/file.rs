@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier::{Backend, Claim, Core, FileBackend, Memoized, Namespace};
+use cachier::{
+    backends::file::FileBackend,
+    store::{Backend, Claim, Core, Namespace},
+    Memoized,
+};
 use cachier_conformance::{capture_logs, fresh_dir, unique_name, Counter};
 
 mod single {
@@ -461,7 +465,7 @@ fn claims_are_visible_across_handles_and_clearable() {
         let ns = Namespace::new(&unique_name("claims"), None).unwrap();
         let a: Arc<dyn Core> = backend(&dir, separate).core(&ns).unwrap();
         let b: Arc<dyn Core> = backend(&dir, separate).core(&ns).unwrap();
-        let key = cachier::Key::of(&1u64).unwrap();
+        let key = cachier::store::Key::of(&1u64).unwrap();
         let Claim::Claimed(token) = a.claim(&key, Duration::from_secs(1)).unwrap() else {
             panic!("claim")
         };
@@ -576,7 +580,7 @@ fn listing_many_entries_sizes_and_claims() {
         let n = 2_000u64;
         for i in 0..n {
             let value = vec![7u8; (i % 97) as usize];
-            core.put(&cachier::Key::of(&i).unwrap(), &value, None)
+            core.put(&cachier::store::Key::of(&i).unwrap(), &value, None)
                 .unwrap();
         }
         let mut entries = core.entries().unwrap();
@@ -584,7 +588,7 @@ fn listing_many_entries_sizes_and_claims() {
         assert_eq!(core.len().unwrap(), n);
         entries.sort_by_key(|e| e.key);
         for i in 0..n {
-            let key = cachier::Key::of(&i).unwrap();
+            let key = cachier::store::Key::of(&i).unwrap();
             let e = entries[entries.binary_search_by_key(&key, |e| e.key).unwrap()].clone();
             assert_eq!(e.size, i % 97, "{e:?}");
             assert!(e.completed && !e.being_calculated && e.claim_owner.is_none());
@@ -601,8 +605,8 @@ fn listing_many_entries_sizes_and_claims() {
             .build()
             .core(&ns)
             .unwrap();
-        let stored = cachier::Key::of(&5u64).unwrap();
-        let new = cachier::Key::of(&(n + 1)).unwrap();
+        let stored = cachier::store::Key::of(&5u64).unwrap();
+        let new = cachier::store::Key::of(&(n + 1)).unwrap();
         let Claim::Claimed(t1) = other.claim(&stored, Duration::from_secs(5)).unwrap() else {
             panic!("claim")
         };
@@ -651,7 +655,7 @@ fn listing_skips_dead_claims_and_damaged_files() {
         let backend = backend(&dir, separate);
         let ns = Namespace::new(&unique_name("dead"), None).unwrap();
         let core = backend.core(&ns).unwrap();
-        let key = cachier::Key::of(&1u64).unwrap();
+        let key = cachier::store::Key::of(&1u64).unwrap();
         let Claim::Claimed(_token) = core.claim(&key, Duration::from_secs(5)).unwrap() else {
             panic!("claim")
         };
@@ -659,7 +663,10 @@ fn listing_skips_dead_claims_and_damaged_files() {
         let claims = if separate {
             backend.store_path(&ns).join(".claims")
         } else {
-            dir.join(format!("{}.claims", cachier::file_stem(ns.as_str())))
+            dir.join(format!(
+                "{}.claims",
+                cachier::backends::file::file_stem(ns.as_str())
+            ))
         };
         fs::remove_file(claims.join(format!("{}.lock", key.to_hex()))).unwrap();
         assert!(
@@ -669,8 +676,8 @@ fn listing_skips_dead_claims_and_damaged_files() {
         assert!(core.get(&key).unwrap().is_none(), "as get reports it");
         if separate {
             core.put(&key, b"good", None).unwrap();
-            let bad = cachier::Key::of(&2u64).unwrap();
-            let cut = cachier::Key::of(&3u64).unwrap();
+            let bad = cachier::store::Key::of(&2u64).unwrap();
+            let cut = cachier::store::Key::of(&3u64).unwrap();
             core.put(&cut, b"will be cut", None).unwrap();
             let entry_dir = backend.store_path(&ns);
             fs::write(entry_dir.join(bad.to_hex()), b"garbage").unwrap();

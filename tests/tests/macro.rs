@@ -30,7 +30,7 @@ mod memory {
     static SQUARE: Calls = Calls::new();
 
     /// Every computation returns a new value: `x * 1000 + n`.
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn numbered(x: u64) -> u64 {
         x * 1000 + SQUARE.bump()
     }
@@ -49,7 +49,7 @@ mod memory {
     static JOINED: Calls = Calls::new();
 
     /// Several arguments of several types are one key; patterns work in the signature.
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn joined(name: String, (a, b): (u32, u32), mut list: Vec<i64>) -> String {
         JOINED.bump();
         list.sort();
@@ -66,14 +66,14 @@ mod memory {
         let handle = joined_cache().unwrap();
         assert_eq!(
             handle.key(&("x".into(), (1, 2), vec![3, 1])).unwrap(),
-            cachier::Key::of(&("x", (1u32, 2u32), vec![3i64, 1])).unwrap(),
+            cachier::store::Key::of(&("x", (1u32, 2u32), vec![3i64, 1])).unwrap(),
             "the key is the hash of the argument tuple"
         );
     }
 
     static STALE: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new(), stale_after = "400ms")]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), stale_after = "400ms")]
     fn stale(x: u64) -> u64 {
         x * 1000 + STALE.bump()
     }
@@ -91,7 +91,7 @@ mod memory {
 
     static NEXT: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new(), stale_after = "100ms", next_time)]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), stale_after = "100ms", next_time)]
     fn next(x: u64) -> u64 {
         x * 1000 + NEXT.bump()
     }
@@ -116,13 +116,13 @@ mod memory {
     static NONE: Calls = Calls::new();
     static NONE_ALLOWED: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn maybe(x: u64) -> Option<u64> {
         NONE.bump();
         (x > 10).then_some(x)
     }
 
-    #[cachier(backend = cachier::MemoryBackend::new(), allow_none)]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), allow_none)]
     fn maybe_allowed(x: u64) -> Option<u64> {
         NONE_ALLOWED.bump();
         (x > 10).then_some(x)
@@ -144,7 +144,7 @@ mod memory {
 
     static FALLIBLE: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn parse(text: String) -> Result<u64, String> {
         FALLIBLE.bump();
         text.parse().map_err(|_| format!("not a number: {text}"))
@@ -163,7 +163,7 @@ mod memory {
     static IO: Calls = Calls::new();
 
     /// Any `...::Result<T>` alias is fallible too.
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn io_result(fail: bool) -> std::io::Result<u64> {
         IO.bump();
         if fail {
@@ -184,7 +184,7 @@ mod memory {
 
     static SLOW: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn slow(x: u64) -> u64 {
         thread::sleep(Duration::from_millis(200));
         x * 1000 + SLOW.bump()
@@ -215,7 +215,7 @@ mod memory {
 
     static MANAGED: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     fn managed(x: u64) -> u64 {
         x * 1000 + MANAGED.bump()
     }
@@ -261,7 +261,7 @@ mod memory {
 
     static KEYED: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new(), key = |(id, _): &(u32, String)| *id)]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), key = |(id, _): &(u32, String)| *id)]
     fn keyed(id: u32, noise: String) -> u32 {
         KEYED.bump();
         drop(noise);
@@ -279,7 +279,7 @@ mod memory {
 
     static SIZED: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new(), entry_size_limit = "16B")]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), entry_size_limit = "16B")]
     fn sized(len: usize) -> Vec<u8> {
         SIZED.bump();
         vec![7; len]
@@ -305,7 +305,7 @@ mod memory {
     #[cachier(
         name = "macro-tests::all-params",
         version = "2",
-        shared_backend = std::sync::Arc::new(cachier::MemoryBackend::new()),
+        shared_backend = std::sync::Arc::new(cachier::backends::memory::MemoryBackend::new()),
         stale_after = "1h",
         next_time = false,
         wait_for_calc_timeout = "5s",
@@ -335,7 +335,7 @@ mod memory {
 
     static NO_ARGS: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     pub fn no_args() -> u64 {
         NO_ARGS.bump() + 100
     }
@@ -353,7 +353,7 @@ mod memory {
 
     /// A zero lease is refused when the function is built (at run time, as it is an
     /// expression): the function runs uncached and never panics.
-    #[cachier(backend = cachier::MemoryBackend::new(), lease = Duration::ZERO)]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), lease = Duration::ZERO)]
     fn broken(x: u64) -> u64 {
         x * 1000 + BROKEN.bump()
     }
@@ -374,7 +374,7 @@ mod memory {
         static A: Calls = Calls::new();
         static B: Calls = Calls::new();
         let a = {
-            #[cachier(backend = cachier::MemoryBackend::global())]
+            #[cachier(backend = cachier::backends::memory::MemoryBackend::global())]
             fn in_block(x: u64) -> u64 {
                 A.bump();
                 x + 1
@@ -382,7 +382,7 @@ mod memory {
             (in_block(1), in_block(1), in_block_cache().is_ok())
         };
         let b = {
-            #[cachier(backend = cachier::MemoryBackend::global())]
+            #[cachier(backend = cachier::backends::memory::MemoryBackend::global())]
             fn in_block(x: u64) -> u64 {
                 B.bump();
                 x + 2
@@ -404,7 +404,7 @@ mod memory {
 mod first {
     use super::Calls;
     pub static CALLS: Calls = Calls::new();
-    #[cachier::cachier(backend = cachier::MemoryBackend::global())]
+    #[cachier::cachier(backend = cachier::backends::memory::MemoryBackend::global())]
     pub fn twin(x: u64) -> u64 {
         CALLS.bump();
         x + 1
@@ -414,7 +414,7 @@ mod first {
 mod second {
     use super::Calls;
     pub static CALLS: Calls = Calls::new();
-    #[cachier::cachier(backend = cachier::MemoryBackend::global())]
+    #[cachier::cachier(backend = cachier::backends::memory::MemoryBackend::global())]
     pub fn twin(x: u64) -> u64 {
         CALLS.bump();
         x + 2
@@ -439,11 +439,11 @@ fn same_named_functions_in_different_modules_do_not_share() {
 /// An explicit `name` shares a cache on purpose.
 mod named {
     use super::cachier;
-    #[cachier(name = "macro-tests::shared-name", backend = cachier::MemoryBackend::global())]
+    #[cachier(name = "macro-tests::shared-name", backend = cachier::backends::memory::MemoryBackend::global())]
     pub fn plus_one(x: u64) -> u64 {
         x + 1
     }
-    #[cachier(name = "macro-tests::shared-name", backend = cachier::MemoryBackend::global())]
+    #[cachier(name = "macro-tests::shared-name", backend = cachier::backends::memory::MemoryBackend::global())]
     pub fn plus_hundred(x: u64) -> u64 {
         x + 100
     }
@@ -468,7 +468,7 @@ mod methods {
 
     impl Shop {
         /// Shared by every shop: `self` is not part of the key.
-        #[cachier(allow_non_static_methods, backend = cachier::MemoryBackend::new())]
+        #[cachier(allow_non_static_methods, backend = cachier::backends::memory::MemoryBackend::new())]
         pub fn price(&self, cost: u64) -> u64 {
             PRICE.bump();
             cost + self.margin
@@ -520,7 +520,7 @@ mod methods {
     /// `#[cachier]` on the impl lets associated functions without `self` be memoized.
     #[cachier]
     impl Config {
-        #[cachier(backend = cachier::MemoryBackend::global())]
+        #[cachier(backend = cachier::backends::memory::MemoryBackend::global())]
         pub fn load(id: u32) -> String {
             LOAD.bump();
             format!("config-{id}")
@@ -533,7 +533,7 @@ mod methods {
 
     #[cachier]
     impl Other {
-        #[cachier(backend = cachier::MemoryBackend::global())]
+        #[cachier(backend = cachier::backends::memory::MemoryBackend::global())]
         pub fn load(id: u32) -> String {
             OTHER_LOAD.bump();
             format!("other-{id}")
@@ -566,7 +566,7 @@ mod asynchronous {
 
     static HIT: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     async fn fetch(x: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(10)).await;
         x * 1000 + HIT.bump()
@@ -592,7 +592,7 @@ mod asynchronous {
 
     static FLIGHT: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     async fn single_flight(x: u64) -> u64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         x * 1000 + FLIGHT.bump()
@@ -611,7 +611,7 @@ mod asynchronous {
 
     static ASYNC_ERR: Calls = Calls::new();
 
-    #[cachier(backend = cachier::MemoryBackend::new())]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
     async fn async_parse(text: String) -> Result<u64, String> {
         ASYNC_ERR.bump();
         text.parse().map_err(|_| text)
@@ -634,7 +634,7 @@ mod asynchronous {
     }
 
     impl Client {
-        #[cachier(allow_non_static_methods, backend = cachier::MemoryBackend::new())]
+        #[cachier(allow_non_static_methods, backend = cachier::backends::memory::MemoryBackend::new())]
         async fn get(&self, x: u64) -> u64 {
             ASYNC_METHOD.bump();
             self.base + x
@@ -777,14 +777,14 @@ mod shapes {
     #[cachier]
     impl Point {
         /// `Self` as the value, `pub(crate)` visibility.
-        #[cachier(backend = cachier::MemoryBackend::new())]
+        #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
         pub(crate) fn on_diagonal(at: i64) -> Self {
             POINT.bump();
             Point { x: at, y: at }
         }
 
         /// A method with a key on its arguments, in a `#[cachier]` impl.
-        #[cachier(allow_non_static_methods, backend = cachier::MemoryBackend::new(), key = |(d,): &(i64,)| d / 10)]
+        #[cachier(allow_non_static_methods, backend = cachier::backends::memory::MemoryBackend::new(), key = |(d,): &(i64,)| d / 10)]
         pub fn shifted(&self, d: i64) -> i64 {
             POINT.bump();
             self.x + d
@@ -798,7 +798,7 @@ mod shapes {
     static TENS: Calls = Calls::new();
 
     /// A key given as a path; an ignored `_` argument.
-    #[cachier(backend = cachier::MemoryBackend::new(), key = by_tens)]
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new(), key = by_tens)]
     pub fn tens(x: u64, _: u64) -> u64 {
         TENS.bump();
         x / 10

@@ -12,7 +12,7 @@ mod asynchronous {
 #[test]
 fn cache_dpath_is_none() {
     let f = cachier::memoize("memory::cache_dpath", |x: u64| x)
-        .backend(cachier::MemoryBackend::new())
+        .backend(cachier::backends::memory::MemoryBackend::new())
         .build()
         .unwrap();
     assert_eq!(f.cache_dpath(), None);

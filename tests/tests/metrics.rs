@@ -36,7 +36,7 @@ fn prometheus_scrape_reports_every_counter() {
             Ok("v".repeat(x as usize))
         }
     })
-    .backend(cachier::MemoryBackend::new())
+    .backend(cachier::backends::memory::MemoryBackend::new())
     .entry_size_limit(20u64)
     .build()
     .unwrap();

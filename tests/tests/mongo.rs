@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use cachier::{CallOptions, MongoBackend};
+use cachier::{backends::mongo::MongoBackend, CallOptions};
 use cachier_backend_mongo::mongodb::bson::{doc, Bson, DateTime, Document};
 use cachier_conformance::{capture_logs, service_url, unique_name, Counter};
 
@@ -24,7 +24,7 @@ mod multiprocess {
 mod asynchronous {
     use std::time::Duration;
 
-    use cachier::MongoBackend;
+    use cachier::backends::mongo::MongoBackend;
     use cachier_conformance::{service_url, unique_name, Counter};
 
     cachier_conformance::async_conformance_tests!(super::spec);
@@ -329,7 +329,7 @@ fn refused_credentials_show_the_servers_message_once() {
     let Some(url) = service_url("CACHIER_TEST_MONGO_URL", "mongo::refused_credentials") else {
         return;
     };
-    use cachier::Backend;
+    use cachier::store::Backend;
     let url = cachier_conformance::with_user_info(&url, "nosuchuser:wrong-password");
     let backend = MongoBackend::from_url(&url).unwrap();
     let error = backend.namespaces().unwrap_err();

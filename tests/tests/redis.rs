@@ -7,7 +7,11 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cachier::{Backend, Claim, Error, Key, Namespace, RedisBackend};
+use cachier::{
+    backends::redis::RedisBackend,
+    store::{Backend, Claim, Key, Namespace},
+    Error,
+};
 use cachier_conformance::cases::eventually;
 use cachier_conformance::private_redis::PrivateRedis;
 use cachier_conformance::{capture_logs, fresh_dir, service_url, unique_name, Counter};
@@ -653,7 +657,8 @@ fn listing_namespaces_and_entries_on_the_server() {
         panic!("claim")
     };
     let listed = core.entries().unwrap();
-    let find = |entries: &[cachier::EntryInfo], key| entries.iter().find(|e| e.key == key).cloned();
+    let find =
+        |entries: &[cachier::store::EntryInfo], key| entries.iter().find(|e| e.key == key).cloned();
     let e = find(&listed, key).unwrap();
     assert!(e.being_calculated && e.completed, "{e:?}");
     assert_eq!(e.claim_owner.as_deref(), Some(token.as_str()));

@@ -7,7 +7,10 @@ use cachier_conformance::{unique_name, Counter};
 
 /// `f(x) = x * 1000 + n` where `n` counts calls, on `backend`.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-fn numbered(backend: cachier::SqlBackend, calls: &Counter) -> cachier::Memoized<u64, u64> {
+fn numbered(
+    backend: cachier::backends::sql::SqlBackend,
+    calls: &Counter,
+) -> cachier::Memoized<u64, u64> {
     let calls = calls.clone();
     cachier::memoize(&unique_name("sql"), move |x: u64| {
         x * 1000 + calls.bump() as u64
@@ -32,7 +35,7 @@ fn unique_table() -> String {
 mod sqlite {
     use std::path::PathBuf;
 
-    use cachier::{Error, SqlBackend};
+    use cachier::{backends::sql::SqlBackend, Error};
     use cachier_conformance::{fresh_dir, Counter};
 
     fn sqlite_spec() -> Option<String> {
@@ -208,7 +211,7 @@ mod sqlite {
 mod postgres {
     use std::time::{Duration, Instant};
 
-    use cachier::{Error, SqlBackend};
+    use cachier::{backends::sql::SqlBackend, Error};
     use cachier_conformance::{service_url, Counter};
 
     fn postgres_spec() -> Option<String> {
@@ -287,7 +290,7 @@ mod postgres {
         let Some(url) = url("sql::postgres::unknown_role") else {
             return;
         };
-        use cachier::Backend;
+        use cachier::store::Backend;
         let url = cachier_conformance::with_user_info(&url, "nosuchuser");
         let backend = SqlBackend::from_url(&url).unwrap();
         let error = backend.namespaces().unwrap_err();
@@ -531,7 +534,7 @@ mod sqlite_memory {
 
     #[test]
     fn in_memory_url_opens() {
-        let backend = cachier::SqlBackend::from_url("sqlite::memory:").unwrap();
+        let backend = cachier::backends::sql::SqlBackend::from_url("sqlite::memory:").unwrap();
         assert_eq!(backend.sqlite_path(), None);
         let f = cachier::memoize(
             &cachier_conformance::unique_name("sqlite_memory"),

@@ -148,7 +148,7 @@ fn malformed_urls_never_show_their_password() {
             },
         };
         assert!(!shown.contains(SECRET), "{url} shown as: {shown}");
-        let spec = match cachier::BackendSpec::parse(url) {
+        let spec = match cachier_settings::BackendSpec::parse(url) {
             Ok(spec) => format!("{spec} {spec:?}"),
             Err(error) => format!("{error} {error:?}"),
         };

@@ -31,7 +31,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
                 "file"
             };
             let cache = dir.join(format!("{n}-{separate}"));
-            let backend = cachier::FileBackend::builder()
+            let backend = cachier::backends::file::FileBackend::builder()
                 .cache_dir(&cache)
                 .separate_files(separate)
                 .build();
@@ -40,7 +40,8 @@ pub fn rows(config: &Config) -> Vec<Row> {
                 .build()
                 .expect("build");
             prefill(&f, n);
-            let keys: Vec<cachier::Key> = (0..n as u64).map(|k| f.key(&k).expect("key")).collect();
+            let keys: Vec<cachier::store::Key> =
+                (0..n as u64).map(|k| f.key(&k).expect("key")).collect();
             let store = backend.store_path(f.namespace());
             let hit = config.measure(|i| {
                 std::hint::black_box(f.call(scattered(i, n)));

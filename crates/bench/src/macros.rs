@@ -6,7 +6,7 @@ use cachier::cachier;
 
 use crate::{run_name, scattered, Config, Row};
 
-#[cachier(backend = cachier::MemoryBackend::new())]
+#[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
 fn through_macro(x: u64) -> u64 {
     x.wrapping_mul(2)
 }
@@ -15,7 +15,7 @@ fn through_macro(x: u64) -> u64 {
 pub fn rows(config: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     let by_hand = cachier::memoize(&run_name("macro-by-hand"), |(x,): (u64,)| x.wrapping_mul(2))
-        .backend(cachier::MemoryBackend::new())
+        .backend(cachier::backends::memory::MemoryBackend::new())
         .build()
         .expect("build");
     let handle = through_macro_cache().expect("build");

@@ -25,7 +25,7 @@ fn cached_call<C: Cached<u64, u64>>(cache: &Mutex<C>, k: u64) -> u64 {
 pub fn rows(config: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     for &n in &config.sizes {
-        let backend = cachier::MemoryBackend::new();
+        let backend = cachier::backends::memory::MemoryBackend::new();
         let f = overhead_fn(&run_name("memory"))
             .backend(backend.clone())
             .build()

@@ -12,7 +12,7 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use cachier::MongoBackend;
+use cachier::backends::mongo::MongoBackend;
 use cachier_backend_mongo::mongodb::bson::{doc, spec::BinarySubtype, Binary, DateTime, Document};
 
 use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
@@ -27,7 +27,7 @@ fn fill(backend: &MongoBackend, f: &cachier::Memoized<u64, u64>, n: usize) {
     let func = f.namespace().as_str().to_owned();
     let docs: Vec<Document> = (1_000..n as u64)
         .map(|k| {
-            let value = cachier::codec::encode(&k.wrapping_mul(2)).expect("encode");
+            let value = cachier::store::codec::encode(&k.wrapping_mul(2)).expect("encode");
             doc! {
                 "func": &func,
                 "key": f.key(&k).expect("key").to_hex(),

@@ -8,7 +8,10 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use cachier::{Backend, Key, Namespace, RedisBackend};
+use cachier::{
+    backends::redis::RedisBackend,
+    store::{Backend, Key, Namespace},
+};
 
 use crate::{overhead_fn, prefill, run_name, scattered, Config, Row};
 

@@ -22,7 +22,7 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
     let mut rows = Vec::new();
     for &n in &config.sizes {
         let path = dir.join(format!("cache-{n}.db"));
-        let backend = cachier::SqlBackend::sqlite(&path).expect("sqlite backend");
+        let backend = cachier::backends::sql::SqlBackend::sqlite(&path).expect("sqlite backend");
         let f = overhead_fn(&run_name("sqlite"))
             .backend(backend)
             .build()
@@ -101,7 +101,7 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     for &n in &config.sizes {
-        let backend = cachier::SqlBackend::postgres(&url).expect("postgres backend");
+        let backend = cachier::backends::sql::SqlBackend::postgres(&url).expect("postgres backend");
         let f = overhead_fn(&run_name("postgres"))
             .backend(backend)
             .build()
@@ -111,7 +111,7 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
         let fid = f.namespace().as_str().to_owned();
         // Bulk prefill through the raw driver in one transaction (the same rows `put` writes).
         {
-            let value = cachier::codec::encode(&0u64).expect("encode");
+            let value = cachier::store::codec::encode(&0u64).expect("encode");
             let mut tx = raw.transaction().expect("begin");
             let insert = tx
                 .prepare(
@@ -154,7 +154,7 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             .build()
             .expect("runtime");
         let g = cachier::memoize_async(&fid, |x: u64| async move { x.wrapping_mul(2) })
-            .backend(cachier::SqlBackend::postgres(&url).expect("postgres backend"))
+            .backend(cachier::backends::sql::SqlBackend::postgres(&url).expect("postgres backend"))
             .build()
             .expect("build");
         let (async_hit, raw_hit) = config.paired(

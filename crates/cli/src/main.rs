@@ -9,7 +9,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier::{Backend, Error, Namespace};
+use cachier::{
+    store::{Backend, Namespace},
+    Error,
+};
 use clap::{Parser, Subcommand};
 
 use report::{NamespaceReport, Output};
@@ -72,7 +75,7 @@ enum Command {
 }
 
 fn duration(text: &str) -> Result<Duration, String> {
-    cachier::parse_duration(text)
+    cachier_settings::parse_duration(text)
 }
 
 fn main() -> ExitCode {
@@ -82,7 +85,10 @@ fn main() -> ExitCode {
         Err(message) => {
             // Whatever a driver put in its message, the URL's secrets are not shown.
             let url = cli.backend.as_deref().unwrap_or_default();
-            eprintln!("cachier: {}", cachier::redact_message(url, &message));
+            eprintln!(
+                "cachier: {}",
+                cachier_settings::redact_message(url, &message)
+            );
             ExitCode::from(1)
         }
     }
@@ -102,8 +108,8 @@ fn open(cli: &Cli) -> Result<Arc<dyn Backend>, String> {
 /// An error message that says what was wrong, down to its last cause (each named once), and
 /// what to do.
 fn explain(error: &Error, url: &str) -> String {
-    let shown = cachier::redact_url(url);
-    let message = cachier::chain_message(error);
+    let shown = cachier_settings::redact_url(url);
+    let message = cachier_settings::chain_message(error);
     match error {
         Error::Backend { .. } => format!("{message}\n  the store at {shown} is unreachable or failing: check that the server runs and the URL is right"),
         Error::Unsupported { .. } => format!("{message}\n  this backend cannot list its contents"),

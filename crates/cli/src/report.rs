@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachier::{EntryInfo, Namespace};
+use cachier::store::{EntryInfo, Namespace};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 

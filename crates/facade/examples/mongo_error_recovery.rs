@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cachier::{Claim, MongoBackend};
+use cachier::{backends::mongo::MongoBackend, store::Claim};
 
 fn main() -> Result<(), cachier::Error> {
     let url = std::env::var("CACHIER_TEST_MONGO_URL")

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let square = cachier::memoize("examples::metrics::square", |x: u64| x * x)
-        .backend(cachier::MemoryBackend::new())
+        .backend(cachier::backends::memory::MemoryBackend::new())
         .build()?;
     square.call(3); // miss
     square.call(3); // hit

@@ -3,30 +3,62 @@
 
 use std::sync::Arc;
 
-pub use cachier_core::{
-    codec, poll_until_released, Backend, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken,
-    Core, Key, LocalOptions, MaxAge, Memoize, Memoized, Namespace, DEFAULT_LEASE,
-};
+use cachier_core::{Backend, LocalOptions};
+
+#[cfg(feature = "async")]
+pub use cachier_core::{Async, AsyncMemoized};
+pub use cachier_core::{Blocking, CallOptions, MaxAge, Memoize, Memoized, DEFAULT_LEASE};
 pub use cachier_settings::{
-    chain_message, default_cache_dir, disable_caching, enable_caching, get_global_params,
-    parse_bytes, parse_duration, redact_message, redact_url, reset_global_params,
-    set_global_params, BackendSpec, BoxError, Error, ErrorKind, ParamsUpdate, Result, Settings,
-    SharedError, SizeSpec, BACKEND_URL_ENV,
+    default_cache_dir, disable_caching, enable_caching, get_global_params, reset_global_params,
+    set_global_params, Error, ErrorKind, ParamsUpdate, Result, Settings, SizeSpec, BACKEND_URL_ENV,
 };
 
-#[cfg(feature = "memory")]
-pub use cachier_backend_memory::MemoryBackend;
-#[cfg(feature = "mongo")]
-pub use cachier_backend_mongo::{MongoBackend, MongoBackendBuilder, MongoCore};
-#[cfg(feature = "pickle")]
-pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder, FileCore};
-#[cfg(feature = "redis")]
-pub use cachier_backend_redis::{RedisBackend, RedisBuilder};
-#[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
-pub use cachier_backend_sql::{SqlBackend, SqlBackendBuilder};
-pub use cachier_core::{all_stats, EntryInfo, FunctionStats, LatencySnapshot, StatsSnapshot};
-#[cfg(feature = "async")]
-pub use cachier_core::{Async, AsyncCore, AsyncMemoized, BoxFuture, OffloadedCore};
+/// The stores, one module per backend, each behind its cargo feature. A memoized function
+/// uses the global default backend unless [`Memoize::backend`] names one of these.
+pub mod backends {
+    /// The local file cache, shared by every process of the machine (feature `pickle`).
+    #[cfg(feature = "pickle")]
+    pub mod file {
+        pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder};
+    }
+    /// An in-process map (feature `memory`).
+    #[cfg(feature = "memory")]
+    pub mod memory {
+        pub use cachier_backend_memory::MemoryBackend;
+    }
+    /// SQLite and PostgreSQL (features `sql-sqlite`, `sql-postgres`).
+    #[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
+    pub mod sql {
+        pub use cachier_backend_sql::{SqlBackend, SqlBackendBuilder};
+    }
+    /// Redis (feature `redis`; `rediss://` with `redis-tls`).
+    #[cfg(feature = "redis")]
+    pub mod redis {
+        pub use cachier_backend_redis::{RedisBackend, RedisBuilder};
+    }
+    /// MongoDB (feature `mongo`).
+    #[cfg(feature = "mongo")]
+    pub mod mongo {
+        pub use cachier_backend_mongo::{MongoBackend, MongoBackendBuilder};
+    }
+}
+
+/// For implementing a store: the traits the engine calls, what crosses them, and helpers for
+/// their default behaviour. See docs/ARCHITECTURE.md in the repository for the contract.
+pub mod store {
+    pub use cachier_core::{
+        claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff, CacheEntry, Claim,
+        ClaimAndGet, ClaimToken, Core, EntryInfo, Key, Namespace,
+    };
+    #[cfg(feature = "async")]
+    pub use cachier_core::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
+    pub use cachier_settings::{BoxError, SharedError};
+}
+
+/// Per-function statistics (also on each memoized function: `f.stats()`).
+pub mod stats {
+    pub use cachier_core::{all_stats, FunctionStats, LatencySnapshot, StatsSnapshot};
+}
 
 /// Memoizes a `fn` or `async fn`: `#[cachier(stale_after = "1h", backend = ...)]`.
 ///
@@ -52,7 +84,7 @@ use serde::Serialize;
 ///
 /// ```
 /// let square = cachier::memoize("docs::square", |x: u64| x * x)
-///     .backend(cachier::MemoryBackend::new())
+///     .backend(cachier::backends::memory::MemoryBackend::new())
 ///     .build()?;
 /// assert_eq!(square.call(4), 16);
 /// # Ok::<(), cachier::Error>(())
@@ -108,7 +140,7 @@ where
 
 /// Builds the global default backend (`"pickle"`, `"memory"` or a backend URL), for
 /// functions that name none. URL backends are opened once and shared.
-pub fn default_backend(spec: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>> {
+fn default_backend(spec: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>> {
     let _ = local;
     match spec {
         #[cfg(feature = "pickle")]
@@ -123,7 +155,7 @@ pub fn default_backend(spec: &str, local: &LocalOptions) -> Result<Arc<dyn Backe
     }
 }
 
-/// One [`FileBackend`] per (directory, `separate_files`), so that the functions using the
+/// One [`FileBackend`](backends::file::FileBackend) per (directory, `separate_files`), so that the functions using the
 /// default backend share its stores and connections.
 #[cfg(feature = "pickle")]
 fn shared_file_backend(local: &LocalOptions) -> Arc<dyn Backend> {
@@ -139,7 +171,7 @@ fn shared_file_backend(local: &LocalOptions) -> Arc<dyn Backend> {
         .entry((local.cache_dir.clone(), local.separate_files))
         .or_insert_with(|| {
             Arc::new(
-                FileBackend::builder()
+                backends::file::FileBackend::builder()
                     .cache_dir(local.cache_dir.clone())
                     .separate_files(local.separate_files)
                     .build(),

@@ -45,7 +45,10 @@ static SIZES: LazyLock<Mutex<HashMap<usize, Size>>> = LazyLock::new(Default::def
 
 /// The entry count and size of `core`, read again only when the last reading is older than
 /// [`SIZE_REFRESH`]; `None` for stores that cannot list.
-fn size_of(core: &Arc<dyn crate::Core>, sizes: &mut HashMap<usize, Size>) -> Option<(u64, u64)> {
+fn size_of(
+    core: &Arc<dyn crate::store::Core>,
+    sizes: &mut HashMap<usize, Size>,
+) -> Option<(u64, u64)> {
     let id = Arc::as_ptr(core) as *const () as usize;
     if let Some(size) = sizes.get(&id).filter(|s| s.read.elapsed() < SIZE_REFRESH) {
         return Some((size.entries, size.bytes));
@@ -62,7 +65,7 @@ fn size_of(core: &Arc<dyn crate::Core>, sizes: &mut HashMap<usize, Size>) -> Opt
 }
 
 /// Copies every live memoized function's statistics into the installed `metrics` recorder.
-/// Entry counts and sizes are read from the stores ([`Core::entries`](crate::Core::entries))
+/// Entry counts and sizes are read from the stores ([`Core::entries`](crate::store::Core::entries))
 /// at most every [`SIZE_REFRESH`]; stores that cannot list are skipped.
 pub fn publish() {
     let functions = all_stats();
@@ -255,12 +258,15 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace};
+    use crate::{
+        store::CacheEntry, store::Claim, store::ClaimToken, store::Core, store::EntryInfo,
+        store::Key, store::Namespace, Error,
+    };
 
     /// The memory backend, counting how often its stores are listed.
     #[derive(Debug, Clone, Default)]
     struct Counted {
-        inner: crate::MemoryBackend,
+        inner: crate::backends::memory::MemoryBackend,
         listings: Arc<AtomicUsize>,
     }
 
@@ -269,7 +275,7 @@ mod tests {
         listings: Arc<AtomicUsize>,
     }
 
-    impl crate::Backend for Counted {
+    impl crate::store::Backend for Counted {
         fn name(&self) -> &'static str {
             "counted"
         }

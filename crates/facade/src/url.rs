@@ -6,7 +6,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use cachier_settings::redact_url;
 
-use crate::{Backend, Error, Result};
+use crate::{store::Backend, Error, Result};
 
 /// Opens the backend a URL names:
 ///
@@ -81,7 +81,7 @@ fn memory(rest: &str) -> Result<Arc<dyn Backend>> {
             "the memory backend takes no path (use `memory:`)",
         ));
     }
-    Ok(Arc::new(crate::MemoryBackend::global()))
+    Ok(Arc::new(crate::backends::memory::MemoryBackend::global()))
 }
 #[cfg(not(feature = "memory"))]
 fn memory(rest: &str) -> Result<Arc<dyn Backend>> {
@@ -116,7 +116,7 @@ fn file(url: &str, rest: &str) -> Result<Arc<dyn Backend>> {
         }
     }
     Ok(Arc::new(
-        crate::FileBackend::builder()
+        crate::backends::file::FileBackend::builder()
             .cache_dir(dir)
             .separate_files(separate_files)
             .build(),
@@ -138,7 +138,7 @@ fn sql(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
     if !COMPILED.contains(&feature) {
         return Err(not_compiled(url, feature));
     }
-    Ok(Arc::new(crate::SqlBackend::from_url(url)?))
+    Ok(Arc::new(crate::backends::sql::SqlBackend::from_url(url)?))
 }
 #[cfg(not(any(feature = "sql-sqlite", feature = "sql-postgres")))]
 fn sql(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
@@ -150,7 +150,9 @@ fn redis(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
     if feature == "redis-tls" && !cfg!(feature = "redis-tls") {
         return Err(not_compiled(url, feature));
     }
-    Ok(Arc::new(crate::RedisBackend::from_url(url)?))
+    Ok(Arc::new(crate::backends::redis::RedisBackend::from_url(
+        url,
+    )?))
 }
 #[cfg(not(feature = "redis"))]
 fn redis(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
@@ -159,7 +161,9 @@ fn redis(url: &str, feature: &str) -> Result<Arc<dyn Backend>> {
 
 #[cfg(feature = "mongo")]
 fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(crate::MongoBackend::from_url(url)?))
+    Ok(Arc::new(crate::backends::mongo::MongoBackend::from_url(
+        url,
+    )?))
 }
 #[cfg(not(feature = "mongo"))]
 fn mongo(url: &str) -> Result<Arc<dyn Backend>> {

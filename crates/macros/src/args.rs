@@ -38,9 +38,18 @@ const RENAMED: &[(&str, &str)] = &[
         "hash_params",
         "use `key = |args: &(..)| ...` (a closure over the argument tuple)",
     ),
-    ("mongetter", "use `backend = cachier::MongoBackend::...`"),
-    ("redis_client", "use `backend = cachier::RedisBackend::...`"),
-    ("sql_engine", "use `backend = cachier::SqlBackend::...`"),
+    (
+        "mongetter",
+        "use `backend = cachier::backends::mongo::MongoBackend::...`",
+    ),
+    (
+        "redis_client",
+        "use `backend = cachier::backends::redis::RedisBackend::...`",
+    ),
+    (
+        "sql_engine",
+        "use `backend = cachier::backends::sql::SqlBackend::...`",
+    ),
     (
         "pickle_reload",
         "the file backend always sees other processes' writes; remove it",
@@ -151,7 +160,7 @@ impl Args {
             let _ = a;
             errors.push(syn::Error::new_spanned(
                 &b.name,
-                "give either `backend` (a value implementing `cachier::Backend`) or `shared_backend` (an `Arc<dyn cachier::Backend>`), not both",
+                "give either `backend` (a value implementing `cachier::store::Backend`) or `shared_backend` (an `Arc<dyn cachier::store::Backend>`), not both",
             ));
         }
 

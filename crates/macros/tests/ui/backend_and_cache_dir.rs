@@ -1,6 +1,6 @@
 use cachier::cachier;
 
-#[cachier(backend = cachier::MemoryBackend::new(), cache_dir = "/tmp/cache")]
+#[cachier(backend = cachier::backends::memory::MemoryBackend::new(), cache_dir = "/tmp/cache")]
 fn price(x: u64) -> u64 {
     x
 }
