@@ -22,7 +22,7 @@ use crate::core::Entries;
 pub use crate::core::MongoCore;
 pub use crate::error::DriverError;
 #[cfg(feature = "async")]
-pub use crate::nonblocking::MongoAsyncCore;
+use crate::nonblocking::MongoAsyncCore;
 /// The driver this backend is built on, for callers who pass a client or query the
 /// collection themselves (same version, so its types match).
 pub use mongodb;

@@ -15,7 +15,7 @@ use crate::core::Entries;
 /// The caller's runtime needs its timer enabled (`enable_time`/`enable_all`), as every async
 /// memoized function does. The client's background tasks (connection pool, server monitoring)
 /// stay on the backend's runtime, so a current-thread runtime works too.
-pub struct MongoAsyncCore {
+pub(crate) struct MongoAsyncCore {
     entries: Entries,
 }
 

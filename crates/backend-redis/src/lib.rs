@@ -18,14 +18,14 @@ use cachier_core::{
 use redis::{RedisResult, Value};
 
 #[cfg(feature = "async")]
-pub use crate::nonblocking::RedisAsyncCore;
+use crate::nonblocking::RedisAsyncCore;
 use crate::pool::{Pool, PoolSettings, Request};
 
 /// The `redis` crate this backend is built on, so callers can build a [`redis::Client`] for
-/// [`RedisBackend::with_client`] without matching versions.
+/// [`RedisBackend::from_client`] without matching versions.
 pub use redis;
 
-/// The key prefix unless [`RedisBuilder::prefix`] changes it (cachier's).
+/// The key prefix unless [`RedisBackendBuilder::prefix`] changes it (cachier's).
 pub const DEFAULT_PREFIX: &str = "cachier";
 
 /// Keys fetched per `SCAN` step (and deleted or checked per round trip) by the namespace-wide
@@ -48,9 +48,9 @@ struct Shared {
 }
 
 /// Configures a [`RedisBackend`]; made by [`RedisBackend::builder`] or
-/// [`RedisBackend::with_client`].
+/// [`RedisBackend::from_client`].
 #[must_use]
-pub struct RedisBuilder {
+pub struct RedisBackendBuilder {
     source: Source,
     prefix: String,
     evict_after: Option<Duration>,
@@ -62,13 +62,13 @@ enum Source {
     Client(Box<redis::Client>),
 }
 
-impl fmt::Debug for RedisBuilder {
+impl fmt::Debug for RedisBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let server = match &self.source {
             Source::Url(url) => cachier_core::redact_url(url),
             Source::Client(client) => format!("{:?}", client.get_connection_info().addr()),
         };
-        f.debug_struct("RedisBuilder")
+        f.debug_struct("RedisBackendBuilder")
             .field("server", &server)
             .field("prefix", &self.prefix)
             .field("evict_after", &self.evict_after)
@@ -77,9 +77,9 @@ impl fmt::Debug for RedisBuilder {
     }
 }
 
-impl RedisBuilder {
-    fn new(source: Source) -> RedisBuilder {
-        RedisBuilder {
+impl RedisBackendBuilder {
+    fn new(source: Source) -> RedisBackendBuilder {
+        RedisBackendBuilder {
             source,
             prefix: DEFAULT_PREFIX.to_owned(),
             evict_after: None,
@@ -191,7 +191,7 @@ impl RedisBackend {
     /// The backend of the server at `url`, with default settings.
     ///
     /// # Errors
-    /// See [`RedisBuilder::build`].
+    /// See [`RedisBackendBuilder::build`].
     pub fn from_url(url: &str) -> Result<RedisBackend, Error> {
         RedisBackend::builder(url).build()
     }
@@ -199,13 +199,13 @@ impl RedisBackend {
     /// A builder for the server at `url`: `redis://[user:password@]host[:port][/db]`,
     /// `rediss://...` (TLS, with the `tls` feature; `#insecure` accepts any certificate) or
     /// `redis+unix:///path/to.sock[?db=N&user=U&pass=P]`.
-    pub fn builder(url: impl Into<String>) -> RedisBuilder {
-        RedisBuilder::new(Source::Url(url.into()))
+    pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
+        RedisBackendBuilder::new(Source::Url(url.into()))
     }
 
     /// A builder on a client the caller made (for settings a URL cannot say).
-    pub fn with_client(client: redis::Client) -> RedisBuilder {
-        RedisBuilder::new(Source::Client(Box::new(client)))
+    pub fn from_client(client: redis::Client) -> RedisBackendBuilder {
+        RedisBackendBuilder::new(Source::Client(Box::new(client)))
     }
 
     /// The Redis key of `key` in `namespace`: `{prefix}:{namespace}:{key hex}`.
@@ -223,7 +223,7 @@ impl RedisBackend {
     /// The native async store of `namespace` (what [`Backend::async_core`] returns), for
     /// callers that drive a store themselves.
     #[cfg(feature = "async")]
-    pub fn async_store(&self, namespace: &Namespace) -> RedisAsyncCore {
+    pub fn async_store(&self, namespace: &Namespace) -> impl cachier_core::AsyncCore + fmt::Debug {
         RedisAsyncCore::new(self.open(namespace))
     }
 
@@ -922,7 +922,7 @@ mod tests {
         let core = backend.core(&Namespace::new("n", None).unwrap()).unwrap();
         let _ = core; // `dyn Core` has no Debug; RedisCore's shows the redacted server only.
         let client = redis::Client::open("redis://user:s3cret@127.0.0.1:6379/0").unwrap();
-        let from_client = RedisBackend::with_client(client).build().unwrap();
+        let from_client = RedisBackend::from_client(client).build().unwrap();
         assert!(!format!("{from_client:?}").contains("s3cret"));
     }
 

@@ -22,7 +22,7 @@ use crate::{
 /// timeouts, reconnection after a server restart and backoff after a failed connect as the
 /// blocking path. Waiting for a computation in flight polls with tokio's timer.
 #[derive(Clone)]
-pub struct RedisAsyncCore {
+pub(crate) struct RedisAsyncCore {
     core: RedisCore,
 }
 

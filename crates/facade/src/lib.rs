@@ -34,7 +34,7 @@ pub mod backends {
     /// Redis (feature `redis`; `rediss://` with `redis-tls`).
     #[cfg(feature = "redis")]
     pub mod redis {
-        pub use cachier_backend_redis::{RedisBackend, RedisBuilder};
+        pub use cachier_backend_redis::{RedisBackend, RedisBackendBuilder};
     }
     /// MongoDB (feature `mongo`).
     #[cfg(feature = "mongo")]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::call::{compute_claimed, run, Driver, Held};
+use super::call::{compute_claimed, run, Held, Runner};
 use super::flight::{Flight, Landing};
 use super::params::Want;
 use super::Shared;
@@ -45,7 +45,7 @@ impl<A, R> fmt::Debug for Memoized<A, R> {
 /// Drives the algorithm with the store's blocking operations: its futures never suspend.
 struct Direct<'a, A, R>(&'a Arc<Inner<A, R>>);
 
-impl<A, R> Driver<A, R> for Direct<'_, A, R>
+impl<A, R> Runner<A, R> for Direct<'_, A, R>
 where
     A: Serialize + Send + 'static,
     R: Send + 'static,

@@ -1,4 +1,4 @@
-//! One memoized call, written once as `async` code over a [`Driver`]: look the key up, serve
+//! One memoized call, written once as `async` code over a [`Runner`]: look the key up, serve
 //! a fresh value, serve a stale one while refreshing (`next_time`), or compute under single
 //! flight (see the module above for the two levels).
 
@@ -41,7 +41,7 @@ pub(super) enum WaitEnd {
 
 /// What the algorithm needs from a way of calling: the store's operations and the function,
 /// blocking or async. Written as futures so that one algorithm serves both.
-pub(super) trait Driver<A, R>: Sync {
+pub(super) trait Runner<A, R>: Sync {
     fn shared(&self) -> &Shared<A, R>;
     fn get<'a>(
         &'a self,
@@ -166,7 +166,7 @@ pub(super) async fn run<A, R, D>(
 where
     A: Serialize + Send,
     R: Send,
-    D: Driver<A, R>,
+    D: Runner<A, R>,
 {
     let shared = d.shared();
     let resolved = shared.resolve(options);
@@ -328,7 +328,7 @@ pub(super) async fn miss<A, R, D>(
 where
     A: Send,
     R: Send,
-    D: Driver<A, R>,
+    D: Runner<A, R>,
 {
     let shared = d.shared();
     if overwrite {
@@ -382,7 +382,7 @@ pub(super) async fn from_store<A, R, D>(
 where
     A: Send,
     R: Send,
-    D: Driver<A, R>,
+    D: Runner<A, R>,
 {
     let shared = d.shared();
     loop {
@@ -449,7 +449,7 @@ where
 }
 
 /// Waits for another caller's claim on `key` to end, in slices of at most [`WAIT_SLICE`].
-pub(super) async fn wait_for_other<A, R, D: Driver<A, R>>(
+pub(super) async fn wait_for_other<A, R, D: Runner<A, R>>(
     d: &D,
     key: &Key,
 ) -> Result<WaitEnd, Error> {
@@ -463,7 +463,7 @@ pub(super) async fn wait_for_other<A, R, D: Driver<A, R>>(
 }
 
 /// Waits for this process's leader of a key, in slices of at most [`WAIT_SLICE`].
-pub(super) async fn wait_for_flight<A, R, D: Driver<A, R>>(d: &D, flight: &Flight) -> Landing {
+pub(super) async fn wait_for_flight<A, R, D: Runner<A, R>>(d: &D, flight: &Flight) -> Landing {
     let start = Instant::now();
     while let Some(slice) = d.shared().wait_slice(start) {
         match d.wait_flight(flight, slice).await {
@@ -492,7 +492,7 @@ pub(super) async fn compute_claimed<A, R, D>(
 where
     A: Send,
     R: Send,
-    D: Driver<A, R>,
+    D: Runner<A, R>,
 {
     let shared = d.shared();
     if let Some((want, entry)) = recheck {
@@ -574,7 +574,7 @@ pub(super) async fn compute_unclaimed<A, R, D>(
 where
     A: Send,
     R: Send,
-    D: Driver<A, R>,
+    D: Runner<A, R>,
 {
     let shared = d.shared();
     let started = Instant::now();
@@ -599,7 +599,7 @@ pub(super) async fn compute_uncached<A, R, D>(d: &D, args: A, lead: Option<&Lead
 where
     A: Send,
     R: Send,
-    D: Driver<A, R>,
+    D: Runner<A, R>,
 {
     let shared = d.shared();
     let started = Instant::now();

@@ -8,7 +8,7 @@
 //! followed by one more read, so that a claim that raced another caller's store serves that
 //! value instead of computing it again. A refused `put` releases its claim at once.
 //!
-//! The algorithm is written once, as `async` code over a [`Driver`]: the blocking driver
+//! The algorithm is written once, as `async` code over a [`Runner`]: the blocking driver
 //! ([`Memoized`]) runs it to completion on the caller's thread (it never suspends: its waits
 //! block the thread), the async driver ([`AsyncMemoized`]) awaits the store and the function.
 //!

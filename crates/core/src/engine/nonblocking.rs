@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::call::{compute_claimed, run, Driver, Held};
+use super::call::{compute_claimed, run, Held, Runner};
 use super::flight::{Flight, Landing};
 use super::params::Want;
 use super::value::ValueCodec;
@@ -118,7 +118,7 @@ impl<A, R> fmt::Debug for AsyncMemoized<A, R> {
 /// Drives the algorithm with the store's async operations.
 struct Awaiting<'a, A, R>(&'a Arc<Inner<A, R>>);
 
-impl<A, R> Driver<A, R> for Awaiting<'_, A, R>
+impl<A, R> Runner<A, R> for Awaiting<'_, A, R>
 where
     A: Serialize + Send + 'static,
     R: Send + 'static,
