@@ -257,7 +257,7 @@ impl Backend for RedisBackend {
         Ok(Arc::new(self.open(namespace)))
     }
 
-    /// The native async store ([`RedisAsyncCore`]): the same requests as the blocking core,
+    /// The native async store (`RedisAsyncCore`): the same requests as the blocking core,
     /// sent on the caller's runtime.
     #[cfg(feature = "async")]
     fn async_core(
