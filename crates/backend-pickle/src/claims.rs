@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -58,19 +57,10 @@ enum Lock {
 }
 
 fn flock(file: &File, operation: libc::c_int) -> io::Result<Lock> {
-    loop {
-        // SAFETY: flock on a descriptor owned by `file`; no memory is passed.
-        if unsafe { libc::flock(file.as_raw_fd(), operation) } == 0 {
-            return Ok(Lock::Acquired);
-        }
-        let error = io::Error::last_os_error();
-        match error.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(code) if code == libc::EWOULDBLOCK || code == libc::EAGAIN => {
-                return Ok(Lock::Busy)
-            }
-            _ => return Err(error),
-        }
+    match cachier_sqlite::flock(file, operation) {
+        Ok(()) => Ok(Lock::Acquired),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(Lock::Busy),
+        Err(error) => Err(error),
     }
 }
 

@@ -38,7 +38,10 @@ pub fn backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
         "mongodb" | "mongodb+srv" => mongo(url),
         other => Err(bad(
             url,
-            &format!("unknown scheme {other:?} (expected file, memory, sqlite, postgres, redis, rediss, redis+unix, mongodb)"),
+            &format!(
+                "unknown scheme {other:?} (expected one of {})",
+                cachier_settings::BACKEND_URL_SCHEMES.join(", ")
+            ),
         )),
     }
 }

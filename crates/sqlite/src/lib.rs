@@ -655,7 +655,9 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn flock(file: &fs::File, operation: libc::c_int) -> io::Result<()> {
+/// `flock(2)` on `file`, retried when a signal interrupts it. With `LOCK_NB`, a lock held
+/// elsewhere is an error of kind `WouldBlock`.
+pub fn flock(file: &fs::File, operation: libc::c_int) -> io::Result<()> {
     use std::os::fd::AsRawFd;
     loop {
         // SAFETY: flock on a descriptor we own; no memory is passed.
