@@ -365,39 +365,52 @@ impl Backoff {
     }
 }
 
+/// A store that implements only what it must (and counts its renewals, each taking
+/// `renew_pause`), for the unit tests of this crate.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Inert {
+    pub(crate) renew_pause: Duration,
+    pub(crate) renewals: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl Core for Inert {
+    fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {
+        Ok(None)
+    }
+    fn put(&self, _: &Key, _: &[u8], _: Option<&ClaimToken>) -> Result<(), Error> {
+        Ok(())
+    }
+    fn claim(&self, _: &Key, _: Duration) -> Result<Claim, Error> {
+        Ok(Claim::Busy)
+    }
+    fn renew(&self, _: &Key, _: &ClaimToken, _: Duration) -> Result<bool, Error> {
+        std::thread::sleep(self.renew_pause);
+        self.renewals
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(true)
+    }
+    fn release(&self, _: &Key, _: &ClaimToken) -> Result<(), Error> {
+        Ok(())
+    }
+    fn clear_cache(&self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn clear_being_calculated(&self) -> Result<(), Error> {
+        Ok(())
+    }
+    fn delete_stale_entries(&self, _: Duration) -> Result<u64, Error> {
+        Ok(0)
+    }
+    fn len(&self) -> Result<u64, Error> {
+        Ok(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A store that implements only what it must.
-    struct Minimal;
-
-    impl Core for Minimal {
-        fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {
-            Ok(None)
-        }
-        fn put(&self, _: &Key, _: &[u8], _: Option<&ClaimToken>) -> Result<(), Error> {
-            Ok(())
-        }
-        fn claim(&self, _: &Key, _: Duration) -> Result<Claim, Error> {
-            Ok(Claim::Busy)
-        }
-        fn release(&self, _: &Key, _: &ClaimToken) -> Result<(), Error> {
-            Ok(())
-        }
-        fn clear_cache(&self) -> Result<(), Error> {
-            Ok(())
-        }
-        fn clear_being_calculated(&self) -> Result<(), Error> {
-            Ok(())
-        }
-        fn delete_stale_entries(&self, _: Duration) -> Result<u64, Error> {
-            Ok(0)
-        }
-        fn len(&self) -> Result<u64, Error> {
-            Ok(0)
-        }
-    }
 
     #[test]
     fn backoff_doubles_to_its_cap_and_stops_at_the_deadline() {
@@ -421,7 +434,7 @@ mod tests {
 
     #[test]
     fn unsupported_listing_reads_well() {
-        let error = Minimal.entries().unwrap_err();
+        let error = Inert::default().entries().unwrap_err();
         assert_eq!(
             error.to_string(),
             "the custom backend does not support listing entries"

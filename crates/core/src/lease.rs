@@ -132,55 +132,15 @@ impl Keeper {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
     use super::*;
-    use crate::{CacheEntry, Claim, Error};
-
-    /// A store whose renewals take `pause` each, counted.
-    struct Renewing {
-        pause: Duration,
-        renewals: AtomicUsize,
-    }
-
-    impl Core for Renewing {
-        fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {
-            Ok(None)
-        }
-        fn put(&self, _: &Key, _: &[u8], _: Option<&ClaimToken>) -> Result<(), Error> {
-            Ok(())
-        }
-        fn claim(&self, _: &Key, _: Duration) -> Result<Claim, Error> {
-            Ok(Claim::Busy)
-        }
-        fn renew(&self, _: &Key, _: &ClaimToken, _: Duration) -> Result<bool, Error> {
-            std::thread::sleep(self.pause);
-            self.renewals.fetch_add(1, Ordering::SeqCst);
-            Ok(true)
-        }
-        fn release(&self, _: &Key, _: &ClaimToken) -> Result<(), Error> {
-            Ok(())
-        }
-        fn clear_cache(&self) -> Result<(), Error> {
-            Ok(())
-        }
-        fn clear_being_calculated(&self) -> Result<(), Error> {
-            Ok(())
-        }
-        fn delete_stale_entries(&self, _: Duration) -> Result<u64, Error> {
-            Ok(0)
-        }
-        fn len(&self) -> Result<u64, Error> {
-            Ok(0)
-        }
-    }
+    use crate::backend::Inert;
 
     #[test]
     fn a_hung_store_does_not_delay_other_renewals() {
-        let store = |pause| {
-            Arc::new(Renewing {
-                pause,
-                renewals: AtomicUsize::new(0),
+        let store = |renew_pause| {
+            Arc::new(Inert {
+                renew_pause,
+                ..Inert::default()
             })
         };
         let (hung, healthy) = (store(Duration::from_secs(3)), store(Duration::ZERO));

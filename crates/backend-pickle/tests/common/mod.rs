@@ -5,24 +5,11 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use cachier_backend_pickle::FileBackend;
 use cachier_core::{memoize, Memoized, Namespace};
 
-/// Counts calls of a test function.
-#[derive(Clone, Default, Debug)]
-pub struct Counter(Arc<AtomicUsize>);
-
-impl Counter {
-    pub fn bump(&self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    pub fn get(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use cachier_testkit::{capture_logs, Counter};
 
 pub fn backend(dir: &Path, separate: bool) -> FileBackend {
     FileBackend::builder()
@@ -50,31 +37,6 @@ pub fn multiplier(
     .backend(backend.clone())
     .build()
     .expect("build")
-}
-
-/// Runs `body` with a `tracing` subscriber on this thread and returns what it logged.
-pub fn capture_logs(body: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Buffer(Arc<parking_lot::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buffer {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, body);
-    let bytes = buffer.0.lock().clone();
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// What a path under a snapshotted tree looks like: its kind, its size, its modification time
