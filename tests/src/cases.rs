@@ -588,9 +588,6 @@ pub fn queued_refresh_keeps_its_claim(spec: &str) {
             .stale_after(MS(1))
             .next_time(true),
     );
-    if !busy.core().needs_heartbeat() {
-        return; // claims that cannot outlive their holder need no renewal (memory, file locks)
-    }
     let calls = Counter::new();
     let name = unique_name("queued_refresh");
     let twin = || {
