@@ -5,6 +5,7 @@
 mod r#async;
 mod backend;
 pub mod codec;
+mod drive;
 mod engine;
 mod key;
 mod lease;
@@ -16,6 +17,7 @@ pub use backend::{
     claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Claim, ClaimAndGet,
     ClaimToken, Core, EntryInfo,
 };
+pub use drive::block_on;
 pub use cachier_settings::{
     chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
     ErrorKind, Result, SharedError,

@@ -47,7 +47,7 @@ pub mod backends {
 /// their default behaviour. See docs/ARCHITECTURE.md in the repository for the contract.
 pub mod store {
     pub use cachier_core::{
-        claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff, CacheEntry, Claim,
+        block_on, claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff, CacheEntry, Claim,
         ClaimAndGet, ClaimToken, Core, EntryInfo, Key, Namespace,
     };
     #[cfg(feature = "async")]

@@ -2,9 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::pin::pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,7 +11,7 @@ use super::call::{compute_claimed, run, Held, Runner};
 use super::flight::{Flight, Landing};
 use super::params::Want;
 use super::Shared;
-use crate::{pool, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken, Error, Key};
+use crate::{block_on, pool, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken, Error, Key};
 
 /// A memoized function. Cheap to clone; share it between threads freely.
 pub struct Memoized<A, R> {
@@ -112,32 +110,6 @@ where
                 tracing::warn!(%key, %error, "cachier: background refresh failed");
             }
         });
-    }
-}
-
-/// Runs a future that does not suspend (the blocking driver's) to completion; should one ever
-/// suspend, parks the thread until it is woken.
-fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    if let Poll::Ready(out) = future
-        .as_mut()
-        .poll(&mut Context::from_waker(Waker::noop()))
-    {
-        return out;
-    }
-    struct Unpark(std::thread::Thread);
-    impl Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(out) => return out,
-            Poll::Pending => std::thread::park(),
-        }
     }
 }
 
