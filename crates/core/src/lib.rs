@@ -17,11 +17,11 @@ pub use backend::{
     claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Claim, ClaimAndGet,
     ClaimToken, Core, EntryInfo,
 };
-pub use drive::block_on;
 pub use cachier_settings::{
     chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
     ErrorKind, Result, SharedError,
 };
+pub use drive::block_on;
 pub use engine::{
     memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize, Memoized,
     Shared, DEFAULT_LEASE,

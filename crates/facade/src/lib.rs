@@ -47,8 +47,8 @@ pub mod backends {
 /// their default behaviour. See docs/ARCHITECTURE.md in the repository for the contract.
 pub mod store {
     pub use cachier_core::{
-        block_on, claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff, CacheEntry, Claim,
-        ClaimAndGet, ClaimToken, Core, EntryInfo, Key, Namespace,
+        block_on, claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff,
+        CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Key, Namespace,
     };
     #[cfg(feature = "async")]
     pub use cachier_core::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
