@@ -23,8 +23,8 @@ pub use cachier_settings::{
 };
 pub use drive::block_on;
 pub use engine::{
-    memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize, Memoized,
-    Shared, DEFAULT_LEASE,
+    memoize, memoize_fallible, Blocking, DefaultBackend, Kind, Memoize, Memoized, Shared,
+    DEFAULT_LEASE,
 };
 #[cfg(feature = "async")]
 pub use engine::{memoize_async, memoize_async_fallible, Async, AsyncMemoized};

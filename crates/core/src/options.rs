@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::engine::CallParams;
+
 /// How old a value this one call accepts, on top of `stale_after` (the stricter wins).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaxAge {
@@ -25,12 +27,9 @@ pub struct CallOptions {
     pub(crate) skip_cache: bool,
     pub(crate) overwrite_cache: bool,
     pub(crate) verbose: bool,
-    pub(crate) stale_after: Option<Option<Duration>>,
     pub(crate) max_age: Option<MaxAge>,
-    pub(crate) next_time: Option<bool>,
-    pub(crate) allow_none: Option<bool>,
-    pub(crate) cleanup_stale: Option<bool>,
-    pub(crate) cleanup_interval: Option<Duration>,
+    /// The function's parameters this call overrides.
+    pub(crate) params: CallParams,
 }
 
 impl CallOptions {
@@ -40,12 +39,8 @@ impl CallOptions {
             skip_cache: false,
             overwrite_cache: false,
             verbose: false,
-            stale_after: None,
             max_age: None,
-            next_time: None,
-            allow_none: None,
-            cleanup_stale: None,
-            cleanup_interval: None,
+            params: CallParams::UNSET,
         }
     }
     /// Call the function directly: the cache is neither read nor written (`cachier__skip_cache`).
@@ -65,7 +60,7 @@ impl CallOptions {
     }
     /// Override `stale_after` for this call (`cachier__stale_after`).
     pub fn stale_after(mut self, age: Duration) -> Self {
-        self.stale_after = Some(Some(age));
+        self.params.stale_after = Some(Some(age));
         self
     }
     /// Accept values at most `age` old in this call; the stricter of this and `stale_after`
@@ -81,22 +76,22 @@ impl CallOptions {
     }
     /// Override `next_time` for this call (`cachier__next_time`).
     pub fn next_time(mut self, on: bool) -> Self {
-        self.next_time = Some(on);
+        self.params.next_time = Some(on);
         self
     }
     /// Override `allow_none` for this call (`cachier__allow_none`).
     pub fn allow_none(mut self, on: bool) -> Self {
-        self.allow_none = Some(on);
+        self.params.allow_none = Some(on);
         self
     }
     /// Override `cleanup_stale` for this call (`cachier__cleanup_stale`).
     pub fn cleanup_stale(mut self, on: bool) -> Self {
-        self.cleanup_stale = Some(on);
+        self.params.cleanup_stale = Some(on);
         self
     }
     /// Override `cleanup_interval` for this call (`cachier__cleanup_interval`).
     pub fn cleanup_interval(mut self, interval: Duration) -> Self {
-        self.cleanup_interval = Some(interval);
+        self.params.cleanup_interval = Some(interval);
         self
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use cachier_core::{Backend, LocalOptions};
+use cachier_core::Backend;
 
 #[cfg(feature = "async")]
 pub use cachier_core::{Async, AsyncMemoized};
@@ -140,11 +140,10 @@ where
 
 /// Builds the global default backend (`"pickle"`, `"memory"` or a backend URL), for
 /// functions that name none. URL backends are opened once and shared.
-fn default_backend(spec: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>> {
-    let _ = local;
-    match spec {
+fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
+    match settings.backend.as_str() {
         #[cfg(feature = "pickle")]
-        cachier_settings::FILE_BACKEND => Ok(shared_file_backend(local)),
+        cachier_settings::FILE_BACKEND => Ok(shared_file_backend(settings)),
         #[cfg(not(feature = "pickle"))]
         cachier_settings::FILE_BACKEND => Err(Error::config(
             "backend",
@@ -158,7 +157,7 @@ fn default_backend(spec: &str, local: &LocalOptions) -> Result<Arc<dyn Backend>>
 /// One [`FileBackend`](backends::file::FileBackend) per (directory, `separate_files`), so that the functions using the
 /// default backend share its stores and connections.
 #[cfg(feature = "pickle")]
-fn shared_file_backend(local: &LocalOptions) -> Arc<dyn Backend> {
+fn shared_file_backend(settings: &Settings) -> Arc<dyn Backend> {
     use std::collections::HashMap;
     use std::path::PathBuf;
     use std::sync::{LazyLock, Mutex};
@@ -167,13 +166,14 @@ fn shared_file_backend(local: &LocalOptions) -> Arc<dyn Backend> {
     let mut backends = BACKENDS
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cache_dir = settings.resolved_cache_dir();
     backends
-        .entry((local.cache_dir.clone(), local.separate_files))
+        .entry((cache_dir.clone(), settings.separate_files))
         .or_insert_with(|| {
             Arc::new(
                 backends::file::FileBackend::builder()
-                    .cache_dir(local.cache_dir.clone())
-                    .separate_files(local.separate_files)
+                    .cache_dir(cache_dir)
+                    .separate_files(settings.separate_files)
                     .build(),
             )
         })

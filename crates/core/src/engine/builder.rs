@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier_settings::{global_params, SizeSpec};
+use cachier_settings::{global_params, Settings, SizeSpec};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -17,23 +17,18 @@ use super::{FailureLog, Memoized, Shared, DEFAULT_LEASE};
 use crate::stats;
 use crate::{Backend, Error, Key, Namespace};
 
-/// Where the default (file) backend should keep its files; resolved when a function is built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalOptions {
-    /// The cache directory.
-    pub cache_dir: PathBuf,
-    /// One file per entry.
-    pub separate_files: bool,
-}
+/// Builds the backend of a function that names none, from the global settings with the
+/// function's own `cache_dir` and `separate_files` applied. Core cannot build one itself (it
+/// would depend on every backend); the `cachier` facade's `memoize*` functions provide it.
+pub type DefaultBackend = fn(&Settings) -> Result<Arc<dyn Backend>, Error>;
 
-/// Builds the backend a function uses when it names none: given the global backend
-/// (`"pickle"`, `"memory"` or a backend URL) and the local options. The facade provides it.
-pub type DefaultBackend = fn(&str, &LocalOptions) -> Result<Arc<dyn Backend>, Error>;
-
-pub(super) fn no_default_backend(name: &str, _: &LocalOptions) -> Result<Arc<dyn Backend>, Error> {
+pub(super) fn no_default_backend(settings: &Settings) -> Result<Arc<dyn Backend>, Error> {
     Err(Error::config(
         "backend",
-        format!("no backend given and cachier-core cannot build the default ({name:?}); use `cachier::memoize` or call `.backend(...)`"),
+        format!(
+            "no backend given and cachier-core cannot build the default ({:?}); use `cachier::memoize` or call `.backend(...)`",
+            settings.backend.as_str()
+        ),
     ))
 }
 
@@ -166,6 +161,7 @@ where
     }
 
     /// How the default backend is built; the `cachier` facade sets this.
+    #[doc(hidden)]
     pub fn default_backend(mut self, build: DefaultBackend) -> Self {
         self.default_backend = build;
         self
@@ -290,13 +286,14 @@ where
                 backend
             }
             None => {
-                let local = LocalOptions {
-                    cache_dir: self
-                        .cache_dir
-                        .unwrap_or_else(|| settings.resolved_cache_dir()),
-                    separate_files: self.separate_files.unwrap_or(settings.separate_files),
-                };
-                (self.default_backend)(settings.backend.as_str(), &local)?
+                let mut settings = Settings::clone(&settings);
+                if let Some(dir) = self.cache_dir {
+                    settings.cache_dir = Some(dir);
+                }
+                if let Some(separate_files) = self.separate_files {
+                    settings.separate_files = separate_files;
+                }
+                (self.default_backend)(&settings)?
             }
         };
         let core = backend.core(&namespace)?;

@@ -66,9 +66,7 @@ mod params;
 mod value;
 
 pub use blocking::Memoized;
-pub use builder::{
-    memoize, memoize_fallible, Blocking, DefaultBackend, Kind, LocalOptions, Memoize,
-};
+pub use builder::{memoize, memoize_fallible, Blocking, DefaultBackend, Kind, Memoize};
 #[cfg(feature = "async")]
 pub use nonblocking::{memoize_async, memoize_async_fallible, Async, AsyncMemoized};
 
@@ -82,7 +80,7 @@ use serde::Serialize;
 use self::builder::KeyFn;
 use self::call::Trace;
 use self::flight::{Flights, Lead};
-use self::params::CallParams;
+pub(crate) use self::params::CallParams;
 use self::value::ValueCodec;
 use crate::stats::Stats;
 use crate::{pool, Core, Error, Key, Namespace};

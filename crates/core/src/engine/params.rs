@@ -13,15 +13,60 @@ use std::sync::Arc;
 /// How a wait is sliced when `wait_for_calc_timeout` is 0, so that a global change is noticed.
 pub(super) const WAIT_SLICE: Duration = Duration::from_secs(1);
 
-/// The parameters resolved on every call (builder value, else global).
-#[derive(Debug, Clone, Default)]
-pub(super) struct CallParams {
-    pub(super) stale_after: Option<Option<Duration>>,
-    pub(super) next_time: Option<bool>,
-    pub(super) wait_for_calc_timeout: Option<Duration>,
-    pub(super) allow_none: Option<bool>,
-    pub(super) cleanup_stale: Option<bool>,
-    pub(super) cleanup_interval: Option<Duration>,
+/// The parameters a call resolves, each at three levels: the call's options, the function's
+/// builder, the global settings. `None` leaves a parameter to the next level.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct CallParams {
+    pub(crate) stale_after: Option<Option<Duration>>,
+    pub(crate) next_time: Option<bool>,
+    pub(crate) allow_none: Option<bool>,
+    pub(crate) cleanup_stale: Option<bool>,
+    pub(crate) cleanup_interval: Option<Duration>,
+    /// Resolved before each wait slice rather than once per call; not a per-call option.
+    pub(crate) wait_for_calc_timeout: Option<Duration>,
+}
+
+impl CallParams {
+    /// Nothing set: every parameter follows the next level.
+    pub(crate) const UNSET: CallParams = CallParams {
+        stale_after: None,
+        next_time: None,
+        allow_none: None,
+        cleanup_stale: None,
+        cleanup_interval: None,
+        wait_for_calc_timeout: None,
+    };
+
+    /// These parameters, each one unset here taken from `fallback`.
+    fn or(&self, fallback: &CallParams) -> CallParams {
+        CallParams {
+            stale_after: self.stale_after.or(fallback.stale_after),
+            next_time: self.next_time.or(fallback.next_time),
+            allow_none: self.allow_none.or(fallback.allow_none),
+            cleanup_stale: self.cleanup_stale.or(fallback.cleanup_stale),
+            cleanup_interval: self.cleanup_interval.or(fallback.cleanup_interval),
+            wait_for_calc_timeout: self
+                .wait_for_calc_timeout
+                .or(fallback.wait_for_calc_timeout),
+        }
+    }
+
+    /// The values of one call, each unset one taken from `globals`; `None` when one is unset
+    /// and no `globals` are given.
+    fn resolved(&self, globals: Option<&Settings>) -> Option<Resolved> {
+        Some(Resolved {
+            stale_after: match self.stale_after {
+                Some(stale_after) => stale_after,
+                None => globals?.stale_after,
+            },
+            next_time: self.next_time.or(globals.map(|s| s.next_time))?,
+            allow_none: self.allow_none.or(globals.map(|s| s.allow_none))?,
+            cleanup_stale: self.cleanup_stale.or(globals.map(|s| s.cleanup_stale))?,
+            cleanup_interval: self
+                .cleanup_interval
+                .or(globals.map(|s| s.cleanup_interval))?,
+        })
+    }
 }
 
 /// The staleness limit of one call.
@@ -42,6 +87,7 @@ pub(super) fn threshold(stale_after: Option<Duration>, max_age: Option<MaxAge>) 
 }
 
 /// The call-time parameters of one call, resolved once.
+#[derive(Debug, Default)]
 pub(super) struct Resolved {
     pub(super) cleanup_stale: bool,
     pub(super) stale_after: Option<Duration>,
@@ -81,34 +127,14 @@ impl Want {
 
 impl<A, R> Shared<A, R> {
     /// The call-time parameters of one call: per-call option, else builder value, else global.
+    /// The globals are read only when a parameter is left to them.
     pub(super) fn resolve(&self, options: &CallOptions) -> Resolved {
-        let p = &self.params;
-        let pick = |call: Option<bool>, built: Option<bool>, global: fn(&Settings) -> bool| {
-            move |s: Option<&Settings>| call.or(built).unwrap_or_else(|| s.is_some_and(global))
-        };
-        let stale_after = options.stale_after.or(p.stale_after);
-        let cleanup_interval = options.cleanup_interval.or(p.cleanup_interval);
-        let cleanup = pick(options.cleanup_stale, p.cleanup_stale, |s| s.cleanup_stale);
-        let allow_none = pick(options.allow_none, p.allow_none, |s| s.allow_none);
-        let next_time = pick(options.next_time, p.next_time, |s| s.next_time);
-        let complete = |s: Option<&Settings>| Resolved {
-            cleanup_stale: cleanup(s),
-            stale_after: stale_after.unwrap_or_else(|| s.and_then(|s| s.stale_after)),
-            cleanup_interval: cleanup_interval
-                .or(s.map(|s| s.cleanup_interval))
-                .unwrap_or_default(),
-            allow_none: allow_none(s),
-            next_time: next_time(s),
-        };
-        let needs_globals = stale_after.is_none()
-            || cleanup_interval.is_none()
-            || options.cleanup_stale.or(p.cleanup_stale).is_none()
-            || options.allow_none.or(p.allow_none).is_none()
-            || options.next_time.or(p.next_time).is_none();
-        if needs_globals {
-            with_global_params(|s| complete(Some(s)))
-        } else {
-            complete(None)
+        let params = options.params.or(&self.params);
+        match params.resolved(None) {
+            Some(resolved) => resolved,
+            None => {
+                with_global_params(|globals| params.resolved(Some(globals))).unwrap_or_default()
+            }
         }
     }
 
