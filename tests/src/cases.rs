@@ -478,7 +478,7 @@ pub fn errors_are_not_cached(spec: &str) {
         .core()
         .get(&f.key(&1).unwrap())
         .unwrap()
-        .is_none_or(|e| !e.being_calculated));
+        .is_none_or(|e| !e.being_calculated()));
 }
 
 /// A panic in the function propagates and releases the claim at once.
@@ -930,7 +930,7 @@ pub fn listing_namespaces_and_entries(spec: &str) {
     keys.sort();
     assert_eq!(entries.iter().map(|e| e.key).collect::<Vec<_>>(), keys);
     for e in &entries {
-        assert!(e.completed && !e.being_calculated, "{e:?}");
+        assert!(e.completed && !e.being_calculated(), "{e:?}");
         assert!(e.size > 0 && e.age < Duration::from_secs(60), "{e:?}");
     }
     let computing = {
@@ -941,7 +941,7 @@ pub fn listing_namespaces_and_entries(spec: &str) {
         let entries = f.core().entries().unwrap();
         entries
             .iter()
-            .find(|e| e.key == f.key(&3).unwrap() && e.being_calculated)
+            .find(|e| e.key == f.key(&3).unwrap() && e.being_calculated())
             .cloned()
     });
     assert!(

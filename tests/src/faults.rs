@@ -85,7 +85,7 @@ impl Core for FaultyCore {
         self.inner.renew(key, claim, lease)
     }
     fn needs_heartbeat(&self) -> bool {
-        self.inner.needs_heartbeat()
+        self.inner.capabilities().leases
     }
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         self.inner.release(key, claim)

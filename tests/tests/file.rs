@@ -472,29 +472,29 @@ fn claims_are_visible_across_handles_and_clearable() {
         assert_eq!(b.claim(&key, Duration::from_secs(1)).unwrap(), Claim::Busy);
         let seen = b.get(&key).unwrap().expect("placeholder");
         assert!(
-            seen.being_calculated && !seen.completed && seen.value.is_none(),
+            seen.being_calculated() && !seen.completed && seen.value.is_none(),
             "{seen:?}"
         );
         if !separate {
-            assert_eq!(seen.claim_owner.as_deref(), Some(token.as_str()));
+            assert_eq!(seen.claim_owner().as_deref(), Some(token.as_str()));
         }
         assert!(
             !b.wait(&key, Duration::from_millis(50)).unwrap(),
             "still claimed"
         );
         b.clear_being_calculated().unwrap();
-        assert!(b.get(&key).unwrap().is_none_or(|e| !e.being_calculated));
+        assert!(b.get(&key).unwrap().is_none_or(|e| !e.being_calculated()));
         let Claim::Claimed(second) = b.claim(&key, Duration::from_secs(1)).unwrap() else {
             panic!("claim after clearing")
         };
         a.put(&key, b"first", Some(&token)).unwrap();
         assert!(
-            b.get(&key).unwrap().unwrap().being_calculated,
+            b.get(&key).unwrap().unwrap().being_calculated(),
             "the old holder left the new claim alone"
         );
         b.put(&key, b"second", Some(&second)).unwrap();
         let entry = a.get(&key).unwrap().unwrap();
-        assert!(!entry.being_calculated && entry.completed);
+        assert!(!entry.being_calculated() && entry.completed);
         assert_eq!(entry.value.as_deref(), Some(b"second".as_slice()));
         assert!(a.wait(&key, Duration::ZERO).unwrap());
     }
@@ -591,7 +591,7 @@ fn listing_many_entries_sizes_and_claims() {
             let key = cachier::store::Key::of(&i).unwrap();
             let e = entries[entries.binary_search_by_key(&key, |e| e.key).unwrap()].clone();
             assert_eq!(e.size, i % 97, "{e:?}");
-            assert!(e.completed && !e.being_calculated && e.claim_owner.is_none());
+            assert!(e.completed && !e.being_calculated() && e.claim_owner().is_none());
             assert!(e.age < Duration::from_secs(60));
             if separate {
                 let file = backend.store_path(&ns).join(key.to_hex());
@@ -617,17 +617,18 @@ fn listing_many_entries_sizes_and_claims() {
         assert_eq!(entries.len() as u64, n + 1);
         let find = |key| entries.iter().find(|e| e.key == key).unwrap().clone();
         let (s, p) = (find(stored), find(new));
-        assert!(s.completed && s.being_calculated && s.size == 5, "{s:?}");
-        assert!(!p.completed && p.being_calculated && p.size == 0, "{p:?}");
+        assert!(s.completed && s.being_calculated() && s.size == 5, "{s:?}");
+        assert!(!p.completed && p.being_calculated() && p.size == 0, "{p:?}");
         assert!(p.age < Duration::from_secs(60), "{p:?}");
         if !separate {
-            assert_eq!(s.claim_owner.as_deref(), Some(t1.as_str()));
-            assert_eq!(p.claim_owner.as_deref(), Some(t2.as_str()));
+            assert_eq!(s.claim_owner().as_deref(), Some(t1.as_str()));
+            assert_eq!(p.claim_owner().as_deref(), Some(t2.as_str()));
         }
         for (key, e) in [(stored, &s), (new, &p)] {
             let got = core.get(&key).unwrap().unwrap();
             assert_eq!(
-                got.being_calculated, e.being_calculated,
+                got.being_calculated(),
+                e.being_calculated(),
                 "as get reports it"
             );
         }
@@ -639,7 +640,7 @@ fn listing_many_entries_sizes_and_claims() {
             n,
             "the placeholder went with its claim"
         );
-        assert!(entries.iter().all(|e| !e.being_calculated));
+        assert!(entries.iter().all(|e| !e.being_calculated()));
         core.clear_cache().unwrap();
         assert!(core.entries().unwrap().is_empty());
         assert!(!backend.namespaces().unwrap().contains(&ns));
@@ -659,7 +660,7 @@ fn listing_skips_dead_claims_and_damaged_files() {
         let Claim::Claimed(_token) = core.claim(&key, Duration::from_secs(5)).unwrap() else {
             panic!("claim")
         };
-        assert!(core.entries().unwrap()[0].being_calculated);
+        assert!(core.entries().unwrap()[0].being_calculated());
         let claims = if separate {
             backend.store_path(&ns).join(".claims")
         } else {

@@ -365,7 +365,7 @@ fn renewed_lease_is_not_taken_over() {
     let key = f.key(&4).unwrap();
     let entry = f.core().get(&key).unwrap().expect("placeholder");
     assert!(
-        entry.being_calculated && entry.claim_owner.is_some(),
+        entry.being_calculated() && entry.claim_owner().is_some(),
         "{entry:?}"
     );
     assert_eq!(f.call(4), 4001, "the waiter got the computation's value");

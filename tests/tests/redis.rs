@@ -240,8 +240,8 @@ fn leases_renew_and_lapse() {
     };
     assert_eq!(core.claim(&key, lease).unwrap(), Claim::Busy);
     let entry = core.get(&key).unwrap().expect("placeholder");
-    assert!(entry.being_calculated && !entry.completed && entry.value.is_none());
-    assert_eq!(entry.claim_owner.as_deref(), Some(token.as_str()));
+    assert!(entry.being_calculated() && !entry.completed && entry.value.is_none());
+    assert_eq!(entry.claim_owner().as_deref(), Some(token.as_str()));
     for _ in 0..4 {
         thread::sleep(MS(200));
         assert!(core.renew(&key, &token, lease).unwrap());
@@ -271,12 +271,12 @@ fn leases_renew_and_lapse() {
     );
     core.put(&key, b"v", Some(&token)).unwrap();
     assert!(
-        core.get(&key).unwrap().unwrap().being_calculated,
+        core.get(&key).unwrap().unwrap().being_calculated(),
         "a stale token does not release"
     );
     core.put(&key, b"w", Some(&second)).unwrap();
     let entry = core.get(&key).unwrap().unwrap();
-    assert!(!entry.being_calculated && entry.completed);
+    assert!(!entry.being_calculated() && entry.completed);
     assert_eq!(entry.value.as_deref(), Some(b"w".as_slice()));
     core.clear_cache().unwrap();
 }
@@ -625,7 +625,7 @@ fn listing_namespaces_and_entries_on_the_server() {
     assert_eq!(entries.len() as u64, n, "exactly this namespace's entries");
     for e in &entries {
         assert!(
-            e.completed && !e.being_calculated && e.claim_owner.is_none(),
+            e.completed && !e.being_calculated() && e.claim_owner().is_none(),
             "{e:?}"
         );
         assert!(
@@ -660,21 +660,21 @@ fn listing_namespaces_and_entries_on_the_server() {
     let find =
         |entries: &[cachier::store::EntryInfo], key| entries.iter().find(|e| e.key == key).cloned();
     let e = find(&listed, key).unwrap();
-    assert!(e.being_calculated && e.completed, "{e:?}");
-    assert_eq!(e.claim_owner.as_deref(), Some(token.as_str()));
+    assert!(e.being_calculated() && e.completed, "{e:?}");
+    assert_eq!(e.claim_owner().as_deref(), Some(token.as_str()));
     let p = find(&listed, fresh).unwrap();
-    assert!(p.being_calculated && !p.completed && p.size == 0, "{p:?}");
-    assert_eq!(p.claim_owner.as_deref(), Some(placeholder.as_str()));
+    assert!(p.being_calculated() && !p.completed && p.size == 0, "{p:?}");
+    assert_eq!(p.claim_owner().as_deref(), Some(placeholder.as_str()));
     assert!(p.age < Duration::from_secs(60), "{p:?}");
     thread::sleep(MS(400));
     let e = find(&core.entries().unwrap(), key).unwrap();
     assert!(
-        !e.being_calculated && e.claim_owner.is_none(),
+        !e.being_calculated() && e.claim_owner().is_none(),
         "lapsed: {e:?}"
     );
     assert_eq!(
-        e.being_calculated,
-        core.get(&key).unwrap().unwrap().being_calculated
+        e.being_calculated(),
+        core.get(&key).unwrap().unwrap().being_calculated()
     );
     core.release(&fresh, &placeholder).unwrap();
 

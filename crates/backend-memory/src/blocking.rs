@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use cachier_core::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, KeyHasherBuilder};
+use cachier_core::{
+    CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key, KeyHasherBuilder,
+    LiveClaim,
+};
 use parking_lot::{Condvar, Mutex};
 
 /// One function's entries.
@@ -31,9 +34,9 @@ impl std::fmt::Debug for MemoryCore {
 }
 
 struct Slot {
+    /// The completed value; `None` while the first computation runs.
     value: Option<Arc<[u8]>>,
     time: SystemTime,
-    completed: bool,
     claim: Option<ClaimToken>,
 }
 
@@ -45,14 +48,24 @@ impl Slot {
             age: SystemTime::now()
                 .duration_since(self.time)
                 .unwrap_or_default(),
-            completed: self.completed,
-            being_calculated: self.claim.is_some(),
-            claim_owner: self.claim.as_ref().map(|c| c.as_str().to_owned()),
+            claim: self
+                .claim
+                .as_ref()
+                .map(|c| LiveClaim::held_by(Some(c.as_str().to_owned()))),
         }
     }
 }
 
 impl Core for MemoryCore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // A claim lives in this process's memory: it cannot outlive its holder.
+            leases: false,
+            listing: true,
+            cache_dir: None,
+        }
+    }
+
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         Ok(self.entries.lock().get(key).map(Slot::entry))
     }
@@ -62,12 +75,10 @@ impl Core for MemoryCore {
         let slot = entries.entry(*key).or_insert_with(|| Slot {
             value: None,
             time: SystemTime::now(),
-            completed: false,
             claim: None,
         });
         slot.value = Some(Arc::from(value));
         slot.time = SystemTime::now();
-        slot.completed = true;
         if claim.is_some() && slot.claim.as_ref() == claim {
             slot.claim = None;
         }
@@ -81,7 +92,6 @@ impl Core for MemoryCore {
         let slot = entries.entry(*key).or_insert_with(|| Slot {
             value: None,
             time: SystemTime::now(),
-            completed: false,
             claim: None,
         });
         if slot.claim.is_some() {
@@ -90,10 +100,6 @@ impl Core for MemoryCore {
         let token = ClaimToken::new();
         slot.claim = Some(token.clone());
         Ok(Claim::Claimed(token))
-    }
-
-    fn needs_heartbeat(&self) -> bool {
-        false
     }
 
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {

@@ -158,7 +158,7 @@ fn run(cli: &Cli) -> Result<(), String> {
                 .entries()
                 .map_err(fail)?
                 .iter()
-                .filter(|e| e.being_calculated)
+                .filter(|e| e.being_calculated())
                 .count() as u64;
             if confirm(*yes, &format!("drop {claims} claims of {namespace}?"))? {
                 core.clear_being_calculated().map_err(fail)?;

@@ -30,7 +30,7 @@ impl NamespaceReport {
             size_bytes: entries.iter().map(|e| e.size).sum(),
             oldest: completed().map(|e| e.time).min().map(format_utc),
             newest: completed().map(|e| e.time).max().map(format_utc),
-            being_calculated: entries.iter().filter(|e| e.being_calculated).count() as u64,
+            being_calculated: entries.iter().filter(|e| e.being_calculated()).count() as u64,
             stale: stale_after.map(|limit| completed().filter(|e| e.age > limit).count() as u64),
         }
     }
@@ -87,7 +87,7 @@ impl Output {
                 size_text(r.size_bytes),
                 r.oldest.clone().unwrap_or_else(|| "-".into()),
                 r.newest.clone().unwrap_or_else(|| "-".into()),
-                r.being_calculated.to_string(),
+                r.being_calculated().to_string(),
             ];
             if let Some(stale) = r.stale {
                 row.push(stale.to_string());
@@ -109,8 +109,8 @@ impl Output {
                     stored_at: format_utc(e.time),
                     size_bytes: e.size,
                     completed: e.completed,
-                    being_calculated: e.being_calculated,
-                    claim_owner: e.claim_owner.as_deref(),
+                    being_calculated: e.being_calculated(),
+                    claim_owner: e.claim_owner().as_deref(),
                 })
                 .collect();
             println!(
@@ -139,8 +139,8 @@ impl Output {
                 age_text(e.age),
                 size_text(e.size),
                 yes_no(e.completed),
-                yes_no(e.being_calculated),
-                e.claim_owner.clone().unwrap_or_else(|| "-".into()),
+                yes_no(e.being_calculated()),
+                e.claim_owner().clone().unwrap_or_else(|| "-".into()),
             ]);
         }
         print_table(&rows);

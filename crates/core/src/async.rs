@@ -49,7 +49,7 @@ pub trait AsyncCore: Send + Sync {
             let mut backoff = Backoff::until(max);
             loop {
                 match self.get(key).await? {
-                    Some(entry) if entry.being_calculated => {}
+                    Some(entry) if entry.being_calculated() => {}
                     _ => return Ok(true),
                 }
                 match backoff.next_pause() {

@@ -9,44 +9,63 @@ use sha2::{Digest, Sha256};
 
 use crate::{Error, Key, Namespace};
 
-/// One stored entry, as a [`Core`] reports it.
+/// One stored entry, as a [`Core`] reports it. Its fields cannot disagree: a value is there
+/// only when a computation completed and stored it, a claim only while it is live, so each
+/// store normalises what it read once, when it builds the entry.
 #[derive(Clone, PartialEq, Eq)]
 pub struct CacheEntry {
-    /// The encoded value; `None` for a placeholder (being calculated, nothing stored yet).
+    /// The completed value; `None` in a placeholder (a claim with nothing stored yet, or what
+    /// a released claim left behind). The engine never serves a placeholder.
     pub value: Option<Arc<[u8]>>,
-    /// When the value was stored (UTC, by the store's clock where it has one).
+    /// When the value was stored (UTC, by the store's clock where it has one). It identifies
+    /// the stored value: a store reports the same `time` for the same value on every read.
     pub time: SystemTime,
     /// How old the value was when read, measured by the store's clock: machines whose clocks
     /// disagree still agree on what is stale.
     pub age: Duration,
-    /// A computation finished and stored `value` (false for placeholders).
-    pub completed: bool,
-    /// A live claim: someone is computing this key right now.
-    pub being_calculated: bool,
-    /// Who holds the claim, if anyone (for inspection tools).
-    pub claim_owner: Option<String>,
+    /// The live claim on the key: someone is computing it right now. A lapsed or released
+    /// claim is `None`.
+    pub claim: Option<LiveClaim>,
+}
+
+/// A claim in force on a key, as a store reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LiveClaim {
+    /// Its holder's token, where the store records it (for inspection tools).
+    pub owner: Option<String>,
+}
+
+impl LiveClaim {
+    /// A live claim held by `owner`, where the store records who holds it.
+    pub fn held_by(owner: Option<String>) -> LiveClaim {
+        LiveClaim { owner }
+    }
 }
 
 impl CacheEntry {
-    /// A completed entry holding `value`, stored at `time`, read now.
+    /// A completed entry holding `value`, stored at `time`, read now by this machine's clock.
     pub fn completed(value: Arc<[u8]>, time: SystemTime) -> CacheEntry {
         CacheEntry {
             value: Some(value),
             time,
             age: SystemTime::now().duration_since(time).unwrap_or_default(),
-            completed: true,
-            being_calculated: false,
-            claim_owner: None,
+            claim: None,
         }
     }
 
-    /// The value, if this entry holds a finished result (never a placeholder's).
-    pub fn completed_value(&self) -> Option<&Arc<[u8]>> {
-        if self.completed {
-            self.value.as_ref()
-        } else {
-            None
-        }
+    /// Whether a computation finished and stored a value here (false for a placeholder).
+    pub fn is_completed(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// Whether a live claim exists: someone is computing this key right now.
+    pub fn being_calculated(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Who holds the live claim, where the store records it.
+    pub fn claim_owner(&self) -> Option<&str> {
+        self.claim.as_ref()?.owner.as_deref()
     }
 }
 
@@ -56,9 +75,7 @@ impl fmt::Debug for CacheEntry {
             .field("value_len", &self.value.as_ref().map(|v| v.len()))
             .field("time", &self.time)
             .field("age", &self.age)
-            .field("completed", &self.completed)
-            .field("being_calculated", &self.being_calculated)
-            .field("claim_owner", &self.claim_owner)
+            .field("claim", &self.claim)
             .finish()
     }
 }
@@ -74,12 +91,10 @@ pub struct EntryInfo {
     pub time: SystemTime,
     /// Its age when listed, by the store's clock.
     pub age: Duration,
-    /// A computation finished and stored a value.
+    /// A computation finished and stored a value (false for a placeholder).
     pub completed: bool,
-    /// A live claim exists.
-    pub being_calculated: bool,
-    /// Who holds the claim, if anyone.
-    pub claim_owner: Option<String>,
+    /// The live claim on the key, if any.
+    pub claim: Option<LiveClaim>,
 }
 
 impl EntryInfo {
@@ -90,11 +105,34 @@ impl EntryInfo {
             size: entry.value.as_ref().map_or(0, |v| v.len() as u64),
             time: entry.time,
             age: entry.age,
-            completed: entry.completed,
-            being_calculated: entry.being_calculated,
-            claim_owner: entry.claim_owner.clone(),
+            completed: entry.is_completed(),
+            claim: entry.claim.clone(),
         }
     }
+
+    /// Whether a live claim exists.
+    pub fn being_calculated(&self) -> bool {
+        self.claim.is_some()
+    }
+
+    /// Who holds the live claim, where the store records it.
+    pub fn claim_owner(&self) -> Option<&str> {
+        self.claim.as_ref()?.owner.as_deref()
+    }
+}
+
+/// What a store can do: declared by each store as data, read once when a function is built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Claims carry a lease that the engine renews while computing. False where a claim
+    /// cannot outlive its holder (memory, an OS file lock): nothing renews them.
+    pub leases: bool,
+    /// [`Core::entries`] and [`Backend::namespaces`] list what is stored (for `cachier ls`,
+    /// `cachier show` and statistics); without it they return [`Error::Unsupported`].
+    pub listing: bool,
+    /// The directory holding this function's cache, for stores kept in local files
+    /// (`Memoized::cache_dpath`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Proof of a claim on one key: only its holder's [`Core::put`] or [`Core::release`] clears it.
@@ -208,6 +246,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
 /// (or, on the file backend, when its process dies). `docs/ARCHITECTURE.md` describes the
 /// whole contract and the claim protocol.
 pub trait Core: Send + Sync {
+    /// What this store can do: leases, listing, a cache directory.
+    fn capabilities(&self) -> Capabilities;
+
     /// The entry under `key`, if any.
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error>;
 
@@ -237,12 +278,6 @@ pub trait Core: Send + Sync {
         Ok(true)
     }
 
-    /// Whether claims must be renewed while computing (false where a claim cannot outlive
-    /// its holder anyway, as in memory or under an OS file lock).
-    fn needs_heartbeat(&self) -> bool {
-        true
-    }
-
     /// Drops `claim` on `key` if it is still the live one; stored values are kept.
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error>;
 
@@ -264,11 +299,6 @@ pub trait Core: Send + Sync {
 
     /// Deletes entries older than `older_than`; returns how many.
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error>;
-
-    /// The directory holding this function's cache (file backends only).
-    fn cache_dpath(&self) -> Option<PathBuf> {
-        None
-    }
 
     /// Number of entries, placeholders included.
     fn len(&self) -> Result<u64, Error>;
@@ -314,7 +344,7 @@ pub fn poll_until_released<C: Core + ?Sized>(
     let mut backoff = Backoff::until(max);
     loop {
         match core.get(key)? {
-            Some(entry) if entry.being_calculated => {}
+            Some(entry) if entry.being_calculated() => {}
             _ => return Ok(true),
         }
         match backoff.next_pause() {
@@ -376,6 +406,13 @@ pub(crate) struct Inert {
 
 #[cfg(test)]
 impl Core for Inert {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            leases: true,
+            listing: false,
+            cache_dir: None,
+        }
+    }
     fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {
         Ok(None)
     }

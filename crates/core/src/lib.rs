@@ -14,8 +14,8 @@ mod pool;
 pub mod stats;
 
 pub use backend::{
-    claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Claim, ClaimAndGet,
-    ClaimToken, Core, EntryInfo,
+    claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Capabilities, Claim,
+    ClaimAndGet, ClaimToken, Core, EntryInfo, LiveClaim,
 };
 pub use cachier_settings::{
     chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,

@@ -173,7 +173,7 @@ pub fn capture_logs(body: impl FnOnce()) -> String {
 ///
 /// The closure is a [`contract::Open`]: it opens the store (file stores in the scratch
 /// directory it gets), or returns `None` to skip (see [`service_url`]). `leased:` stores need
-/// a heartbeat (`needs_heartbeat()` is true) and get the renewal and lapse cases;
+/// a heartbeat (their capabilities declare leases) and get the renewal and lapse cases;
 /// `unleased:` stores hold a claim exactly as long as its holder lives, and get a case that
 /// says so instead.
 ///

@@ -300,6 +300,7 @@ where
         let shared = Shared {
             namespace,
             backend_name: backend.name(),
+            capabilities: core.capabilities(),
             core,
             codec: self.codec,
             key_fn: self.key_fn,

@@ -103,8 +103,8 @@ impl<A, R> Shared<A, R> {
     /// Holds `token`, the claim just won on `key`.
     pub(super) fn hold(&self, key: Key, token: ClaimToken) -> Held {
         let heartbeat = self
-            .core
-            .needs_heartbeat()
+            .capabilities
+            .leases
             .then(|| Heartbeat::start(self.core.clone(), key, token.clone(), self.lease));
         let guard = ReleaseGuard {
             core: self.core.clone(),
@@ -270,8 +270,8 @@ fn examine<A, R>(
         return Found::Nothing;
     };
     trace.note("Entry found.");
-    let Some(bytes) = entry.completed_value() else {
-        if entry.being_calculated {
+    let Some(bytes) = entry.value.as_ref() else {
+        if entry.being_calculated() {
             trace.note("No value but being calculated. Waiting.");
         }
         return Found::Nothing;
@@ -303,12 +303,12 @@ fn examine<A, R>(
         trace.note("And it is fresh!");
         return Found::Fresh(value);
     }
-    if entry.being_calculated {
+    if entry.being_calculated() {
         trace.note("Already calc. Returning stale.");
     }
     Found::Stale {
         value,
-        refreshing: entry.being_calculated,
+        refreshing: entry.being_calculated(),
     }
 }
 
@@ -421,7 +421,7 @@ where
                             return Ok(compute_uncached(d, args, lead).await);
                         }
                         Ok(Some(entry)) => {
-                            if let Some(bytes) = entry.completed_value() {
+                            if let Some(bytes) = entry.value.as_ref() {
                                 if want.seen != Some(entry.time) {
                                     match (shared.codec.decode)(bytes) {
                                         Ok(value) => {

@@ -21,7 +21,7 @@ macro_rules! shared_accessors {
     () => {
         /// The directory holding the cache for file backends, `None` for others.
         pub fn cache_dpath(&self) -> Option<std::path::PathBuf> {
-            self.inner.shared.core.cache_dpath()
+            self.inner.shared.capabilities.cache_dir.clone()
         }
 
         /// The function's namespace in its store.
@@ -83,7 +83,7 @@ use self::flight::{Flights, Lead};
 pub(crate) use self::params::CallParams;
 use self::value::ValueCodec;
 use crate::stats::Stats;
-use crate::{pool, Core, Error, Key, Namespace};
+use crate::{pool, Capabilities, Core, Error, Key, Namespace};
 
 /// How long a claim lives without a heartbeat unless the builder says otherwise.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
@@ -98,6 +98,8 @@ pub struct Shared<A, R> {
     namespace: Namespace,
     backend_name: &'static str,
     core: Arc<dyn Core>,
+    /// The store's capabilities, read once when the function is built.
+    capabilities: Capabilities,
     codec: ValueCodec<R>,
     key_fn: Option<KeyFn<A>>,
     params: CallParams,

@@ -117,7 +117,7 @@ impl Want {
 
     /// The value of `entry` if it was stored since this call's read and this call serves it.
     pub(super) fn newer<'e>(&self, entry: &'e CacheEntry) -> Option<&'e Arc<[u8]>> {
-        let bytes = entry.completed_value()?;
+        let bytes = entry.value.as_ref()?;
         let serves = self.seen != Some(entry.time)
             && self.fresh(entry.age)
             && (self.allow_none || !codec::encodes_none(bytes));

@@ -38,7 +38,7 @@ async fn completed(store: &dyn AsyncCore, key: &Key) -> Option<Vec<u8>> {
         .get(key)
         .await
         .expect("get")
-        .and_then(|entry| entry.completed_value().map(|v| v.to_vec()))
+        .and_then(|entry| entry.value.as_ref().map(|v| v.to_vec()))
 }
 
 async fn being_calculated(store: &dyn AsyncCore, key: &Key) -> bool {
@@ -46,7 +46,7 @@ async fn being_calculated(store: &dyn AsyncCore, key: &Key) -> bool {
         .get(key)
         .await
         .expect("get")
-        .is_some_and(|entry| entry.being_calculated)
+        .is_some_and(|entry| entry.being_calculated())
 }
 
 /// Absent keys read as `None`; `put` stores (byte for byte, empty values too) and overwrites;
@@ -60,9 +60,12 @@ pub fn async_get_and_put(open: Open) {
         assert_eq!(store.get(&key(1)).await.expect("get"), None);
         store.put(&key(1), b"first", None).await.expect("put");
         let entry = store.get(&key(1)).await.expect("get").expect("stored");
-        assert!(entry.completed && !entry.being_calculated, "{entry:?}");
+        assert!(
+            entry.is_completed() && !entry.being_calculated(),
+            "{entry:?}"
+        );
         assert!(entry.age < Duration::from_secs(5), "{entry:?}");
-        assert_eq!(entry.completed_value().map(|v| &v[..]), Some(&b"first"[..]));
+        assert_eq!(entry.value.as_ref().map(|v| &v[..]), Some(&b"first"[..]));
         store.put(&key(1), b"second", None).await.expect("put");
         assert_eq!(
             completed(&*store, &key(1)).await.as_deref(),
@@ -92,8 +95,8 @@ pub fn async_claim_busy_and_release(open: Open) {
             Claim::Busy
         );
         let placeholder = store.get(&key(1)).await.expect("get").expect("placeholder");
-        assert!(placeholder.being_calculated, "{placeholder:?}");
-        assert_eq!(placeholder.completed_value(), None);
+        assert!(placeholder.being_calculated(), "{placeholder:?}");
+        assert_eq!(placeholder.value.as_ref(), None);
         store.release(&key(1), &token).await.expect("release");
         store.release(&key(1), &token).await.expect("release again");
         assert!(!being_calculated(&*store, &key(1)).await);
