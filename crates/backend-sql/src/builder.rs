@@ -193,11 +193,12 @@ impl SqlBackendBuilder {
             #[cfg(feature = "postgres")]
             Target::Postgres(config) => {
                 use crate::postgres::{PgDriver, Server};
+                // Both pools share the server's schema set-up and fail-fast state.
                 let server = Server::new(*config, table, self.pool_size, self.connect_timeout);
                 Ok(SqlBackend {
+                    driver: Arc::new(PgDriver::new(server.clone())),
                     #[cfg(feature = "async")]
-                    async_pool: Some(Arc::new(crate::postgres::PgAsyncPool::new(server.clone()))),
-                    driver: Arc::new(PgDriver::new(server)),
+                    async_pool: Some(Arc::new(crate::postgres::PgAsyncPool::new(server))),
                 })
             }
         }

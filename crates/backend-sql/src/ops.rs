@@ -103,8 +103,9 @@ pub(crate) trait Connection: Sync {
     ) -> impl Future<Output = Result<u64, Error>> + Send + 'a;
 }
 
-/// The operations on one function's rows over a connection. Each method takes `self` by value
-/// (two references), so its future owns what it borrows and the async store can box it as is.
+/// The operations on one function's rows over a connection, each the `Core` method of the same
+/// name. Each takes `self` by value (two references), so that its future owns what it borrows
+/// and the async store can box it as is.
 pub(crate) struct Ops<'a, C: ?Sized> {
     conn: &'a C,
     function_id: &'a str,
