@@ -12,9 +12,6 @@ pub(crate) const SCHEMA_VERSION: u32 = 1;
 /// only version 1 exists.
 pub(crate) const MIGRATIONS: &[&[&str]] = &[];
 
-/// The default table name (cachier's).
-pub const DEFAULT_TABLE: &str = "cachier_cache";
-
 /// Longest accepted table name: PostgreSQL truncates identifiers at 63 bytes and the metadata
 /// table appends `_meta`.
 const MAX_TABLE_LEN: usize = 58;

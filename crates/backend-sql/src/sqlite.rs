@@ -1,4 +1,4 @@
-//! The SQLite driver, on `cachier-sqlite`'s shared plumbing (WAL, busy timeout, connection
+//! The blocking SQLite driver, on `cachier-sqlite`'s shared plumbing (WAL, busy timeout, connection
 //! pool, recovery of a damaged file).
 
 use std::fmt;
@@ -11,8 +11,9 @@ use cachier_sqlite::rusqlite::{
 };
 use cachier_sqlite::{Database, OpenOptions};
 
+use crate::blocking::BlockingDriver;
 use crate::dialect::{ensure_schema, Dialect, SchemaTx, Statements, Stmt, TableName};
-use crate::{warn_unreadable_row, Driver, Listed, Param, Row};
+use crate::ops::{warn_unreadable_row, Listed, Param, Row};
 
 const NAME: &str = "sqlite";
 
@@ -156,7 +157,7 @@ fn read_listed(row: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
     })
 }
 
-impl Driver for SqliteDriver {
+impl BlockingDriver for SqliteDriver {
     fn name(&self) -> &'static str {
         NAME
     }

@@ -1,50 +1,50 @@
-//! The async path on PostgreSQL: `tokio-postgres` clients (the driver the sync `postgres`
-//! crate wraps) whose connections run as tasks of the callers' runtimes, so an async hit is one
-//! awaited round trip with no hop to the blocking pool. It runs the blocking driver's
-//! statement table, core operations ([`Rows`]), row decoding, schema plan, error
-//! classification and fail-fast state; only the pool is its own.
+//! The async PostgreSQL pool: `tokio-postgres` clients (the driver the sync `postgres` crate
+//! wraps) whose connections run as tasks of the callers' runtimes, so an async hit is one
+//! awaited round trip with no hop to the blocking pool. It shares the blocking driver's
+//! [`Server`] (statement table, schema set-up, fail-fast state), error classification and row
+//! decoding; only the pool is its own.
 
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use cachier_core::{AsyncCore, BoxFuture, CacheEntry, Claim, ClaimToken, Error, Key};
+use cachier_core::Error;
 use parking_lot::Mutex;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
+use super::{connection_lost, count_of, decode_listed, decode_row, sql_params, Server};
+use super::{NAME, SETUP_LOCK};
 use crate::dialect::{schema_plan, SchemaStep, Statements, Stmt, SCHEMA_VERSION, STMT_COUNT};
-use crate::postgres::{
-    connection_lost, count_of, decode_row, sql_params, PgDriver, NAME, SETUP_LOCK,
-};
-use crate::{Exec, Param, Row, Rows};
+use crate::ops::{Connection, Listed, Param, Row};
 
 /// The async connections of one backend: at most `pool_size` in use at once (callers beyond it
 /// wait for a turn) and about as many open, kept idle between calls.
-pub(crate) struct NativePool {
+pub(crate) struct PgAsyncPool {
+    server: Arc<Server>,
+    /// The server's configuration for `tokio-postgres`.
     config: Config,
-    idle: Mutex<Vec<NativeConn>>,
+    idle: Mutex<Vec<AsyncConn>>,
     /// One per connection in use.
     turns: Arc<Semaphore>,
 }
 
-impl NativePool {
-    pub(crate) fn new(config: &::postgres::Config, pool_size: usize) -> NativePool {
-        NativePool {
-            config: native_config(config),
-            idle: Mutex::new(Vec::new()),
-            turns: Arc::new(Semaphore::new(pool_size)),
-        }
+impl fmt::Debug for PgAsyncPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the configuration: it holds the password.
+        f.debug_struct("PgAsyncPool")
+            .field("server", &self.server.label)
+            .field("pool_size", &self.server.pool_size)
+            .finish()
     }
 }
 
 /// The sync driver's configuration for `tokio-postgres` (the sync `Config` wraps one but does
 /// not hand it out), so both paths connect alike: same hosts, credentials, timeouts and
 /// options.
-fn native_config(c: &::postgres::Config) -> Config {
+fn async_config(c: &::postgres::Config) -> Config {
     use tokio_postgres::config::Host;
     let mut n = Config::new();
     if let Some(user) = c.get_user() {
@@ -123,13 +123,13 @@ impl Runtime {
 }
 
 /// One async connection and its prepared statements.
-struct NativeConn {
+struct AsyncConn {
     client: Client,
     prepared: [Option<Statement>; STMT_COUNT],
     runtime: Runtime,
 }
 
-impl NativeConn {
+impl AsyncConn {
     async fn statement(
         &mut self,
         stmts: &Statements,
@@ -144,83 +144,77 @@ impl NativeConn {
     }
 }
 
-impl PgDriver {
+impl PgAsyncPool {
+    /// The pool of `server`, empty: connections are opened by the callers that need them.
+    pub(crate) fn new(server: Arc<Server>) -> PgAsyncPool {
+        PgAsyncPool {
+            config: async_config(&server.config),
+            idle: Mutex::new(Vec::new()),
+            turns: Arc::new(Semaphore::new(server.pool_size)),
+            server,
+        }
+    }
+
     /// A turn to use a connection (waiting up to the connect timeout), and an idle connection
     /// this caller's runtime can use or a new one.
-    async fn checkout_native(
-        &self,
-        op: &'static str,
-    ) -> Result<(NativeConn, OwnedSemaphorePermit), Error> {
+    async fn checkout(&self, op: &'static str) -> Result<(AsyncConn, OwnedSemaphorePermit), Error> {
         let here = Runtime::current(op)?;
-        let pool = &self.native;
-        let turn = match tokio::time::timeout(self.wait_timeout, pool.turns.clone().acquire_owned())
-            .await
-        {
-            Ok(Ok(turn)) => turn,
-            _ => {
-                return Err(Error::backend(
-                    NAME,
-                    op,
-                    format!(
-                        "no pooled connection free within {:?} (pool_size {})",
-                        self.wait_timeout, self.max
-                    ),
-                ))
-            }
+        let max = self.server.pool_size;
+        let waited =
+            tokio::time::timeout(self.server.wait_timeout, self.turns.clone().acquire_owned())
+                .await;
+        let Ok(Ok(turn)) = waited else {
+            return Err(self.server.no_free_connection(op));
         };
         let evicted = {
-            let mut idle = pool.idle.lock();
+            let mut idle = self.idle.lock();
             idle.retain(|conn| !conn.client.is_closed());
             if let Some(i) = idle.iter().rposition(|conn| conn.runtime.serves(here)) {
                 return Ok((idle.swap_remove(i), turn));
             }
             // Idle connections only other runtimes can use: keep at most `pool_size` open.
-            let in_use = self.max - pool.turns.available_permits();
-            (idle.len() + in_use > self.max).then(|| idle.remove(0))
+            let in_use = max - self.turns.available_permits();
+            (idle.len() + in_use > max).then(|| idle.remove(0))
         };
         drop(evicted);
-        Ok((self.connect_native(op, here).await?, turn))
+        Ok((self.connect(op, here).await?, turn))
     }
 
     /// Gives a connection back (before its turn, so that the caller woken next finds it).
-    fn checkin_native(&self, conn: NativeConn, turn: OwnedSemaphorePermit) {
-        self.native.idle.lock().push(conn);
+    fn checkin(&self, conn: AsyncConn, turn: OwnedSemaphorePermit) {
+        self.idle.lock().push(conn);
         drop(turn);
     }
 
-    async fn connect_native(
-        &self,
-        op: &'static str,
-        runtime: Runtime,
-    ) -> Result<NativeConn, Error> {
-        self.check_down(op)?;
+    async fn connect(&self, op: &'static str, runtime: Runtime) -> Result<AsyncConn, Error> {
+        let server = &self.server;
+        server.check_down(op)?;
         // The whole handshake is bounded, not only the TCP connect: a server that accepts
         // connections but never answers times out too.
-        let connected =
-            tokio::time::timeout(self.wait_timeout, self.native.config.connect(NoTls)).await;
+        let connected = tokio::time::timeout(server.wait_timeout, self.config.connect(NoTls)).await;
         let (mut client, connection) = match connected {
             Ok(Ok(pair)) => pair,
             Ok(Err(error)) => {
-                self.record_connect(Some(cachier_core::chain_message(&error)));
+                server.record_connect(Some(cachier_core::chain_message(&error)));
                 return Err(Error::backend(NAME, op, error));
             }
             Err(_) => {
-                let why = format!("no answer within {:?}", self.wait_timeout);
-                self.record_connect(Some(why.clone()));
-                return Err(Error::backend(NAME, op, format!("{}: {why}", self.label)));
+                let why = format!("no answer within {:?}", server.wait_timeout);
+                server.record_connect(Some(why.clone()));
+                return Err(Error::backend(NAME, op, format!("{}: {why}", server.label)));
             }
         };
-        self.record_connect(None);
-        let label = self.label.clone();
+        server.record_connect(None);
+        let label = server.label.clone();
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(server = %label, error = %cachier_core::chain_message(&error), "cachier: async connection ended");
             }
         });
-        if !self.schema_ready.load(Ordering::Acquire) {
-            self.ensure_schema_native(&mut client, op).await?;
+        if !server.schema_ready.load(Ordering::Acquire) {
+            self.ensure_schema(&mut client, op).await?;
         }
-        Ok(NativeConn {
+        Ok(AsyncConn {
             client,
             prepared: std::array::from_fn(|_| None),
             runtime,
@@ -228,13 +222,9 @@ impl PgDriver {
     }
 
     /// The blocking driver's set-up (same lock, same plan), awaited.
-    async fn ensure_schema_native(
-        &self,
-        client: &mut Client,
-        op: &'static str,
-    ) -> Result<(), Error> {
+    async fn ensure_schema(&self, client: &mut Client, op: &'static str) -> Result<(), Error> {
         let fail = |e| Error::backend(NAME, op, e);
-        let stmts = &self.stmts;
+        let stmts = &self.server.stmts;
         let tx = client.transaction().await.map_err(fail)?;
         tx.execute(SETUP_LOCK, &[&stmts.table.name])
             .await
@@ -259,39 +249,39 @@ impl PgDriver {
             }
         }
         tx.commit().await.map_err(fail)?;
-        self.schema_ready.store(true, Ordering::Release);
+        self.server.schema_ready.store(true, Ordering::Release);
         Ok(())
     }
 
-    /// The blocking `with_conn`, awaited: runs `attempt` on a pooled connection; when the
-    /// connection turns out dead, drops the idle ones and tries once more on a new connection
-    /// (every statement is safe to repeat).
-    async fn with_native<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, Error>
+    /// The blocking driver's `with_conn`, awaited: runs `attempt` on a pooled connection; when
+    /// the connection turns out dead, drops the idle ones and tries once more on a new
+    /// connection (every statement is safe to repeat).
+    async fn with_conn<T, F, Fut>(&self, op: &'static str, mut attempt: F) -> Result<T, Error>
     where
-        F: FnMut(NativeConn) -> Fut,
-        Fut: Future<Output = (NativeConn, Result<T, tokio_postgres::Error>)>,
+        F: FnMut(AsyncConn) -> Fut,
+        Fut: Future<Output = (AsyncConn, Result<T, tokio_postgres::Error>)>,
     {
         let mut retried = false;
         loop {
-            let (conn, turn) = self.checkout_native(op).await?;
+            let (conn, turn) = self.checkout(op).await?;
             let (conn, result) = attempt(conn).await;
             match result {
                 Ok(value) => {
-                    self.checkin_native(conn, turn);
+                    self.checkin(conn, turn);
                     return Ok(value);
                 }
                 Err(error) => {
                     if connection_lost(&error, conn.client.is_closed()) {
                         drop(conn);
-                        let idle = std::mem::take(&mut *self.native.idle.lock());
+                        let idle = std::mem::take(&mut *self.idle.lock());
                         drop(idle);
                         if !retried {
-                            tracing::debug!(server = %self.label, error = %cachier_core::chain_message(&error), "cachier: connection lost; reconnecting");
+                            tracing::debug!(server = %self.server.label, error = %cachier_core::chain_message(&error), "cachier: connection lost; reconnecting");
                             retried = true;
                             continue;
                         }
                     } else {
-                        self.checkin_native(conn, turn);
+                        self.checkin(conn, turn);
                     }
                     return Err(Error::backend(NAME, op, error));
                 }
@@ -300,16 +290,16 @@ impl PgDriver {
     }
 }
 
-impl Exec for PgDriver {
+impl Connection for PgAsyncPool {
     async fn query_row<'a>(
         &'a self,
         op: &'static str,
         params: &'a [Param<'a>],
     ) -> Result<Option<Row>, Error> {
         let row = self
-            .with_native(op, |mut conn| async move {
+            .with_conn(op, |mut conn| async move {
                 let result = async {
-                    let stmt = conn.statement(&self.stmts, Stmt::Get).await?;
+                    let stmt = conn.statement(&self.server.stmts, Stmt::Get).await?;
                     conn.client.query_opt(&stmt, &sql_params(params)).await
                 }
                 .await;
@@ -326,9 +316,9 @@ impl Exec for PgDriver {
         params: &'a [Param<'a>],
     ) -> Result<u64, Error> {
         let count: i64 = self
-            .with_native(op, |mut conn| async move {
+            .with_conn(op, |mut conn| async move {
                 let result = async {
-                    let prepared = conn.statement(&self.stmts, stmt).await?;
+                    let prepared = conn.statement(&self.server.stmts, stmt).await?;
                     conn.client
                         .query_one(&prepared, &sql_params(params))
                         .await?
@@ -341,86 +331,39 @@ impl Exec for PgDriver {
         Ok(count_of(count))
     }
 
+    async fn query_entries<'a>(
+        &'a self,
+        op: &'static str,
+        params: &'a [Param<'a>],
+    ) -> Result<Vec<Listed>, Error> {
+        let rows = self
+            .with_conn(op, |mut conn| async move {
+                let result = async {
+                    let stmt = conn.statement(&self.server.stmts, Stmt::Entries).await?;
+                    conn.client.query(&stmt, &sql_params(params)).await
+                }
+                .await;
+                (conn, result)
+            })
+            .await?;
+        Ok(decode_listed(&rows))
+    }
+
     async fn execute<'a>(
         &'a self,
         op: &'static str,
         stmt: Stmt,
         params: &'a [Param<'a>],
     ) -> Result<u64, Error> {
-        self.with_native(op, move |mut conn| async move {
+        self.with_conn(op, move |mut conn| async move {
             let result = async {
-                let prepared = conn.statement(&self.stmts, stmt).await?;
+                let prepared = conn.statement(&self.server.stmts, stmt).await?;
                 conn.client.execute(&prepared, &sql_params(params)).await
             }
             .await;
             (conn, result)
         })
         .await
-    }
-}
-
-/// One function's rows through `tokio-postgres`: the native [`AsyncCore`] of the PostgreSQL
-/// backend.
-pub(crate) struct PgAsyncCore {
-    driver: Arc<PgDriver>,
-    function_id: String,
-}
-
-impl fmt::Debug for PgAsyncCore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PgAsyncCore")
-            .field("server", &self.driver.label)
-            .field("function_id", &self.function_id)
-            .finish()
-    }
-}
-
-impl PgAsyncCore {
-    pub(crate) fn shared(driver: Arc<PgDriver>, function_id: &str) -> Arc<dyn AsyncCore> {
-        Arc::new(PgAsyncCore {
-            driver,
-            function_id: function_id.to_owned(),
-        })
-    }
-
-    fn rows(&self) -> Rows<'_, PgDriver> {
-        Rows {
-            exec: &*self.driver,
-            function_id: &self.function_id,
-        }
-    }
-}
-
-impl AsyncCore for PgAsyncCore {
-    fn get<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<Option<CacheEntry>, Error>> {
-        Box::pin(async move { self.rows().get(key).await })
-    }
-    fn put<'a>(
-        &'a self,
-        key: &'a Key,
-        value: &'a [u8],
-        claim: Option<&'a ClaimToken>,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { self.rows().put(key, value, claim).await })
-    }
-    fn claim<'a>(&'a self, key: &'a Key, lease: Duration) -> BoxFuture<'a, Result<Claim, Error>> {
-        Box::pin(async move { self.rows().claim(key, lease).await })
-    }
-    fn release<'a>(
-        &'a self,
-        key: &'a Key,
-        claim: &'a ClaimToken,
-    ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(async move { self.rows().release(key, claim).await })
-    }
-    fn clear_cache(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move { self.rows().clear_cache().await })
-    }
-    fn clear_being_calculated(&self) -> BoxFuture<'_, Result<(), Error>> {
-        Box::pin(async move { self.rows().clear_being_calculated().await })
-    }
-    fn delete_stale_entries(&self, older_than: Duration) -> BoxFuture<'_, Result<u64, Error>> {
-        Box::pin(async move { self.rows().delete_stale_entries(older_than).await })
     }
 }
 
@@ -436,7 +379,7 @@ mod tests {
         let sync = crate::postgres::parse_config(url).unwrap();
         let expected: Config = url.parse().unwrap();
         assert_eq!(
-            format!("{:?}", native_config(&sync)),
+            format!("{:?}", async_config(&sync)),
             format!("{expected:?}")
         );
     }
