@@ -1,5 +1,6 @@
 //! The blocking core: each operation of [`Entries`] driven to completion on the backend's
-//! runtime (the driver is async only, so a blocking call cannot complete it on its own thread).
+//! runtime. The driver is async only and its I/O needs a tokio runtime, so the operations go
+//! through [`runtime::block_on`] rather than `cachier_core::block_on`.
 
 use std::future::Future;
 use std::time::Duration;

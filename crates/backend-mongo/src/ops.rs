@@ -77,7 +77,7 @@ impl Shared {
 
     /// Creates the unique index and measures the server clock, once (retried after a
     /// failure). Both paths await this: the blocking one on the backend's runtime.
-    pub(crate) async fn ensure_ready(&self, operation: &'static str) -> Result<(), Error> {
+    async fn ensure_ready(&self, operation: &'static str) -> Result<(), Error> {
         if self.ready.load(Ordering::Acquire) {
             return Ok(());
         }
@@ -164,7 +164,7 @@ impl Shared {
 
     /// The server's clock now, as estimated from the last sample; re-measured every minute
     /// by whichever caller notices first (the others go on with the previous sample).
-    pub(crate) async fn server_now_ms(&self) -> i64 {
+    async fn server_now_ms(&self) -> i64 {
         let due = self
             .clock_sampled
             .lock()
@@ -636,7 +636,8 @@ impl Entries {
     }
 }
 
-pub(crate) fn unix_ms(time: SystemTime) -> i64 {
+/// Milliseconds since the Unix epoch (negative before it), as BSON datetimes count them.
+fn unix_ms(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
