@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use cachier_core::{AsyncCore, BoxFuture, CacheEntry, Claim, ClaimToken, Error, Key};
 
-use crate::core::Entries;
+use crate::ops::Entries;
 
 /// The entries of one memoized function, for async memoized functions: each operation is the
 /// driver's future, awaited on the caller's runtime (one round trip per hit, no blocking-pool
 /// hop, nothing that blocks the executor). It runs the very operations
-/// [`MongoCore`](crate::MongoCore) runs; leases are renewed through `MongoCore` by the engine's
+/// [`MongoCore`](crate::blocking::MongoCore) runs; leases are renewed through `MongoCore` by the engine's
 /// heartbeat.
 ///
 /// The caller's runtime needs its timer enabled (`enable_time`/`enable_all`), as every async

@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 use cachier_core::Error;
 use tokio::runtime::{Handle, Runtime};
 
+use crate::backend::NAME;
+
 /// Two worker threads: the driver's work is I/O-bound, and they only drive sockets, the
 /// connection pool and server monitoring.
 static RUNTIME: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
@@ -21,7 +23,7 @@ static RUNTIME: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
 fn runtime(operation: &'static str) -> Result<&'static Runtime, Error> {
     RUNTIME.as_ref().map_err(|message| {
         Error::backend(
-            super::NAME,
+            NAME,
             operation,
             format!("cannot start the driver's runtime: {message}"),
         )
@@ -48,7 +50,7 @@ where
     });
     receive.recv().map_err(|_| {
         Error::backend(
-            super::NAME,
+            NAME,
             operation,
             "the driver's task ended without an answer (runtime shut down)",
         )

@@ -1,44 +1,201 @@
-//! One function's entries: the documents of the collection whose `func` is its namespace.
+//! The store operations, written once as `async fn`s over the collection: the blocking core
+//! runs them on the backend's runtime, the async core awaits them on the caller's.
+//!
+//! A document is cachier's (`func`, `key`, `value` as binary, `time` as a UTC datetime,
+//! `processing`, `completed`) plus `claim_owner` and `lease_until`. Times are written by the
+//! server's clock (`$$NOW`), and claims are decided by it.
 
 use std::future::{Future, IntoFuture};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{
-    Backoff, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
-};
+use cachier_core::{Backoff, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, Namespace};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::IndexOptions;
+use mongodb::{Collection, IndexModel};
+use parking_lot::Mutex;
 
-use crate::{runtime, Shared, NAME};
+use crate::backend::NAME;
+use crate::{DriverError, INDEX_NAME};
 
 /// Longest pause between two looks of a waiting caller (a look costs a round trip to the
 /// server, so it polls less often than the default).
 const WAIT_POLL_MAX: Duration = Duration::from_millis(40);
+/// How often the server-clock offset is measured again.
+const CLOCK_REFRESH: Duration = Duration::from_secs(60);
 
-/// The entries of one memoized function in a [`MongoBackend`](crate::MongoBackend)'s
-/// collection, for synchronous callers.
-///
-/// A document is cachier's (`func`, `key`, `value` as binary, `time` as a UTC datetime,
-/// `processing`, `completed`) plus `claim_owner` and `lease_until`. Times are written by the
-/// server's clock (`$$NOW`), and claims are decided by it.
-///
-/// Each operation is the same future the async core awaits, run to completion on the
-/// backend's own runtime.
-pub struct MongoCore {
-    entries: Entries,
+/// What every core of one backend shares: the collection, whether it is set up, and the
+/// measured offset of the server's clock.
+pub(crate) struct Shared {
+    pub(crate) collection: Collection<Document>,
+    ready: AtomicBool,
+    /// Serializes the setup (an async lock: the async path awaits it on the caller's
+    /// runtime); holds when and why the last attempt failed.
+    setup: tokio::sync::Mutex<Option<(Instant, String)>>,
+    /// Server clock minus local clock, in milliseconds.
+    clock_offset_ms: AtomicI64,
+    clock_sampled: Mutex<Option<Instant>>,
+    clock_refreshing: AtomicBool,
 }
 
-impl std::fmt::Debug for MongoCore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.entries.describe(f, "MongoCore")
+impl Shared {
+    /// The state of a collection nothing has been sent to yet.
+    pub(crate) fn new(collection: Collection<Document>) -> Shared {
+        Shared {
+            collection,
+            ready: AtomicBool::new(false),
+            setup: tokio::sync::Mutex::new(None),
+            clock_offset_ms: AtomicI64::new(0),
+            clock_sampled: Mutex::new(None),
+            clock_refreshing: AtomicBool::new(false),
+        }
+    }
+
+    /// [`Backend::namespaces`](cachier_core::Backend::namespaces): the distinct `func`s,
+    /// sorted.
+    pub(crate) async fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
+        self.ensure_ready("namespaces").await?;
+        let names = self
+            .collection
+            .distinct("func", doc! {})
+            .await
+            .map_err(|e| Error::backend(NAME, "namespaces", DriverError::from(e)))?;
+        let mut out: Vec<Namespace> = names
+            .iter()
+            .filter_map(|name| match name {
+                // The stored form is already `name@version`: it round-trips as a name.
+                Bson::String(name) => Namespace::new(name, None).ok(),
+                _ => None,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Creates the unique index and measures the server clock, once (retried after a
+    /// failure). Both paths await this: the blocking one on the backend's runtime.
+    async fn ensure_ready(&self, operation: &'static str) -> Result<(), Error> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let waited_from = Instant::now();
+        let mut setup = self.setup.lock().await;
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        // Callers that queued behind a failed attempt share its outcome instead of each
+        // waiting out the server-selection timeout in turn.
+        if let Some((failed_at, message)) = &*setup {
+            if *failed_at >= waited_from {
+                return Err(Error::backend(NAME, operation, message.clone()));
+            }
+        }
+        let outcome = self.set_up(operation).await;
+        match &outcome {
+            Ok(()) => self.ready.store(true, Ordering::Release),
+            Err(error) => {
+                let message = match error {
+                    Error::Backend { source, .. } => cachier_core::chain_message(&**source),
+                    other => other.to_string(),
+                };
+                *setup = Some((Instant::now(), message));
+            }
+        }
+        outcome
+    }
+
+    async fn set_up(&self, operation: &'static str) -> Result<(), Error> {
+        let index = IndexModel::builder()
+            .keys(doc! { "func": 1, "key": 1 })
+            .options(
+                IndexOptions::builder()
+                    .name(INDEX_NAME.to_owned())
+                    .unique(true)
+                    .build(),
+            )
+            .build();
+        self.collection.create_index(index).await.map_err(|e| {
+            match error_code(&e) {
+                // IndexOptionsConflict / IndexKeySpecsConflict: a non-unique index of that
+                // name exists, as Python cachier creates.
+                Some(85 | 86) => Error::backend(
+                    NAME,
+                    operation,
+                    format!(
+                        "collection {} has an index {INDEX_NAME:?} that is not unique (Python cachier makes one); \
+                         drop it or use another collection: {}",
+                        self.collection.namespace(),
+                        DriverError::from(e)
+                    ),
+                ),
+                _ => Error::backend(NAME, operation, DriverError::from(e)),
+            }
+        })?;
+        self.sample_clock(operation).await
+    }
+
+    /// Measures the server clock's offset from `hello`'s `localTime` (the midpoint of the
+    /// round trip is taken as the moment the server read its clock).
+    async fn sample_clock(&self, operation: &'static str) -> Result<(), Error> {
+        let database = self.collection.client().database("admin");
+        let sent = SystemTime::now();
+        let reply = database
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(|e| Error::backend(NAME, operation, DriverError::from(e)))?;
+        let received = SystemTime::now();
+        let offset = match reply.get("localTime") {
+            Some(Bson::DateTime(server)) => {
+                let midpoint = (unix_ms(sent) + unix_ms(received)) / 2;
+                server.timestamp_millis() - midpoint
+            }
+            _ => {
+                tracing::debug!("cachier: the MongoDB server reports no localTime; using the local clock for ages");
+                0
+            }
+        };
+        self.clock_offset_ms.store(offset, Ordering::Relaxed);
+        *self.clock_sampled.lock() = Some(Instant::now());
+        Ok(())
+    }
+
+    /// The server's clock now, as estimated from the last sample; re-measured every minute
+    /// by whichever caller notices first (the others go on with the previous sample).
+    async fn server_now_ms(&self) -> i64 {
+        let due = self
+            .clock_sampled
+            .lock()
+            .is_none_or(|at| at.elapsed() >= CLOCK_REFRESH);
+        if due && !self.clock_refreshing.swap(true, Ordering::AcqRel) {
+            // Cleared however the sampling ends, including a caller's future being dropped.
+            let _refreshing = ClearOnDrop(&self.clock_refreshing);
+            if let Err(error) = self.sample_clock("clock").await {
+                tracing::debug!(%error, "cachier: could not re-measure the MongoDB server clock");
+                // Try again at the next interval, not on every call.
+                *self.clock_sampled.lock() = Some(Instant::now());
+            }
+        }
+        unix_ms(SystemTime::now()) + self.clock_offset_ms.load(Ordering::Relaxed)
     }
 }
 
-/// One function's operations as futures: the single implementation behind both
-/// [`MongoCore`] (blocking, on the backend's runtime) and the async core (awaited on the
-/// caller's runtime). Cheap to clone.
+/// Resets a flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// One function's entries (the documents whose `func` is its namespace) and their operations
+/// as futures: the single implementation behind both
+/// [`MongoCore`](crate::blocking::MongoCore) (blocking, on the backend's runtime) and
+/// [`MongoAsyncCore`](crate::nonblocking::MongoAsyncCore) (awaited on the caller's runtime).
+/// Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Entries {
     shared: Arc<Shared>,
@@ -46,7 +203,7 @@ pub(crate) struct Entries {
 }
 
 /// The driver's error code of a failed command or write, if it has one.
-pub(crate) fn error_code(error: &mongodb::error::Error) -> Option<i32> {
+fn error_code(error: &mongodb::error::Error) -> Option<i32> {
     match &*error.kind {
         ErrorKind::Command(e) => Some(e.code),
         ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
@@ -157,7 +314,7 @@ impl Entries {
         self.shared.ensure_ready(operation).await?;
         future
             .await
-            .map_err(|e| Error::backend(NAME, operation, crate::DriverError::from(e)))
+            .map_err(|e| Error::backend(NAME, operation, DriverError::from(e)))
     }
 
     /// Turns a stored document into an entry. A document that is not a usable value (a
@@ -203,7 +360,7 @@ impl Entries {
         Ok(doc.is_some_and(|d| live_claim(&d, now_ms)))
     }
 
-    /// [`Core::get`]: one `find_one` on the unique index.
+    /// [`Core::get`](cachier_core::Core::get): one `find_one` on the unique index.
     pub(crate) async fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         let c = &self.shared.collection;
         let doc = self
@@ -219,7 +376,7 @@ impl Entries {
         }
     }
 
-    /// [`Core::put`].
+    /// [`Core::put`](cachier_core::Core::put).
     pub(crate) async fn put(
         &self,
         key: &Key,
@@ -265,7 +422,7 @@ impl Entries {
         Ok(())
     }
 
-    /// [`Core::claim`].
+    /// [`Core::claim`](cachier_core::Core::claim).
     pub(crate) async fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
         let c = &self.shared.collection;
         let token = ClaimToken::new();
@@ -313,7 +470,7 @@ impl Entries {
         }
     }
 
-    /// [`Core::renew`].
+    /// [`Core::renew`](cachier_core::Core::renew).
     pub(crate) async fn renew(
         &self,
         key: &Key,
@@ -340,7 +497,7 @@ impl Entries {
         Ok(owner.is_some_and(|doc| doc.get_str("claim_owner").ok() == Some(claim.as_str())))
     }
 
-    /// [`Core::release`].
+    /// [`Core::release`](cachier_core::Core::release).
     pub(crate) async fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         // The claim goes if it is still ours; the document stays (a placeholder reads as a
         // miss, as in cachier). The condition lives in the pipeline, not the filter: the test
@@ -356,7 +513,7 @@ impl Entries {
         Ok(())
     }
 
-    /// [`Core::wait`]: polls a two-field projection with a backoff, sleeping on the timer of
+    /// [`Core::wait`](cachier_core::Core::wait): polls a two-field projection with a backoff, sleeping on the timer of
     /// the runtime it runs on.
     pub(crate) async fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let mut backoff = Backoff::until(max).capped(WAIT_POLL_MAX);
@@ -371,7 +528,7 @@ impl Entries {
         }
     }
 
-    /// [`Core::clear_cache`].
+    /// [`Core::clear_cache`](cachier_core::Core::clear_cache).
     pub(crate) async fn clear_cache(&self) -> Result<(), Error> {
         let c = &self.shared.collection;
         let filter = doc! { "func": &*self.func };
@@ -380,7 +537,7 @@ impl Entries {
         Ok(())
     }
 
-    /// [`Core::clear_being_calculated`].
+    /// [`Core::clear_being_calculated`](cachier_core::Core::clear_being_calculated).
     pub(crate) async fn clear_being_calculated(&self) -> Result<(), Error> {
         let c = &self.shared.collection;
         let filter = doc! { "func": &*self.func, "processing": true };
@@ -393,7 +550,7 @@ impl Entries {
         Ok(())
     }
 
-    /// [`Core::delete_stale_entries`].
+    /// [`Core::delete_stale_entries`](cachier_core::Core::delete_stale_entries).
     pub(crate) async fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
         self.shared.ensure_ready("delete_stale_entries").await?;
         let now_ms = self.shared.server_now_ms().await;
@@ -416,8 +573,8 @@ impl Entries {
         Ok(result.deleted_count)
     }
 
-    /// [`Core::entries`].
-    async fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+    /// [`Core::entries`](cachier_core::Core::entries).
+    pub(crate) async fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
         let c = &self.shared.collection;
         let filter = doc! { "func": &*self.func };
         // Sizes are computed by the server: values never cross the network for a listing.
@@ -470,8 +627,8 @@ impl Entries {
         Ok(out)
     }
 
-    /// [`Core::len`].
-    async fn len(&self) -> Result<u64, Error> {
+    /// [`Core::len`](cachier_core::Core::len).
+    pub(crate) async fn len(&self) -> Result<u64, Error> {
         let c = &self.shared.collection;
         let filter = doc! { "func": &*self.func };
         self.run("len", c.count_documents(filter).into_future())
@@ -479,80 +636,11 @@ impl Entries {
     }
 }
 
-impl MongoCore {
-    pub(crate) fn new(entries: Entries) -> MongoCore {
-        MongoCore { entries }
-    }
-
-    /// Runs one operation of [`Entries`] to completion on the backend's runtime.
-    fn block<T, F, Fut>(&self, operation: &'static str, make: F) -> Result<T, Error>
-    where
-        F: FnOnce(Entries) -> Fut,
-        Fut: Future<Output = Result<T, Error>> + Send + 'static,
-        T: Send + 'static,
-    {
-        runtime::block_on(operation, make(self.entries.clone()))?
-    }
-}
-
-impl Core for MongoCore {
-    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
-        let key = *key;
-        self.block("get", |e| async move { e.get(&key).await })
-    }
-
-    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
-        let (key, value, claim) = (*key, value.to_vec(), claim.cloned());
-        self.block("put", |e| async move {
-            e.put(&key, value, claim.as_ref()).await
-        })
-    }
-
-    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
-        let key = *key;
-        self.block("claim", |e| async move { e.claim(&key, lease).await })
-    }
-
-    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
-        let (key, claim) = (*key, claim.clone());
-        self.block(
-            "renew",
-            |e| async move { e.renew(&key, &claim, lease).await },
-        )
-    }
-
-    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
-        let (key, claim) = (*key, claim.clone());
-        self.block("release", |e| async move { e.release(&key, &claim).await })
-    }
-
-    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
-        let key = *key;
-        self.block("wait", |e| async move { e.wait(&key, max).await })
-    }
-
-    fn clear_cache(&self) -> Result<(), Error> {
-        self.block("clear_cache", |e| async move { e.clear_cache().await })
-    }
-
-    fn clear_being_calculated(&self) -> Result<(), Error> {
-        self.block("clear_being_calculated", |e| async move {
-            e.clear_being_calculated().await
-        })
-    }
-
-    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        self.block("delete_stale_entries", |e| async move {
-            e.delete_stale_entries(older_than).await
-        })
-    }
-
-    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        self.block("entries", |e| async move { e.entries().await })
-    }
-
-    fn len(&self) -> Result<u64, Error> {
-        self.block("len", |e| async move { e.len().await })
+/// Milliseconds since the Unix epoch (negative before it), as BSON datetimes count them.
+fn unix_ms(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
     }
 }
 
@@ -570,10 +658,7 @@ mod tests {
     #[test]
     fn time_round_trips_through_bson() {
         let now = SystemTime::now();
-        let ms = crate::unix_ms(now);
-        assert_eq!(
-            crate::unix_ms(DateTime::from_millis(ms).to_system_time()),
-            ms
-        );
+        let ms = unix_ms(now);
+        assert_eq!(unix_ms(DateTime::from_millis(ms).to_system_time()), ms);
     }
 }
