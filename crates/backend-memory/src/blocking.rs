@@ -48,10 +48,9 @@ impl Slot {
             age: SystemTime::now()
                 .duration_since(self.time)
                 .unwrap_or_default(),
-            claim: self
-                .claim
-                .as_ref()
-                .map(|c| LiveClaim::held_by(Some(c.as_str().to_owned()))),
+            claim: self.claim.as_ref().map(|token| LiveClaim {
+                owner: Some(token.as_str().to_owned()),
+            }),
         }
     }
 }

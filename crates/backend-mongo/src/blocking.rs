@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use cachier_core::{CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key};
+use cachier_core::{CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key};
 
 use crate::ops::Entries;
 use crate::runtime;
@@ -42,6 +42,14 @@ impl MongoCore {
 }
 
 impl Core for MongoCore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            leases: true,
+            listing: true,
+            cache_dir: None,
+        }
+    }
+
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         let key = *key;
         self.block("get", |e| async move { e.get(&key).await })

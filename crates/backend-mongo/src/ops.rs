@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{Backoff, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, Namespace};
+use cachier_core::{
+    Backoff, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
+};
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
 use mongodb::error::{ErrorKind, WriteFailure};
@@ -237,8 +239,7 @@ struct State {
     time: SystemTime,
     age: Duration,
     completed: bool,
-    live_claim: bool,
-    claim_owner: Option<String>,
+    claim: Option<LiveClaim>,
 }
 
 impl State {
@@ -256,12 +257,7 @@ impl State {
             time: DateTime::from_millis(time_ms).to_system_time(),
             age: Duration::from_millis(u64::try_from(now_ms - time_ms).unwrap_or(0)),
             completed,
-            live_claim: live,
-            claim_owner: if live {
-                doc.get_str("claim_owner").ok().map(str::to_owned)
-            } else {
-                None
-            },
+            claim: LiveClaim::if_live(live, doc.get_str("claim_owner").ok().map(str::to_owned)),
         }
     }
 }
@@ -339,9 +335,7 @@ impl Entries {
             value: if state.completed { value } else { None },
             time: state.time,
             age: state.age,
-            completed: state.completed,
-            being_calculated: state.live_claim,
-            claim_owner: state.claim_owner,
+            claim: state.claim,
         }
     }
 
@@ -618,8 +612,7 @@ impl Entries {
                     time: state.time,
                     age: state.age,
                     completed: state.completed,
-                    being_calculated: state.live_claim,
-                    claim_owner: state.claim_owner,
+                    claim: state.claim,
                 })
             })
             .collect();

@@ -8,7 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier_core::{block_on, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key};
+use cachier_core::{
+    block_on, CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key,
+};
 
 use crate::dialect::{Statements, Stmt};
 use crate::ops::{Connection, Listed, Ops, Param, Row};
@@ -99,6 +101,15 @@ impl SqlCore {
 }
 
 impl Core for SqlCore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            leases: true,
+            listing: true,
+            // A database, not a directory of entries (as in cachier).
+            cache_dir: None,
+        }
+    }
+
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         block_on(self.ops().get(key))
     }

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key};
+use cachier_core::{CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim};
 
 use crate::dialect::Stmt;
 
@@ -127,12 +127,10 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
             return Ok(None);
         };
         Ok(Some(CacheEntry {
-            value: row.value.map(Arc::from),
+            value: row.value.filter(|_| row.completed).map(Arc::from),
             time: time_of(row.stored_us),
             age: from_micros(row.age_us),
-            completed: row.completed,
-            being_calculated: row.live,
-            claim_owner: if row.live { row.claim_owner } else { None },
+            claim: LiveClaim::if_live(row.live, row.claim_owner),
         }))
     }
 
@@ -246,8 +244,7 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
                     time: time_of(row.stored_us),
                     age: from_micros(row.age_us),
                     completed: row.completed,
-                    being_calculated: row.live,
-                    claim_owner: if row.live { row.claim_owner } else { None },
+                    claim: LiveClaim::if_live(row.live, row.claim_owner),
                 })
             })
             .collect())

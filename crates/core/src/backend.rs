@@ -36,9 +36,10 @@ pub struct LiveClaim {
 }
 
 impl LiveClaim {
-    /// A live claim held by `owner`, where the store records who holds it.
-    pub fn held_by(owner: Option<String>) -> LiveClaim {
-        LiveClaim { owner }
+    /// The claim a store read: `Some` only if it is `live` (its lease ahead of the store's
+    /// clock), with `owner` where the store records it.
+    pub fn if_live(live: bool, owner: Option<String>) -> Option<LiveClaim> {
+        live.then_some(LiveClaim { owner })
     }
 }
 
