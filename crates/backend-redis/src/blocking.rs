@@ -101,7 +101,6 @@ impl Core for RedisCore {
         block_on(ops::len(self.con(), &self.scope))
     }
 
-    /// See [`ops::entries`].
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
         block_on(ops::entries(self.con(), &self.scope))
     }

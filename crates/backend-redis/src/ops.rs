@@ -247,9 +247,8 @@ pub(crate) async fn entries<C: Conn>(con: C, scope: &Scope) -> Result<Vec<EntryI
     Ok(out)
 }
 
-/// Walks `{prefix}:*` with `SCAN` and reads each namespace from its keys: everything between
-/// the prefix and the last `:` + 64 hex digits, so namespaces with `:` in them come back
-/// whole. Keys of other layouts under the prefix are ignored.
+/// [`Backend::namespaces`](cachier_core::Backend::namespaces): the namespaces of the entries
+/// under `prefix`, read from their keys ([`namespace_of`]), deduplicated and sorted.
 pub(crate) async fn namespaces<C: Conn>(con: C, prefix: &str) -> Result<Vec<Namespace>, Error> {
     let mut pattern = glob_escape(prefix);
     pattern.push_str(":*");
