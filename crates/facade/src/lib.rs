@@ -16,10 +16,10 @@ pub use cachier_settings::{
 /// The stores, one module per backend, each behind its cargo feature. A memoized function
 /// uses the global default backend unless [`Memoize::backend`] names one of these.
 pub mod backends {
-    /// The local file cache, shared by every process of the machine (feature `pickle`).
-    #[cfg(feature = "pickle")]
+    /// The local file cache, shared by every process of the machine (feature `file`).
+    #[cfg(feature = "file")]
     pub mod file {
-        pub use cachier_backend_pickle::{file_stem, FileBackend, FileBackendBuilder};
+        pub use cachier_backend_file::{file_stem, FileBackend, FileBackendBuilder};
     }
     /// An in-process map (feature `memory`).
     #[cfg(feature = "memory")]
@@ -142,12 +142,12 @@ where
 /// functions that name none. URL backends are opened once and shared.
 fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
     match settings.backend.as_str() {
-        #[cfg(feature = "pickle")]
+        #[cfg(feature = "file")]
         cachier_settings::FILE_BACKEND => Ok(shared_file_backend(settings)),
-        #[cfg(not(feature = "pickle"))]
+        #[cfg(not(feature = "file"))]
         cachier_settings::FILE_BACKEND => Err(Error::config(
             "backend",
-            "the default file backend is not compiled in; enable the `pickle` cargo feature of `cachier` or set the global backend to another",
+            "the default file backend is not compiled in; enable the `file` cargo feature of `cachier` or set the global backend to another",
         )),
         cachier_settings::MEMORY_BACKEND => shared_backend_from_url("memory:"),
         url => shared_backend_from_url(url),
@@ -156,7 +156,7 @@ fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
 
 /// One [`FileBackend`](backends::file::FileBackend) per (directory, `separate_files`), so that the functions using the
 /// default backend share its stores and connections.
-#[cfg(feature = "pickle")]
+#[cfg(feature = "file")]
 fn shared_file_backend(settings: &Settings) -> Arc<dyn Backend> {
     use std::collections::HashMap;
     use std::path::PathBuf;

@@ -12,7 +12,7 @@ use crate::{store::Backend, Error, Result};
 ///
 /// | URL | backend | cargo feature |
 /// |---|---|---|
-/// | `file:///dir` (`?separate_files=true`) | file backend in `dir` | `pickle` |
+/// | `file:///dir` (`?separate_files=true`) | file backend in `dir` | `file` |
 /// | `memory:` | the process-wide memory store | `memory` |
 /// | `sqlite:///path/file.db`, `sqlite::memory:` | SQL on SQLite | `sql-sqlite` |
 /// | `postgres://user@host/db` | SQL on PostgreSQL | `sql-postgres` |
@@ -91,7 +91,7 @@ fn memory(rest: &str) -> Result<Arc<dyn Backend>> {
     Err(not_compiled(&format!("memory:{rest}"), "memory"))
 }
 
-#[cfg(feature = "pickle")]
+#[cfg(feature = "file")]
 fn file(url: &str, rest: &str) -> Result<Arc<dyn Backend>> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let Some(dir) = path.strip_prefix("//") else {
@@ -125,9 +125,9 @@ fn file(url: &str, rest: &str) -> Result<Arc<dyn Backend>> {
             .build(),
     ))
 }
-#[cfg(not(feature = "pickle"))]
+#[cfg(not(feature = "file"))]
 fn file(url: &str, _: &str) -> Result<Arc<dyn Backend>> {
-    Err(not_compiled(url, "pickle"))
+    Err(not_compiled(url, "file"))
 }
 
 #[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]

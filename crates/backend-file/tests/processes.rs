@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cachier_backend_pickle::FileBackend;
+use cachier_backend_file::FileBackend;
 use cachier_core::{Backend, Claim, Core, Key, Namespace};
 
 const NAMESPACE: &str = "processes::stress";

@@ -20,9 +20,11 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use cachier_core::{ClaimToken, Key};
+use cachier_core::{ClaimToken, Error, Key};
 use cachier_sqlite::{move_link_aside, no_follow};
 use parking_lot::Mutex;
+
+use crate::error::io_error;
 
 /// What a lock file says about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,10 +117,6 @@ impl Claims {
         Ok(())
     }
 
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub(crate) fn path(&self, key: &Key) -> PathBuf {
         self.dir.join(format!("{}.lock", key.to_hex()))
     }
@@ -188,6 +186,19 @@ impl Claims {
                 Ok(Liveness::Dead)
             }
         }
+    }
+
+    /// Whether `key` is claimed now, as [`Claims::probe`] finds it; an error is reported as
+    /// `operation`'s.
+    pub(crate) fn is_live(&self, key: &Key, operation: &'static str) -> Result<bool, Error> {
+        self.probe(key)
+            .map(|liveness| liveness.is_live())
+            .map_err(|e| self.error(operation, e))
+    }
+
+    /// An I/O error of `operation` on these lock files, naming their directory.
+    pub(crate) fn error(&self, operation: &'static str, error: io::Error) -> Error {
+        io_error(operation, &self.dir, error)
     }
 
     /// Whether a lock file exists for `key` (a claim marker), without opening it.

@@ -3,13 +3,19 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use cachier_core::{CacheEntry, Error, Key};
 use cachier_sqlite::{Database, OpenOptions};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
-use crate::{from_nanos, to_nanos, BACKEND};
+use crate::clock::{from_nanos, to_nanos};
+use crate::BACKEND;
+
+/// How a database's file name ends, after its function's file stem.
+pub(crate) const SUFFIX: &str = ".sqlite3";
+/// How the name of the directory of its lock files ends, after the same stem.
+pub(crate) const CLAIMS_SUFFIX: &str = ".claims";
 
 /// `meta` holds the function's namespace (row `namespace`), so that listing tools get the
 /// original name back instead of guessing it from the sanitised file name.
@@ -151,7 +157,7 @@ impl SingleStore {
         Ok(SingleStore { db })
     }
 
-    pub(crate) fn get(&self, key: &Key) -> Result<Option<Row>, Error> {
+    pub(crate) fn read(&self, key: &Key) -> Result<Option<Row>, Error> {
         self.db.with("get", |conn| {
             conn.prepare_cached(
                 "SELECT value, time_ns, completed, claim FROM entries WHERE key = ?1",
@@ -169,7 +175,7 @@ impl SingleStore {
     }
 
     /// Stores a completed value; clears the claim marker if it is `claim`'s.
-    pub(crate) fn put(&self, key: &Key, value: &[u8], claim: Option<&str>) -> Result<(), Error> {
+    pub(crate) fn write(&self, key: &Key, value: &[u8], claim: Option<&str>) -> Result<(), Error> {
         let now = to_nanos(SystemTime::now());
         self.db.with("put", |conn| {
             conn.prepare_cached(
@@ -301,7 +307,8 @@ impl SingleStore {
         })
     }
 
-    pub(crate) fn len(&self) -> Result<u64, Error> {
+    /// Rows: entries and placeholders.
+    pub(crate) fn count(&self) -> Result<u64, Error> {
         self.db
             .with("len", |conn| {
                 conn.prepare_cached("SELECT COUNT(*) FROM entries")?
@@ -309,11 +316,4 @@ impl SingleStore {
             })
             .map(|n| n as u64)
     }
-}
-
-/// `older_than` before now, clamped at the epoch.
-pub(crate) fn cutoff(older_than: Duration) -> SystemTime {
-    SystemTime::now()
-        .checked_sub(older_than)
-        .unwrap_or(SystemTime::UNIX_EPOCH)
 }

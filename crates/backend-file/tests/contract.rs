@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cachier_backend_pickle::FileBackend;
+use cachier_backend_file::FileBackend;
 use cachier_core::Backend;
 
 fn open(dir: &Path, separate: bool) -> Option<Arc<dyn Backend>> {

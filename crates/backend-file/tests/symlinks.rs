@@ -14,7 +14,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cachier_backend_pickle::{file_stem, FileBackend};
+use cachier_backend_file::{file_stem, FileBackend};
 use cachier_core::{Backend, Claim, Memoized};
 use common::{
     backend, capture_logs, is_link, listing, multiplier, namespace, sidecar, snapshot, Counter,

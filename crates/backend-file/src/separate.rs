@@ -20,13 +20,15 @@ use std::time::{Duration, SystemTime};
 use cachier_core::Key;
 use cachier_sqlite::{move_link_aside, no_follow};
 
-use crate::{from_nanos, to_nanos};
+use crate::clock::{from_nanos, to_nanos};
 
 const MAGIC: &[u8; 4] = b"CHR1";
 const HEADER: usize = 32;
 const FLAG_COMPLETED: u8 = 1;
 /// The file in each entry directory that records its function's namespace.
 const NAMESPACE_FILE: &str = ".namespace";
+/// The directory in each entry directory that holds the lock files of claims.
+pub(crate) const CLAIMS_DIR: &str = ".claims";
 /// Temporary files older than this are leftovers of a crashed writer.
 const TMP_MAX_AGE: Duration = Duration::from_secs(600);
 /// How many temporary names a write tries when the first ones are taken.
@@ -218,6 +220,16 @@ impl SeparateStore {
             return Ok(());
         }
         self.replace(&path, format!("{}\n", self.namespace).as_bytes())
+    }
+
+    /// The entry directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The namespace of the function whose entries these are.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     pub(crate) fn path(&self, key: &Key) -> PathBuf {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cachier_backend_pickle::file_stem;
+use cachier_backend_file::file_stem;
 use common::{backend, capture_logs, multiplier, namespace, sidecar, snapshot, Counter};
 
 const NAME: &str = "unwritable::f";

@@ -6,7 +6,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use cachier_backend_pickle::FileBackend;
+use cachier_backend_file::FileBackend;
 use cachier_core::{memoize, Memoized, Namespace};
 
 pub use cachier_testkit::{capture_logs, Counter};

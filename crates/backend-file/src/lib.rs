@@ -1,0 +1,19 @@
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
+
+mod backend;
+mod blocking;
+mod builder;
+mod claims;
+mod clock;
+mod error;
+mod names;
+mod separate;
+mod single;
+
+pub use backend::FileBackend;
+pub use builder::FileBackendBuilder;
+pub use names::file_stem;
+
+/// The backend's name in errors and logs.
+const BACKEND: &str = "file";

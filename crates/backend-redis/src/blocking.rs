@@ -1,0 +1,107 @@
+//! The blocking store: each operation of [`ops`] completed on the caller's thread with
+//! [`block_on`] over the pool of synchronous connections.
+
+use std::fmt;
+use std::future::{ready, Future};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cachier_core::{
+    block_on, CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Error, Key,
+};
+use redis::FromRedisValue;
+
+use crate::backend::Shared;
+use crate::ops::{self, Conn, Scope};
+use crate::pool::{Pool, Request};
+
+/// The pool of synchronous connections as the operations' connection: [`Pool::run`] sends
+/// each request when its future is made, so the future is ready at once and [`block_on`]
+/// completes a whole operation in one poll, with no runtime.
+#[derive(Clone, Copy)]
+pub(crate) struct SyncConn<'p>(pub(crate) &'p Pool);
+
+impl Conn for SyncConn<'_> {
+    fn query<T: FromRedisValue + Send>(
+        self,
+        operation: &'static str,
+        request: &Request<'_>,
+    ) -> impl Future<Output = Result<T, Error>> + Send {
+        ready(self.0.run(operation, |con| request.send(con)))
+    }
+}
+
+/// One function's entries on the server.
+pub(crate) struct RedisCore {
+    shared: Arc<Shared>,
+    scope: Scope,
+}
+
+impl RedisCore {
+    pub(crate) fn new(shared: Arc<Shared>, scope: Scope) -> RedisCore {
+        RedisCore { shared, scope }
+    }
+
+    fn con(&self) -> SyncConn<'_> {
+        SyncConn(&self.shared.pool)
+    }
+}
+
+impl fmt::Debug for RedisCore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCore")
+            .field("server", &self.shared.shown)
+            .field("keys", &self.scope.base())
+            .finish()
+    }
+}
+
+impl Core for RedisCore {
+    fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
+        block_on(ops::get(self.con(), &self.scope, key))
+    }
+
+    fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
+        block_on(ops::put(self.con(), &self.scope, key, value, claim))
+    }
+
+    fn claim(&self, key: &Key, lease: Duration) -> Result<Claim, Error> {
+        block_on(ops::claim(self.con(), &self.scope, key, lease))
+    }
+
+    fn claim_and_get(&self, key: &Key, lease: Duration) -> Result<ClaimAndGet, Error> {
+        block_on(ops::claim_and_get(self.con(), &self.scope, key, lease))
+    }
+
+    fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
+        block_on(ops::renew(self.con(), &self.scope, key, claim, lease))
+    }
+
+    fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
+        block_on(ops::release(self.con(), &self.scope, key, claim))
+    }
+
+    fn clear_cache(&self) -> Result<(), Error> {
+        block_on(ops::clear_cache(self.con(), &self.scope))
+    }
+
+    fn clear_being_calculated(&self) -> Result<(), Error> {
+        block_on(ops::clear_being_calculated(self.con(), &self.scope))
+    }
+
+    fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+        block_on(ops::delete_stale_entries(
+            self.con(),
+            &self.scope,
+            older_than,
+        ))
+    }
+
+    fn len(&self) -> Result<u64, Error> {
+        block_on(ops::len(self.con(), &self.scope))
+    }
+
+    fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
+        block_on(ops::entries(self.con(), &self.scope))
+    }
+}

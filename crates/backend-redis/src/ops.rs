@@ -1,0 +1,670 @@
+//! The store operations, written once as `async fn`s over a [`Conn`]: the blocking store
+//! completes them with `block_on` over the pool of synchronous connections (whose futures are
+//! ready at once), the async store awaits them over a multiplexed connection. Both paths
+//! therefore send the same requests and read the replies the same way.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use cachier_core::{CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, Namespace};
+use redis::{FromRedisValue, RedisResult, ScriptInvocation, Value};
+
+use crate::pool::Request;
+use crate::scripts;
+
+/// Keys fetched per `SCAN` step (and deleted or checked per round trip) by the namespace-wide
+/// operations.
+const SCAN_BATCH: usize = 1000;
+
+/// A connection the operations send requests on: a cheap handle, passed by value.
+pub(crate) trait Conn: Copy + Send + Sync {
+    /// Sends `request` (on behalf of `operation`, which names it in errors) and reads the
+    /// reply as `T`. The request may be sent twice, once more on a fresh connection when a
+    /// pooled one was found dead, so it must be safe to repeat.
+    fn query<T: FromRedisValue + Send>(
+        self,
+        operation: &'static str,
+        request: &Request<'_>,
+    ) -> impl Future<Output = Result<T, Error>> + Send;
+}
+
+/// One function's part of the server: what every operation needs besides a connection.
+#[derive(Clone)]
+pub(crate) struct Scope {
+    /// `{prefix}:{namespace}:`
+    base: String,
+    /// `SCAN MATCH` pattern of this namespace's entries.
+    pattern: String,
+    /// TTL set on stored values, 0 = none.
+    evict_ms: u64,
+}
+
+impl Scope {
+    pub(crate) fn new(prefix: &str, namespace: &Namespace, evict_after: Option<Duration>) -> Scope {
+        let base = namespace_base(prefix, namespace);
+        Scope {
+            pattern: scan_pattern(&base),
+            base,
+            evict_ms: evict_after.map_or(0, duration_ms),
+        }
+    }
+
+    /// `{prefix}:{namespace}:`, the start of every key of this function.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn entry_key(&self, key: &Key) -> String {
+        let mut out = String::with_capacity(self.base.len() + 64);
+        out.push_str(&self.base);
+        key.push_hex(&mut out);
+        out
+    }
+}
+
+/// A hit's one round trip: the hash and the server's clock, pipelined.
+pub(crate) async fn get<C: Conn>(
+    con: C,
+    scope: &Scope,
+    key: &Key,
+) -> Result<Option<CacheEntry>, Error> {
+    let entry_key = scope.entry_key(key);
+    let mut pipe = redis::pipe();
+    pipe.cmd("HGETALL").arg(&entry_key).cmd("TIME");
+    let reply = con.query("get", &Request::Pipe(pipe)).await;
+    decode_get(&entry_key, reply)
+}
+
+/// [`scripts::PUT`]: stores the value and, with a token, releases its claim in the same step.
+pub(crate) async fn put<C: Conn>(
+    con: C,
+    scope: &Scope,
+    key: &Key,
+    value: &[u8],
+    claim: Option<&ClaimToken>,
+) -> Result<(), Error> {
+    let mut put = scripts::PUT.prepare_invoke();
+    put.key(scope.entry_key(key))
+        .arg(value)
+        .arg(claim.map_or("", ClaimToken::as_str))
+        .arg(scope.evict_ms);
+    con.query::<i64>("put", &Request::Script(put)).await?;
+    Ok(())
+}
+
+/// [`scripts::CLAIM`]. The token is made once per claim: a retry of the same request finds
+/// its own claim and reports it claimed.
+pub(crate) async fn claim<C: Conn>(
+    con: C,
+    scope: &Scope,
+    key: &Key,
+    lease: Duration,
+) -> Result<Claim, Error> {
+    let token = ClaimToken::new();
+    let request = Request::Script(claim_script(scope, &scope.entry_key(key), &token, lease));
+    let answer = con.query("claim", &request).await?;
+    Ok(claimed(answer, token))
+}
+
+/// The claim script and the entry's read, pipelined: one round trip for a miss's claim and
+/// the re-read after it. The server runs them in order; a write landing between them only
+/// makes the read newer.
+pub(crate) async fn claim_and_get<C: Conn>(
+    con: C,
+    scope: &Scope,
+    key: &Key,
+    lease: Duration,
+) -> Result<ClaimAndGet, Error> {
+    let entry_key = scope.entry_key(key);
+    let token = ClaimToken::new();
+    let mut pipe = redis::pipe();
+    pipe.invoke_script(&claim_script(scope, &entry_key, &token, lease))
+        .cmd("HGETALL")
+        .arg(&entry_key)
+        .cmd("TIME");
+    match con.query("claim", &Request::Pipe(pipe)).await {
+        Ok((answer, hash, time)) => {
+            let claim = claimed(answer, token);
+            let entry = match claim {
+                Claim::Claimed(_) => decode_get(&entry_key, Ok((hash, time))),
+                Claim::Busy => Ok(None),
+            };
+            Ok(ClaimAndGet { claim, entry })
+        }
+        // Nothing was claimed: claim as a script invocation (which loads it), then read.
+        Err(error) if no_script(&error) => {
+            let claim = claim(con, scope, key, lease).await?;
+            let entry = match claim {
+                Claim::Claimed(_) => get(con, scope, key).await,
+                Claim::Busy => Ok(None),
+            };
+            Ok(ClaimAndGet { claim, entry })
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// [`scripts::RENEW`]: `false` when the claim is not ours any more.
+pub(crate) async fn renew<C: Conn>(
+    con: C,
+    scope: &Scope,
+    key: &Key,
+    claim: &ClaimToken,
+    lease: Duration,
+) -> Result<bool, Error> {
+    let mut renew = scripts::RENEW.prepare_invoke();
+    renew
+        .key(scope.entry_key(key))
+        .arg(claim.as_str())
+        .arg(duration_us(lease).max(1))
+        .arg(duration_ms(lease));
+    let renewed: i64 = con.query("renew", &Request::Script(renew)).await?;
+    Ok(renewed == 1)
+}
+
+/// [`scripts::RELEASE`]: drops the claim if it is still `claim`.
+pub(crate) async fn release<C: Conn>(
+    con: C,
+    scope: &Scope,
+    key: &Key,
+    claim: &ClaimToken,
+) -> Result<(), Error> {
+    let mut release = scripts::RELEASE.prepare_invoke();
+    release.key(scope.entry_key(key)).arg(claim.as_str());
+    con.query::<i64>("release", &Request::Script(release))
+        .await?;
+    Ok(())
+}
+
+/// `UNLINK`s the function's keys, a batch per round trip.
+pub(crate) async fn clear_cache<C: Conn>(con: C, scope: &Scope) -> Result<(), Error> {
+    const OPERATION: &str = "clear_cache";
+    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
+    while let Some(keys) = scan.next_batch().await? {
+        let mut unlink = redis::cmd("UNLINK");
+        unlink.arg(&keys);
+        con.query::<Value>(OPERATION, &Request::Cmd(unlink)).await?;
+    }
+    Ok(())
+}
+
+/// [`scripts::UNCLAIM`] on each batch of the function's keys.
+pub(crate) async fn clear_being_calculated<C: Conn>(con: C, scope: &Scope) -> Result<(), Error> {
+    const OPERATION: &str = "clear_being_calculated";
+    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
+    while let Some(keys) = scan.next_batch().await? {
+        let request = Request::Script(with_keys(&scripts::UNCLAIM, &keys));
+        con.query::<Value>(OPERATION, &request).await?;
+    }
+    Ok(())
+}
+
+/// [`scripts::DELETE_STALE`] on each batch of the function's keys; how many it deleted.
+pub(crate) async fn delete_stale_entries<C: Conn>(
+    con: C,
+    scope: &Scope,
+    older_than: Duration,
+) -> Result<u64, Error> {
+    const OPERATION: &str = "delete_stale_entries";
+    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
+    let mut deleted = 0;
+    while let Some(keys) = scan.next_batch().await? {
+        let mut script = with_keys(&scripts::DELETE_STALE, &keys);
+        script.arg(duration_us(older_than));
+        let reply = con.query(OPERATION, &Request::Script(script)).await?;
+        deleted += decode::<u64>(OPERATION, reply)?;
+    }
+    Ok(deleted)
+}
+
+/// Counts the function's keys; sends nothing but `SCAN` steps.
+pub(crate) async fn len<C: Conn>(con: C, scope: &Scope) -> Result<u64, Error> {
+    let mut scan = Scan::new(con, "len", &scope.pattern);
+    let mut n = 0;
+    while let Some(keys) = scan.next_batch().await? {
+        n += keys.len() as u64;
+    }
+    Ok(n)
+}
+
+/// One `SCAN` step and one [`scripts::LIST`] per batch of 1,000 keys; values never cross the
+/// wire (`HSTRLEN` sizes them), and ages and claims are judged by the server's clock, as
+/// [`get`] judges them.
+pub(crate) async fn entries<C: Conn>(con: C, scope: &Scope) -> Result<Vec<EntryInfo>, Error> {
+    const OPERATION: &str = "entries";
+    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
+    let mut out = Vec::new();
+    while let Some(keys) = scan.next_batch().await? {
+        let request = Request::Script(with_keys(&scripts::LIST, &keys));
+        let rows: Vec<Value> = decode(OPERATION, con.query(OPERATION, &request).await?)?;
+        listed(&keys, &rows, &mut out).map_err(|e| Error::backend("redis", OPERATION, e))?;
+    }
+    // `SCAN` may return a key twice.
+    out.sort_by_key(|e| e.key);
+    out.dedup_by_key(|e| e.key);
+    Ok(out)
+}
+
+/// [`Backend::namespaces`](cachier_core::Backend::namespaces): the namespaces of the entries
+/// under `prefix`, read from their keys ([`namespace_of`]), deduplicated and sorted.
+pub(crate) async fn namespaces<C: Conn>(con: C, prefix: &str) -> Result<Vec<Namespace>, Error> {
+    let mut pattern = glob_escape(prefix);
+    pattern.push_str(":*");
+    let mut scan = Scan::new(con, "namespaces", &pattern);
+    let mut names = BTreeSet::new();
+    while let Some(keys) = scan.next_batch().await? {
+        for key in &keys {
+            if let Some(name) = namespace_of(prefix, key) {
+                names.insert(name.to_owned());
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        match Namespace::new(&name, None) {
+            Ok(namespace) => out.push(namespace),
+            Err(error) => {
+                tracing::debug!(%name, %error, "cachier: key under the prefix names no namespace; skipped");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A walk over every key matching a pattern with `SCAN` (never `KEYS`, which blocks the
+/// server for the whole keyspace), one step per batch of [`SCAN_BATCH`] keys.
+struct Scan<'a, C> {
+    con: C,
+    operation: &'static str,
+    pattern: &'a str,
+    /// Where the next step starts; `None` once the server said the walk is complete.
+    cursor: Option<u64>,
+}
+
+impl<'a, C: Conn> Scan<'a, C> {
+    fn new(con: C, operation: &'static str, pattern: &'a str) -> Self {
+        Scan {
+            con,
+            operation,
+            pattern,
+            cursor: Some(0),
+        }
+    }
+
+    /// The next non-empty batch of keys, or `None` when the walk is over.
+    async fn next_batch(&mut self) -> Result<Option<Vec<Vec<u8>>>, Error> {
+        while let Some(cursor) = self.cursor {
+            let mut step = redis::cmd("SCAN");
+            step.arg(cursor)
+                .arg("MATCH")
+                .arg(self.pattern)
+                .arg("COUNT")
+                .arg(SCAN_BATCH);
+            let (next, keys): (u64, Vec<Vec<u8>>) =
+                self.con.query(self.operation, &Request::Cmd(step)).await?;
+            self.cursor = (next != 0).then_some(next);
+            if !keys.is_empty() {
+                return Ok(Some(keys));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A script's `reply` read as `T`, after the connection has returned it: a reply of another
+/// shape fails the operation but leaves the connection in the pool.
+fn decode<T: FromRedisValue>(operation: &'static str, reply: Value) -> Result<T, Error> {
+    redis::from_redis_value(reply)
+        .map_err(|e| Error::backend("redis", operation, redis::RedisError::from(e)))
+}
+
+/// `script` invoked on a batch of keys.
+fn with_keys(script: &'static redis::Script, keys: &[Vec<u8>]) -> ScriptInvocation<'static> {
+    let mut invocation = script.prepare_invoke();
+    for key in keys {
+        invocation.key(key);
+    }
+    invocation
+}
+
+/// [`scripts::CLAIM`] on `entry_key` for `token`; read its answer with [`claimed`].
+fn claim_script(
+    scope: &Scope,
+    entry_key: &str,
+    token: &ClaimToken,
+    lease: Duration,
+) -> ScriptInvocation<'static> {
+    let mut invocation = scripts::CLAIM.prepare_invoke();
+    invocation
+        .key(entry_key)
+        .arg(token.as_str())
+        .arg(duration_us(lease).max(1))
+        .arg(duration_ms(lease))
+        .arg(if scope.evict_ms > 0 { "1" } else { "0" });
+    invocation
+}
+
+/// The answer to [`scripts::CLAIM`].
+fn claimed(answer: i64, token: ClaimToken) -> Claim {
+    if answer == 1 {
+        Claim::Claimed(token)
+    } else {
+        Claim::Busy
+    }
+}
+
+/// Whether `error` says the server does not have a script loaded (after a restart or a
+/// `SCRIPT FLUSH`): sending it once as a script invocation loads it again.
+fn no_script(error: &Error) -> bool {
+    matches!(error, Error::Backend { source, .. }
+    if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
+        e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+    }))
+}
+
+/// The entry in the reply to [`get`]'s pipeline (`HGETALL`, `TIME`). A `WRONGTYPE` error
+/// (something not ours at the entry's key) is a miss.
+fn decode_get(
+    entry_key: &str,
+    reply: Result<(Value, Value), Error>,
+) -> Result<Option<CacheEntry>, Error> {
+    let (hash, time) = match reply {
+        Ok(reply) => reply,
+        Err(Error::Backend { source, .. })
+            if source
+                .downcast_ref::<redis::RedisError>()
+                .is_some_and(wrong_type) =>
+        {
+            tracing::warn!(key = %entry_key, "cachier: a non-hash value sits at an entry's key; treating it as a miss");
+            return Ok(None);
+        }
+        Err(error) => return Err(error),
+    };
+    let now = server_time(&time).ok_or_else(|| {
+        Error::backend(
+            "redis",
+            "get",
+            format!("unexpected reply to TIME: {time:?}"),
+        )
+    })?;
+    let fields = Fields::from_reply(hash);
+    let Some(stored) = fields.time else {
+        // Empty (no entry), or garbled beyond use: a miss, overwritten by the next write.
+        return Ok(None);
+    };
+    let live = fields.claim.is_some() && fields.lease.is_some_and(|deadline| deadline > now);
+    let completed = fields.completed && fields.value.is_some();
+    Ok(Some(CacheEntry {
+        value: fields.value.map(Arc::from),
+        time: UNIX_EPOCH + Duration::from_micros(stored),
+        age: Duration::from_micros(now.saturating_sub(stored)),
+        completed,
+        being_calculated: live,
+        claim_owner: if live { fields.claim } else { None },
+    }))
+}
+
+/// True for a `WRONGTYPE` reply: something that is not one of our hashes sits at the key.
+fn wrong_type(error: &redis::RedisError) -> bool {
+    error.code() == Some("WRONGTYPE") || error.to_string().contains("WRONGTYPE")
+}
+
+/// The fields of an entry's hash, as read.
+#[derive(Default)]
+struct Fields {
+    value: Option<Vec<u8>>,
+    time: Option<u64>,
+    completed: bool,
+    claim: Option<String>,
+    lease: Option<u64>,
+}
+
+impl Fields {
+    fn from_reply(reply: Value) -> Fields {
+        let mut fields = Fields::default();
+        let mut set = |name: Value, value: Value| match text(&name) {
+            Some(b"value") => {
+                if let Value::BulkString(bytes) = value {
+                    fields.value = Some(bytes);
+                }
+            }
+            Some(b"time") => fields.time = number(&value),
+            Some(b"completed") => fields.completed = text(&value) == Some(b"1"),
+            Some(b"claim") => {
+                fields.claim = text(&value).map(|t| String::from_utf8_lossy(t).into_owned())
+            }
+            Some(b"lease") => fields.lease = number(&value),
+            _ => {}
+        };
+        match reply {
+            Value::Array(items) => {
+                let mut items = items.into_iter();
+                while let (Some(name), Some(value)) = (items.next(), items.next()) {
+                    set(name, value);
+                }
+            }
+            Value::Map(pairs) => {
+                for (name, value) in pairs {
+                    set(name, value);
+                }
+            }
+            _ => {}
+        }
+        fields
+    }
+}
+
+fn text(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(bytes) => Some(bytes),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn number(value: &Value) -> Option<u64> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).ok(),
+        other => std::str::from_utf8(text(other)?).ok()?.parse().ok(),
+    }
+}
+
+/// The server's clock from a `TIME` reply, in µs since the Unix epoch.
+fn server_time(reply: &Value) -> Option<u64> {
+    match reply {
+        Value::Array(parts) if parts.len() == 2 => {
+            Some(number(&parts[0])? * 1_000_000 + number(&parts[1])?)
+        }
+        _ => None,
+    }
+}
+
+/// Turns [`scripts::LIST`]'s reply for `keys` into listings: entries with no `time` (gone
+/// since the `SCAN`, or garbled beyond use) are skipped, as `get` treats them as misses.
+fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisResult<()> {
+    let bad = || {
+        redis::RedisError::from((
+            redis::ErrorKind::UnexpectedReturnType,
+            "unexpected reply to the listing script",
+        ))
+    };
+    let now = match reply {
+        [secs, micros, ..] => number(secs)
+            .zip(number(micros))
+            .map(|(s, us)| s * 1_000_000 + us)
+            .ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    let rows = &reply[2..];
+    if rows.len() != keys.len() * 5 {
+        return Err(bad());
+    }
+    for (redis_key, row) in keys.iter().zip(rows.chunks_exact(5)) {
+        let (Some(key), Some(stored)) = (key_of(redis_key), number(&row[0])) else {
+            continue;
+        };
+        let size = match row[4] {
+            Value::Int(n) => u64::try_from(n).ok(),
+            _ => None,
+        };
+        let claim = text(&row[2]).map(|t| String::from_utf8_lossy(t).into_owned());
+        let live = claim.is_some() && number(&row[3]).is_some_and(|deadline| deadline > now);
+        out.push(EntryInfo {
+            key,
+            size: size.unwrap_or(0),
+            time: UNIX_EPOCH + Duration::from_micros(stored),
+            age: Duration::from_micros(now.saturating_sub(stored)),
+            completed: text(&row[1]) == Some(b"1") && size.is_some(),
+            being_calculated: live,
+            claim_owner: if live { claim } else { None },
+        });
+    }
+    Ok(())
+}
+
+/// `{prefix}:{namespace}:`, to which an entry's key appends its key hex.
+pub(crate) fn namespace_base(prefix: &str, namespace: &Namespace) -> String {
+    let mut base = String::with_capacity(prefix.len() + namespace.as_str().len() + 66);
+    base.push_str(prefix);
+    base.push(':');
+    base.push_str(namespace.as_str());
+    base.push(':');
+    base
+}
+
+/// The `SCAN MATCH` pattern of the keys under `base`: glob characters escaped, then `?` × 64,
+/// which matches exactly one key hex, so never another namespace's keys (not even one whose
+/// name is this one's followed by ':' and more).
+fn scan_pattern(base: &str) -> String {
+    let mut pattern = glob_escape(base);
+    pattern.push_str(&"?".repeat(64));
+    pattern
+}
+
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+fn glob_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The namespace in an entry's Redis key `{prefix}:{namespace}:{64 hex digits}`, if `key` is
+/// one.
+fn namespace_of<'k>(prefix: &str, key: &'k [u8]) -> Option<&'k str> {
+    let key = std::str::from_utf8(key).ok()?;
+    let rest = key.strip_prefix(prefix)?.strip_prefix(':')?;
+    let (name, hex) = rest.split_at_checked(rest.len().checked_sub(65)?)?;
+    let hex = hex.strip_prefix(':')?;
+    (!name.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit())).then_some(name)
+}
+
+/// The key of an entry's Redis key: its last 64 hex digits.
+fn key_of(redis_key: &[u8]) -> Option<Key> {
+    let hex = redis_key.get(redis_key.len().checked_sub(64)?..)?;
+    if !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    Key::from_hex(std::str::from_utf8(hex).ok()?)
+}
+
+/// Whole milliseconds, at least 1 (Redis TTLs are in ms; zero would delete at once).
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_read_back_from_keys() {
+        let hex = "0f".repeat(32);
+        let of = |key: String| namespace_of("app", key.as_bytes()).map(str::to_owned);
+        assert_eq!(of(format!("app:m::f@2:{hex}")).as_deref(), Some("m::f@2"));
+        assert_eq!(of(format!("app:a:b:{hex}")).as_deref(), Some("a:b"));
+        assert_eq!(of(format!("app:ünï:{hex}")).as_deref(), Some("ünï"));
+        assert_eq!(of(format!("app::{hex}")), None, "empty namespace");
+        assert_eq!(of(format!("app:f{hex}")), None, "no ':' before the key");
+        assert_eq!(of(format!("app:f:{}", "g".repeat(64))), None, "not hex");
+        assert_eq!(of(format!("other:f:{hex}")), None, "another prefix");
+        assert_eq!(of(format!("application:f:{hex}")), None, "a longer prefix");
+        assert_eq!(of("app:f:short".into()), None);
+        assert_eq!(namespace_of("app", b"app:\xff:\x00"), None);
+        assert_eq!(
+            key_of(format!("app:f:{hex}").as_bytes()),
+            Key::from_hex(&hex)
+        );
+        assert_eq!(key_of(b"short"), None);
+    }
+
+    #[test]
+    fn listing_replies_are_parsed_and_checked() {
+        let hex = "ab".repeat(32);
+        let keys = vec![
+            format!("p:n:{hex}").into_bytes(),
+            format!("p:n:{}", "cd".repeat(32)).into_bytes(),
+            format!("p:n:{}", "ef".repeat(32)).into_bytes(),
+        ];
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let reply = vec![
+            bulk("100"),
+            bulk("500000"), // now: 100.5 s
+            // A completed entry, stored at 100 s, 42 bytes, with a lapsed claim.
+            bulk("100000000"),
+            bulk("1"),
+            bulk("old"),
+            bulk("100400000"),
+            Value::Int(42),
+            // A placeholder under a live claim.
+            bulk("100200000"),
+            bulk("0"),
+            bulk("tok"),
+            bulk("101000000"),
+            Value::Int(-1),
+            // Gone since the SCAN.
+            Value::Nil,
+            Value::Nil,
+            Value::Nil,
+            Value::Nil,
+            Value::Int(-1),
+        ];
+        let mut out = Vec::new();
+        listed(&keys, &reply, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].key, Key::from_hex(&hex).unwrap());
+        assert_eq!(out[0].size, 42);
+        assert_eq!(out[0].age, Duration::from_millis(500));
+        assert!(out[0].completed && !out[0].being_calculated);
+        assert_eq!(out[0].claim_owner, None);
+        assert_eq!(out[1].size, 0);
+        assert!(!out[1].completed && out[1].being_calculated);
+        assert_eq!(out[1].claim_owner.as_deref(), Some("tok"));
+        assert_eq!(out[1].age, Duration::from_millis(300));
+        assert!(
+            listed(&keys, &reply[..10], &mut out).is_err(),
+            "short reply"
+        );
+        assert!(listed(&keys, &[], &mut out).is_err(), "no clock");
+    }
+
+    #[test]
+    fn scan_pattern_escapes_glob_characters() {
+        let ns = Namespace::new("a*b?[c]\\d", None).unwrap();
+        let pattern = scan_pattern(&namespace_base("cachier", &ns));
+        assert_eq!(
+            pattern,
+            format!("cachier:a\\*b\\?\\[c\\]\\\\d:{}", "?".repeat(64))
+        );
+    }
+}
