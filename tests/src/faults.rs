@@ -3,12 +3,13 @@
 //! the store's own claims, leases and wake-ups.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use cachier::{
-    store::{Backend, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Key, Namespace},
+    store::{
+        Backend, CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Key, Namespace,
+    },
     Error,
 };
 
@@ -84,8 +85,8 @@ impl Core for FaultyCore {
     fn renew(&self, key: &Key, claim: &ClaimToken, lease: Duration) -> Result<bool, Error> {
         self.inner.renew(key, claim, lease)
     }
-    fn needs_heartbeat(&self) -> bool {
-        self.inner.capabilities().leases
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         self.inner.release(key, claim)
@@ -101,9 +102,6 @@ impl Core for FaultyCore {
     }
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
         self.inner.delete_stale_entries(older_than)
-    }
-    fn cache_dpath(&self) -> Option<PathBuf> {
-        self.inner.cache_dpath()
     }
     fn len(&self) -> Result<u64, Error> {
         self.inner.len()

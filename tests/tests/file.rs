@@ -472,11 +472,11 @@ fn claims_are_visible_across_handles_and_clearable() {
         assert_eq!(b.claim(&key, Duration::from_secs(1)).unwrap(), Claim::Busy);
         let seen = b.get(&key).unwrap().expect("placeholder");
         assert!(
-            seen.being_calculated() && !seen.completed && seen.value.is_none(),
+            seen.being_calculated() && !seen.is_completed() && seen.value.is_none(),
             "{seen:?}"
         );
         if !separate {
-            assert_eq!(seen.claim_owner().as_deref(), Some(token.as_str()));
+            assert_eq!(seen.claim_owner(), Some(token.as_str()));
         }
         assert!(
             !b.wait(&key, Duration::from_millis(50)).unwrap(),
@@ -494,7 +494,7 @@ fn claims_are_visible_across_handles_and_clearable() {
         );
         b.put(&key, b"second", Some(&second)).unwrap();
         let entry = a.get(&key).unwrap().unwrap();
-        assert!(!entry.being_calculated() && entry.completed);
+        assert!(!entry.being_calculated() && entry.is_completed());
         assert_eq!(entry.value.as_deref(), Some(b"second".as_slice()));
         assert!(a.wait(&key, Duration::ZERO).unwrap());
     }
@@ -621,8 +621,8 @@ fn listing_many_entries_sizes_and_claims() {
         assert!(!p.completed && p.being_calculated() && p.size == 0, "{p:?}");
         assert!(p.age < Duration::from_secs(60), "{p:?}");
         if !separate {
-            assert_eq!(s.claim_owner().as_deref(), Some(t1.as_str()));
-            assert_eq!(p.claim_owner().as_deref(), Some(t2.as_str()));
+            assert_eq!(s.claim_owner(), Some(t1.as_str()));
+            assert_eq!(p.claim_owner(), Some(t2.as_str()));
         }
         for (key, e) in [(stored, &s), (new, &p)] {
             let got = core.get(&key).unwrap().unwrap();

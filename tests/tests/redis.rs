@@ -240,8 +240,8 @@ fn leases_renew_and_lapse() {
     };
     assert_eq!(core.claim(&key, lease).unwrap(), Claim::Busy);
     let entry = core.get(&key).unwrap().expect("placeholder");
-    assert!(entry.being_calculated() && !entry.completed && entry.value.is_none());
-    assert_eq!(entry.claim_owner().as_deref(), Some(token.as_str()));
+    assert!(entry.being_calculated() && !entry.is_completed() && entry.value.is_none());
+    assert_eq!(entry.claim_owner(), Some(token.as_str()));
     for _ in 0..4 {
         thread::sleep(MS(200));
         assert!(core.renew(&key, &token, lease).unwrap());
@@ -276,7 +276,7 @@ fn leases_renew_and_lapse() {
     );
     core.put(&key, b"w", Some(&second)).unwrap();
     let entry = core.get(&key).unwrap().unwrap();
-    assert!(!entry.being_calculated() && entry.completed);
+    assert!(!entry.being_calculated() && entry.is_completed());
     assert_eq!(entry.value.as_deref(), Some(b"w".as_slice()));
     core.clear_cache().unwrap();
 }
@@ -661,10 +661,10 @@ fn listing_namespaces_and_entries_on_the_server() {
         |entries: &[cachier::store::EntryInfo], key| entries.iter().find(|e| e.key == key).cloned();
     let e = find(&listed, key).unwrap();
     assert!(e.being_calculated() && e.completed, "{e:?}");
-    assert_eq!(e.claim_owner().as_deref(), Some(token.as_str()));
+    assert_eq!(e.claim_owner(), Some(token.as_str()));
     let p = find(&listed, fresh).unwrap();
     assert!(p.being_calculated() && !p.completed && p.size == 0, "{p:?}");
-    assert_eq!(p.claim_owner().as_deref(), Some(placeholder.as_str()));
+    assert_eq!(p.claim_owner(), Some(placeholder.as_str()));
     assert!(p.age < Duration::from_secs(60), "{p:?}");
     thread::sleep(MS(400));
     let e = find(&core.entries().unwrap(), key).unwrap();

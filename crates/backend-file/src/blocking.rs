@@ -14,7 +14,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use cachier_core::{
-    Backoff, CacheEntry, Claim, ClaimToken, Core, EntryInfo, Error, Key, Namespace,
+    Backoff, CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key, LiveClaim,
+    Namespace,
 };
 use parking_lot::Mutex;
 
@@ -128,6 +129,15 @@ impl<L: Layout> FileCore<L> {
 }
 
 impl<L: Layout> Core for FileCore<L> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            // Claims are OS file locks, dropped by the kernel when their process dies.
+            leases: false,
+            listing: true,
+            cache_dir: Some(self.cache_dir.clone()),
+        }
+    }
+
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         self.store()?.get(key, &self.claims)
     }
@@ -163,11 +173,6 @@ impl<L: Layout> Core for FileCore<L> {
         Ok(Claim::Claimed(token))
     }
 
-    /// Claims are OS file locks, dropped by the kernel when their process dies.
-    fn needs_heartbeat(&self) -> bool {
-        false
-    }
-
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         let unmarked = self.store()?.unmark_claim(key, claim);
         let released = self
@@ -178,7 +183,7 @@ impl<L: Layout> Core for FileCore<L> {
         unmarked.and(released)
     }
 
-    /// Polls the key's lock file (1 ms, doubling to 20 ms): a waiter wakes within about 20 ms
+    /// Polls the key's lock file (1 ms, doubling to 25 ms): a waiter wakes within about 25 ms
     /// of the result landing, and at once when the computing process dies.
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let mut backoff = Backoff::until(max);
@@ -208,10 +213,6 @@ impl<L: Layout> Core for FileCore<L> {
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
         let cutoff = cutoff(older_than);
         self.store()?.delete_stale_entries(cutoff, &self.claims)
-    }
-
-    fn cache_dpath(&self) -> Option<PathBuf> {
-        Some(self.cache_dir.clone())
     }
 
     /// Lists rows (single store: `length(value)`, never the values) or entry files (their
@@ -318,8 +319,7 @@ impl Layout for SingleStore {
                 time: row.time,
                 age: age(now, row.time),
                 completed: row.completed,
-                being_calculated,
-                claim_owner: if being_calculated { row.claim } else { None },
+                claim: LiveClaim::if_live(being_calculated, row.claim),
             });
         }
         Ok(out)
@@ -364,24 +364,20 @@ impl Layout for SeparateStore {
         };
         let being_calculated = claims.marker_exists(key) && claims.is_live(key, "get")?;
         // The lock file is empty (see claims.rs): the owner is not recorded.
-        let owner = None;
+        let claim = LiveClaim::if_live(being_calculated, None);
         let now = SystemTime::now();
         Ok(match file {
             Some(file) => Some(CacheEntry {
-                value: Some(Arc::from(file.value)),
+                value: file.completed.then(|| Arc::from(file.value)),
                 time: file.time,
                 age: age(now, file.time),
-                completed: file.completed,
-                being_calculated,
-                claim_owner: owner,
+                claim,
             }),
             None if being_calculated => Some(CacheEntry {
                 value: None,
                 time: now,
                 age: Duration::ZERO,
-                completed: false,
-                being_calculated,
-                claim_owner: owner,
+                claim,
             }),
             None => None,
         })
@@ -464,8 +460,7 @@ impl Layout for SeparateStore {
                     time: file.time,
                     age: age(now, file.time),
                     completed: file.completed,
-                    being_calculated: false,
-                    claim_owner: None,
+                    claim: None,
                 }),
                 Err(why) => tracing::debug!(
                     path = %self.path(&key).display(),
@@ -482,7 +477,7 @@ impl Layout for SeparateStore {
                 continue;
             }
             if let Some(entry) = out.iter_mut().find(|e| e.key == key) {
-                entry.being_calculated = true;
+                entry.claim = Some(LiveClaim::default());
                 continue;
             }
             // A placeholder: nothing stored yet. Its time is the claim's.
@@ -495,8 +490,7 @@ impl Layout for SeparateStore {
                 time,
                 age: age(now, time),
                 completed: false,
-                being_calculated: true,
-                claim_owner: None,
+                claim: Some(LiveClaim::default()),
             });
         }
         Ok(out)

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cachier_core::{CacheEntry, Error, Key};
+use cachier_core::{CacheEntry, Error, Key, LiveClaim};
 use cachier_sqlite::{Database, OpenOptions};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
@@ -122,18 +122,12 @@ pub(crate) struct Row {
 impl Row {
     pub(crate) fn entry(self, being_calculated: bool, owner: Option<String>) -> CacheEntry {
         CacheEntry {
-            value: self.value.map(Arc::from),
+            value: self.value.filter(|_| self.completed).map(Arc::from),
             time: self.time,
             age: SystemTime::now()
                 .duration_since(self.time)
                 .unwrap_or_default(),
-            completed: self.completed,
-            being_calculated,
-            claim_owner: if being_calculated {
-                owner.or(self.claim)
-            } else {
-                None
-            },
+            claim: LiveClaim::if_live(being_calculated, owner.or(self.claim)),
         }
     }
 }

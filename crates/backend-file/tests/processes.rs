@@ -142,7 +142,7 @@ fn concurrent_writers_lose_nothing(separate: bool) {
             Some(value(i).as_slice()),
             "entry {i}"
         );
-        assert!(entry.completed && !entry.being_calculated);
+        assert!(entry.is_completed() && !entry.being_calculated());
     }
     assert_eq!(core.len().unwrap(), 4 * per);
 }
@@ -217,7 +217,7 @@ fn dead_claim_is_taken_over_at_once(separate: bool) {
     let core = core(&dir, separate);
     let seen = core.get(&key(7)).unwrap().expect("placeholder");
     assert!(
-        seen.being_calculated,
+        seen.being_calculated(),
         "the live claim of another process is visible"
     );
     assert_eq!(
@@ -249,7 +249,7 @@ fn dead_claim_is_taken_over_at_once(separate: bool) {
     assert!(core
         .get(&key(7))
         .unwrap()
-        .is_none_or(|e| !e.being_calculated));
+        .is_none_or(|e| !e.being_calculated()));
     match core.claim(&key(7), Duration::from_secs(1)).unwrap() {
         Claim::Claimed(token) => core.put(&key(7), b"mine", Some(&token)).unwrap(),
         Claim::Busy => panic!("the dead claim still counts"),

@@ -279,7 +279,7 @@ fn linked_claims_directory_is_moved_aside() {
                 panic!("nobody else claims")
             };
             s.assert_untouched();
-            assert!(f.core().get(&key).unwrap().unwrap().being_calculated);
+            assert!(f.core().get(&key).unwrap().unwrap().being_calculated());
             f.core().release(&key, &token).unwrap();
             f.core().clear_being_calculated().unwrap();
         });
@@ -355,13 +355,13 @@ fn linked_lock_file_is_no_claim() {
         symlink(&target, claims.join(format!("{}.lock", key.to_hex()))).unwrap();
         s.freeze();
         let entry = f.core().get(&key).unwrap().expect("stored");
-        assert!(!entry.being_calculated, "separate {separate}");
+        assert!(!entry.being_calculated(), "separate {separate}");
         assert!(f
             .core()
             .entries()
             .unwrap()
             .iter()
-            .all(|e| !e.being_calculated));
+            .all(|e| !e.being_calculated()));
         assert!(f.core().wait(&key, Duration::ZERO).unwrap());
         exercise(&f, &calls, 3);
         s.assert_untouched();

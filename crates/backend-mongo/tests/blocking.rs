@@ -47,7 +47,7 @@ fn calls_work_inside_a_callers_runtime() {
     inside_a_runtime(|| {
         core.put(&key, b"bytes", None).unwrap();
         let entry = core.get(&key).unwrap().expect("stored");
-        assert_eq!(entry.completed_value().map(|v| &v[..]), Some(&b"bytes"[..]));
+        assert_eq!(entry.value.as_ref().map(|v| &v[..]), Some(&b"bytes"[..]));
         core.clear_cache().unwrap();
         assert_eq!(core.len().unwrap(), 0);
     });

@@ -53,16 +53,13 @@ async fn exercise(core: &dyn AsyncCore) {
         core.claim(&key, Duration::from_secs(10)).await.unwrap(),
         Claim::Busy
     ));
-    assert!(core.get(&key).await.unwrap().unwrap().being_calculated);
+    assert!(core.get(&key).await.unwrap().unwrap().being_calculated());
     assert!(!core.wait(&key, Duration::from_millis(30)).await.unwrap());
     core.put(&key, b"native", Some(&token)).await.unwrap();
     assert!(core.wait(&key, Duration::from_secs(1)).await.unwrap());
     let entry = core.get(&key).await.unwrap().expect("stored");
-    assert_eq!(
-        entry.completed_value().map(|v| &v[..]),
-        Some(&b"native"[..])
-    );
-    assert!(!entry.being_calculated);
+    assert_eq!(entry.value.as_ref().map(|v| &v[..]), Some(&b"native"[..]));
+    assert!(!entry.being_calculated());
     let Claim::Claimed(token) = core.claim(&key, Duration::from_secs(10)).await.unwrap() else {
         panic!("a released key must be claimable");
     };
@@ -72,7 +69,7 @@ async fn exercise(core: &dyn AsyncCore) {
         Claim::Claimed(_)
     ));
     core.clear_being_calculated().await.unwrap();
-    assert!(!core.get(&key).await.unwrap().unwrap().being_calculated);
+    assert!(!core.get(&key).await.unwrap().unwrap().being_calculated());
     assert_eq!(
         core.delete_stale_entries(Duration::from_secs(3600))
             .await
@@ -252,6 +249,6 @@ fn native_core_reconnects_after_a_server_restart() {
             }
         }
         let entry = native.get(&key).await.unwrap().expect("stored again");
-        assert_eq!(entry.completed_value().map(|v| &v[..]), Some(&b"after"[..]));
+        assert_eq!(entry.value.as_ref().map(|v| &v[..]), Some(&b"after"[..]));
     });
 }

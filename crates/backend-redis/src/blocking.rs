@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachier_core::{
-    block_on, CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Error, Key,
+    block_on, CacheEntry, Capabilities, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Error, Key,
 };
 use redis::FromRedisValue;
 
@@ -57,6 +57,14 @@ impl fmt::Debug for RedisCore {
 }
 
 impl Core for RedisCore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            leases: true,
+            listing: true,
+            cache_dir: None,
+        }
+    }
+
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
         block_on(ops::get(self.con(), &self.scope, key))
     }

@@ -8,7 +8,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-use cachier_core::{CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, Namespace};
+use cachier_core::{
+    CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
+};
 use redis::{FromRedisValue, RedisResult, ScriptInvocation, Value};
 
 use crate::pool::Request;
@@ -395,14 +397,11 @@ fn decode_get(
         return Ok(None);
     };
     let live = fields.claim.is_some() && fields.lease.is_some_and(|deadline| deadline > now);
-    let completed = fields.completed && fields.value.is_some();
     Ok(Some(CacheEntry {
-        value: fields.value.map(Arc::from),
+        value: fields.value.filter(|_| fields.completed).map(Arc::from),
         time: UNIX_EPOCH + Duration::from_micros(stored),
         age: Duration::from_micros(now.saturating_sub(stored)),
-        completed,
-        being_calculated: live,
-        claim_owner: if live { fields.claim } else { None },
+        claim: LiveClaim::if_live(live, fields.claim),
     }))
 }
 
@@ -517,8 +516,7 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
             time: UNIX_EPOCH + Duration::from_micros(stored),
             age: Duration::from_micros(now.saturating_sub(stored)),
             completed: text(&row[1]) == Some(b"1") && size.is_some(),
-            being_calculated: live,
-            claim_owner: if live { claim } else { None },
+            claim: LiveClaim::if_live(live, claim),
         });
     }
     Ok(())
@@ -645,11 +643,11 @@ mod tests {
         assert_eq!(out[0].key, Key::from_hex(&hex).unwrap());
         assert_eq!(out[0].size, 42);
         assert_eq!(out[0].age, Duration::from_millis(500));
-        assert!(out[0].completed && !out[0].being_calculated);
-        assert_eq!(out[0].claim_owner, None);
+        assert!(out[0].completed && !out[0].being_calculated());
+        assert_eq!(out[0].claim_owner(), None);
         assert_eq!(out[1].size, 0);
-        assert!(!out[1].completed && out[1].being_calculated);
-        assert_eq!(out[1].claim_owner.as_deref(), Some("tok"));
+        assert!(!out[1].completed && out[1].being_calculated());
+        assert_eq!(out[1].claim_owner(), Some("tok"));
         assert_eq!(out[1].age, Duration::from_millis(300));
         assert!(
             listed(&keys, &reply[..10], &mut out).is_err(),

@@ -44,13 +44,13 @@ async fn exercise(backend: &RedisBackend) {
     };
     assert_eq!(store.claim(&key, lease).await.unwrap(), Claim::Busy);
     let placeholder = store.get(&key).await.unwrap().expect("placeholder");
-    assert!(placeholder.being_calculated && !placeholder.completed);
-    assert_eq!(placeholder.claim_owner.as_deref(), Some(token.as_str()));
+    assert!(placeholder.being_calculated() && !placeholder.is_completed());
+    assert_eq!(placeholder.claim_owner(), Some(token.as_str()));
 
     store.put(&key, b"forty-two", Some(&token)).await.unwrap();
     let entry = store.get(&key).await.unwrap().expect("stored");
-    assert!(entry.completed && !entry.being_calculated);
-    assert_eq!(entry.completed_value().unwrap().as_ref(), b"forty-two");
+    assert!(entry.is_completed() && !entry.being_calculated());
+    assert_eq!(entry.value.as_ref().unwrap().as_ref(), b"forty-two");
     // Same layout as the blocking path.
     let seen = blocking
         .get(&key)
@@ -63,10 +63,10 @@ async fn exercise(backend: &RedisBackend) {
         panic!("no live claim, so claimable")
     };
     let during = store.get(&key).await.unwrap().unwrap();
-    assert!(during.being_calculated && during.completed);
+    assert!(during.being_calculated() && during.is_completed());
     store.release(&key, &refresh).await.unwrap();
     let after = store.get(&key).await.unwrap().unwrap();
-    assert!(!after.being_calculated && after.completed);
+    assert!(!after.being_calculated() && after.is_completed());
 
     // clear_being_calculated drops a claim; a placeholder goes with it.
     let other = Key::of(&2u64).unwrap();
@@ -94,7 +94,7 @@ async fn exercise(backend: &RedisBackend) {
     // A value written by the blocking path is read by the async one, and cleared by it.
     blocking.put(&other, b"sync", None).unwrap();
     let read = store.get(&other).await.unwrap().unwrap();
-    assert_eq!(read.completed_value().unwrap().as_ref(), b"sync");
+    assert_eq!(read.value.as_ref().unwrap().as_ref(), b"sync");
     store.clear_cache().await.unwrap();
     assert_eq!(blocking.len().unwrap(), 0);
 
@@ -189,7 +189,7 @@ fn async_core_is_native_and_never_waits_for_the_blocking_pool() {
             .expect("async get must not wait for the blocking pool")
             .unwrap()
             .unwrap();
-        assert_eq!(entry.completed_value().unwrap().as_ref(), b"v");
+        assert_eq!(entry.value.as_ref().unwrap().as_ref(), b"v");
 
         // Through the engine: a miss then a hit, while the pool is still busy.
         let calls = Arc::new(AtomicU64::new(0));
@@ -268,7 +268,7 @@ fn a_server_restart_between_calls_costs_no_failed_call() {
             assert!(store.get(&key).await.unwrap().is_none());
             store.put(&key, b"after", None).await.unwrap();
             let entry = store.get(&key).await.unwrap().unwrap();
-            assert_eq!(entry.completed_value().unwrap().as_ref(), b"after");
+            assert_eq!(entry.value.as_ref().unwrap().as_ref(), b"after");
         });
     });
 }

@@ -87,7 +87,7 @@ impl Output {
                 size_text(r.size_bytes),
                 r.oldest.clone().unwrap_or_else(|| "-".into()),
                 r.newest.clone().unwrap_or_else(|| "-".into()),
-                r.being_calculated().to_string(),
+                r.being_calculated.to_string(),
             ];
             if let Some(stale) = r.stale {
                 row.push(stale.to_string());
@@ -110,7 +110,7 @@ impl Output {
                     size_bytes: e.size,
                     completed: e.completed,
                     being_calculated: e.being_calculated(),
-                    claim_owner: e.claim_owner().as_deref(),
+                    claim_owner: e.claim_owner(),
                 })
                 .collect();
             println!(
@@ -140,7 +140,7 @@ impl Output {
                 size_text(e.size),
                 yes_no(e.completed),
                 yes_no(e.being_calculated()),
-                e.claim_owner().clone().unwrap_or_else(|| "-".into()),
+                e.claim_owner().unwrap_or("-").to_owned(),
             ]);
         }
         print_table(&rows);

@@ -28,7 +28,7 @@ fn main() -> Result<(), cachier::Error> {
     let cached_before = square
         .core()
         .get(&square.key(&12)?)?
-        .is_some_and(|e| e.completed);
+        .is_some_and(|e| e.is_completed());
 
     let started = Instant::now();
     let value = square.call(12);

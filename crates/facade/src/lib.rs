@@ -48,7 +48,8 @@ pub mod backends {
 pub mod store {
     pub use cachier_core::{
         block_on, claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff,
-        CacheEntry, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Key, Namespace,
+        CacheEntry, Capabilities, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Key, LiveClaim,
+        Namespace,
     };
     #[cfg(feature = "async")]
     pub use cachier_core::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};

@@ -259,8 +259,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        store::CacheEntry, store::Claim, store::ClaimToken, store::Core, store::EntryInfo,
-        store::Key, store::Namespace, Error,
+        store::CacheEntry, store::Capabilities, store::Claim, store::ClaimToken, store::Core,
+        store::EntryInfo, store::Key, store::Namespace, Error,
     };
 
     /// The memory backend, counting how often its stores are listed.
@@ -288,6 +288,9 @@ mod tests {
     }
 
     impl Core for CountedCore {
+        fn capabilities(&self) -> Capabilities {
+            self.inner.capabilities()
+        }
         fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
             self.inner.get(key)
         }
