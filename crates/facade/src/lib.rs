@@ -32,7 +32,10 @@ pub mod backends {
     }
     /// SQLite and PostgreSQL (features `sql-sqlite`, `sql-postgres`).
     #[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
-    #[cfg_attr(docsrs, doc(cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "sql-sqlite", feature = "sql-postgres")))
+    )]
     pub mod sql {
         pub use cachier_backend_sql::{SqlBackend, SqlBackendBuilder};
     }
