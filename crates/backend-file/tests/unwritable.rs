@@ -1,10 +1,13 @@
-//! Stored entries stay readable when nothing can be written: on a read-only file system and on
-//! a full one, in both layouts. Hits are served; a miss is computed and returned uncached, with
-//! the engine's warning; nothing panics.
+//! When nothing can be written, in both layouts, calls still return right values and nothing
+//! panics. A cache directory that cannot be made is a warning and an uncached call (an `Err`
+//! from `try_call`) until it can be. On a read-only file system and on a full one, stored
+//! entries stay readable: hits are served; a miss is computed and returned uncached, with the
+//! engine's warning.
 //!
-//! Each test mounts its own small tmpfs (root can write through `chmod`, not through a
-//! read-only mount). Where mounting is not permitted the tests say so loudly and skip.
-#![cfg(target_os = "linux")]
+//! The file-system tests each mount their own small tmpfs (root can write through `chmod`, not
+//! through a read-only mount). Where mounting is not permitted (or not Linux) they say so
+//! loudly and skip.
+#![cfg(unix)]
 
 mod common;
 
@@ -27,6 +30,9 @@ struct Mount {
 impl Mount {
     /// Mounts a tmpfs of `size` at `path`, or says why it cannot.
     fn tmpfs(path: &Path, size: &str) -> Result<Mount, String> {
+        if !cfg!(target_os = "linux") {
+            return Err("the mount options used here are Linux's".into());
+        }
         fs::create_dir_all(path).map_err(|e| e.to_string())?;
         let out = Command::new("mount")
             .args([
@@ -150,6 +156,47 @@ fn fill(dir: &Path) {
         fs::write(dir.join("one-more"), b"x".repeat(4096)).is_err(),
         "the file system is full"
     );
+}
+
+/// An unusable cache directory: a warning and an uncached call by default, an `Err` from
+/// `try_call` (strict), in both modes. It starts working once the directory can be made.
+#[test]
+fn unwritable_cache_directory() {
+    for separate in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        let blocker = root.path().join("not-a-directory");
+        fs::write(&blocker, b"a file where the cache directory should go").unwrap();
+        let dir = blocker.join("cache");
+        let calls = Counter::new();
+        let f = multiplier(&backend(&dir, separate), NAME, 2, &calls);
+        let log = capture_logs(|| {
+            assert_eq!(f.call(5), 10);
+            assert_eq!(f.call(5), 10);
+        });
+        assert_eq!(calls.get(), 2, "computed uncached each time");
+        assert!(f.backend_error_count() >= 2);
+        assert!(
+            log.contains("cache unavailable, computing uncached"),
+            "{log}"
+        );
+        let err = f.try_call(5).unwrap_err();
+        assert!(err.is_backend(), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("file backend") && text.contains("not-a-directory"),
+            "{text}"
+        );
+        assert!(f.clear_cache().is_err());
+        // Fixed: the same function starts caching.
+        fs::remove_file(&blocker).unwrap();
+        assert_eq!(f.try_call(5).unwrap(), 10);
+        assert_eq!(f.try_call(5).unwrap(), 10);
+        assert_eq!(
+            calls.get(),
+            3,
+            "strict calls fail before computing; cached once the directory could be made"
+        );
+    }
 }
 
 #[test]

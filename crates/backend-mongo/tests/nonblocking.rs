@@ -1,5 +1,6 @@
 //! The async core: every operation awaited on the caller's runtime, which must answer while
-//! tokio's blocking pool is busy, on either kind of runtime, and fail fast on a dead server.
+//! tokio's blocking pool is busy (directly and under an async memoized function), on either kind
+//! of runtime, fail fast on a dead server and reconnect after a restart.
 #![cfg(feature = "async")]
 
 use std::process::{Child, Command, Stdio};
@@ -7,7 +8,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use cachier_backend_mongo::MongoBackend;
-use cachier_core::{AsyncCore, Backend, Claim, Core, Key, Namespace, OffloadedCore};
+use cachier_core::{memoize_async, AsyncCore, Backend, Claim, Core, Key, Namespace, OffloadedCore};
+use cachier_testkit::{unique_name, Counter};
 
 /// The test server's URL, or `None` with a loud SKIPPED line (a failure when
 /// `CACHIER_REQUIRE_SERVICES` or `CI` is set), as the conformance suite does.
@@ -132,6 +134,39 @@ fn native_core_works_on_a_multi_thread_runtime() {
         tokio::spawn(async move { exercise(&*native).await })
             .await
             .unwrap();
+    });
+}
+
+/// An async memoized function's misses and hits are awaited on the caller's runtime: they
+/// complete on a current-thread runtime whose only blocking thread is busy, where the default
+/// offloaded core (every operation on tokio's blocking pool) would stall.
+#[test]
+fn async_calls_need_no_blocking_thread() {
+    let Some(url) = server_url("mongo::async_native") else {
+        return;
+    };
+    let calls = Counter::new();
+    let counted = calls.clone();
+    let f = memoize_async(&unique_name("mongo_async_native"), move |x: u64| {
+        let calls = counted.clone();
+        async move {
+            calls.bump();
+            x * 2
+        }
+    })
+    .backend(MongoBackend::from_url(&url).expect("backend"))
+    .build()
+    .expect("build");
+    let (runtime, release) = starved_runtime();
+    runtime.block_on(async {
+        let within = |call| tokio::time::timeout(Duration::from_secs(10), call);
+        assert_eq!(within(f.call(21)).await.expect("a miss, not stalled"), 42);
+        assert_eq!(within(f.call(21)).await.expect("a hit, not stalled"), 42);
+        assert_eq!(calls.get(), 1);
+        assert_eq!(within(f.call(22)).await.expect("a miss, not stalled"), 44);
+        assert_eq!(calls.get(), 2);
+        drop(release);
+        f.clear_cache().await.expect("clear");
     });
 }
 

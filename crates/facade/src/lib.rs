@@ -1,11 +1,13 @@
 #![doc = include_str!("../../../README.md")]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 use std::sync::Arc;
 
 use cachier_core::Backend;
 
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub use cachier_core::{Async, AsyncMemoized};
 pub use cachier_core::{Blocking, CallOptions, MaxAge, Memoize, Memoized, DEFAULT_LEASE};
 pub use cachier_settings::{
@@ -18,26 +20,34 @@ pub use cachier_settings::{
 pub mod backends {
     /// The local file cache, shared by every process of the machine (feature `file`).
     #[cfg(feature = "file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
     pub mod file {
         pub use cachier_backend_file::{file_stem, FileBackend, FileBackendBuilder};
     }
     /// An in-process map (feature `memory`).
     #[cfg(feature = "memory")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
     pub mod memory {
         pub use cachier_backend_memory::MemoryBackend;
     }
     /// SQLite and PostgreSQL (features `sql-sqlite`, `sql-postgres`).
     #[cfg(any(feature = "sql-sqlite", feature = "sql-postgres"))]
+    #[cfg_attr(
+        docsrs,
+        doc(cfg(any(feature = "sql-sqlite", feature = "sql-postgres")))
+    )]
     pub mod sql {
         pub use cachier_backend_sql::{SqlBackend, SqlBackendBuilder};
     }
     /// Redis (feature `redis`; `rediss://` with `redis-tls`).
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub mod redis {
         pub use cachier_backend_redis::{RedisBackend, RedisBackendBuilder};
     }
     /// MongoDB (feature `mongo`).
     #[cfg(feature = "mongo")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
     pub mod mongo {
         pub use cachier_backend_mongo::{MongoBackend, MongoBackendBuilder};
     }
@@ -52,6 +62,7 @@ pub mod store {
         Namespace,
     };
     #[cfg(feature = "async")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub use cachier_core::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
     pub use cachier_settings::{BoxError, SharedError};
 }
@@ -68,9 +79,11 @@ pub mod stats {
 /// `precache_value`, `call_with`, `cache_dpath`...). See the `cachier-macros` README for every
 /// parameter, methods (`allow_non_static_methods`) and `#[cachier] impl` blocks.
 #[cfg(feature = "macros")]
+#[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use cachier_macros::cachier;
 
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod url;
 pub use url::{backend_from_url, shared_backend_from_url};
@@ -113,6 +126,7 @@ where
 
 /// Starts memoizing an async function; see [`memoize`]. Needs a tokio runtime.
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> Memoize<A, V, Async>
 where
     A: Serialize + Send + 'static,
@@ -125,6 +139,7 @@ where
 
 /// Starts memoizing an async function returning `Result`; see [`memoize_fallible`].
 #[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub fn memoize_async_fallible<A, T, E, F, Fut>(
     name: &str,
     func: F,

@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests that plant hazards in a cache directory.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)] // each test file uses a part of them
 
 use std::collections::BTreeMap;
 use std::fs;
