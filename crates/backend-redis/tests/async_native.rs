@@ -5,6 +5,8 @@
 //! The shared server is `CACHIER_TEST_REDIS_URL`; the fault cases start private
 //! `redis-server` processes on free loopback ports.
 
+mod common;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,14 +14,8 @@ use std::time::{Duration, Instant};
 use cachier_backend_redis::RedisBackend;
 use cachier_core::{AsyncCore, Backend, Claim, Key, Namespace, OffloadedCore};
 use cachier_testkit::private_redis::PrivateRedis;
-use cachier_testkit::{service_url, unique_name};
-
-const MS: fn(u64) -> Duration = Duration::from_millis;
-
-/// The shared server, or `None` (a SKIPPED line; a failure when services are required).
-fn shared_url(test: &str) -> Option<String> {
-    service_url("CACHIER_TEST_REDIS_URL", test)
-}
+use cachier_testkit::unique_name;
+use common::{shared_url, MS};
 
 fn unique(label: &str) -> Namespace {
     Namespace::new(&unique_name(label), None).unwrap()
