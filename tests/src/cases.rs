@@ -1053,9 +1053,15 @@ fn outage_computes_once_per_process_async(backend: Arc<dyn cachier::store::Backe
     assert_eq!(f.stats().uncached, 1);
 }
 
+/// The lease of [`oversized_value_releases_claim`].
+const OVERSIZED_LEASE: Duration = Duration::from_secs(60);
+
 /// A value too large for the store (`size` bytes): the leader returns it uncached and frees
 /// its claim at once, so a caller waiting in another instance (as in another process) takes
 /// over without waiting for the lease, and later callers never stall.
+///
+/// The lease is long (60 s) so that the bounds below, generous for a slow store refusing a
+/// large value, still tell a release from a lapsed lease.
 pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::store::Backend>, size: usize) {
     let calls = Counter::new();
     let name = unique_name("oversized");
@@ -1067,6 +1073,7 @@ pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::store::Backend>,
                 thread::sleep(MS(300));
                 vec![x as u8; size + n]
             })
+            .lease(OVERSIZED_LEASE)
             .shared_backend(backend.clone()),
         )
     };
@@ -1079,13 +1086,13 @@ pub fn oversized_value_releases_claim(backend: Arc<dyn cachier::store::Backend>,
     assert_eq!(second.len(), size + 2, "the waiter computed its own value");
     let took = started.elapsed();
     assert!(
-        took < Duration::from_secs(6), // well under the 10 s lease
+        took < OVERSIZED_LEASE / 3,
         "the waiter took over after {took:?}: the refused value kept its claim"
     );
     let later = Instant::now();
     assert_eq!(b.call(7).len(), size + 3);
     assert!(
-        later.elapsed() < Duration::from_secs(2),
+        later.elapsed() < OVERSIZED_LEASE / 6,
         "a later caller stalled {:?}",
         later.elapsed()
     );
