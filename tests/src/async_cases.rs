@@ -180,8 +180,15 @@ pub fn async_cancelled_leader_releases_claim(spec: &str) {
             let f = f.clone();
             tokio::spawn(async move { f.call(5).await })
         };
-        tokio::time::sleep(MS(200)).await;
-        assert_eq!(started.get(), 1, "the leader is computing");
+        // Wait until the leader computes (it holds the claim by then), however slow the store.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while started.get() == 0 {
+                tokio::time::sleep(MS(10)).await;
+            }
+        })
+        .await
+        .expect("the leader starts computing");
+        assert_eq!(started.get(), 1, "one leader computes");
         leader.abort();
         assert!(leader.await.is_err(), "the leader was cancelled");
         let waited = Instant::now();
