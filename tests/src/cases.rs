@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use cachier::{CallOptions, Error, Memoize, Memoized};
 
 use crate::faults::{Fault, Faulty};
-use crate::{backend_from_spec, unique_name, Counter};
+use crate::{backend_from_spec, eventually, unique_name, Counter};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;
 
@@ -958,21 +958,6 @@ pub fn listing_namespaces_and_entries(spec: &str) {
         !backend.namespaces().unwrap().contains(f.namespace()),
         "a cleared function is no longer listed"
     );
-}
-
-/// Polls `check` for up to 10 s.
-pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within 10 s"
-        );
-        thread::sleep(MS(20));
-    }
 }
 
 /// While the store fails, the callers of one process that miss one key at once compute it

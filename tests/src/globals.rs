@@ -8,7 +8,8 @@ use cachier::{CallOptions, ParamsUpdate};
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::backend_from_spec;
-use crate::cases::{eventually, numbered};
+use crate::cases::numbered;
+use crate::eventually;
 use crate::{unique_name, Counter};
 
 const MS: fn(u64) -> Duration = Duration::from_millis;

@@ -24,7 +24,7 @@ use cachier::store::Backend;
 #[cfg(feature = "private-redis")]
 pub use cachier_testkit::private_redis;
 pub use cachier_testkit::{
-    capture_logs, error_report, fresh_dir, service_url, services_required, unique_name,
+    capture_logs, error_report, eventually, fresh_dir, service_url, services_required, unique_name,
     with_user_info, Counter, MALFORMED_URLS, MALFORMED_URL_SECRET,
 };
 

@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cases::eventually;
+use crate::eventually;
 use crate::{backend_from_spec, fresh_dir, unique_name};
 
 /// Records one computation of `x` in `count_file` (a line `x pid` per computation, any

@@ -166,7 +166,7 @@ fn tls_urls_work() {
         RedisBackend::from_url(&format!("rediss://127.0.0.1:{tls_port}/0#insecure")).unwrap();
     let calls = Counter::new();
     let f = numbered(&backend, &unique_name("tls"), &calls);
-    let value = common::eventually(|| f.try_call(6).ok());
+    let value = cachier_testkit::eventually(|| f.try_call(6).ok());
     assert_eq!(value, 6001);
     assert_eq!(f.try_call(6).unwrap(), 6001);
     assert_eq!(calls.get(), 1);

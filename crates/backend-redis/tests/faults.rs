@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use cachier_backend_redis::RedisBackend;
 use cachier_core::{Error, ErrorKind};
+use cachier_testkit::eventually;
 use cachier_testkit::private_redis::PrivateRedis;
 use cachier_testkit::{capture_logs, unique_name, Counter};
-use common::{eventually, numbered, raw, MS};
+use common::{numbered, raw, MS};
 
 /// The server dies mid-run: calls keep returning correct values, uncached, with warnings
 /// (strict calls get `Err`); it comes back on the same port: caching resumes in the same

@@ -11,7 +11,7 @@ pub mod private_redis;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Service URLs whose password ([`MALFORMED_URL_SECRET`]) is written without percent-encoding
 /// (an unencoded `/`, `?`, `#` or `@`, a password in the query, no scheme...): none may ever
@@ -136,6 +136,23 @@ impl Counter {
     /// The count.
     pub fn get(&self) -> usize {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The first `Some` of `check`, polled every 20 ms; fails after 10 s (a server coming back,
+/// a value landing in another process).
+#[track_caller]
+pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not reached within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -2,8 +2,7 @@
 //! `CACHIER_TEST_REDIS_URL`, and private `redis-server` processes (`PrivateRedis`).
 #![allow(dead_code)] // each test file uses some of them
 
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cachier_backend_redis::RedisBackend;
 use cachier_core::{memoize, Memoized};
@@ -44,20 +43,4 @@ pub fn command_calls(con: &mut redis::Connection, command: &str) -> u64 {
         .find_map(|line| line.strip_prefix(&prefix))
         .map(|rest| rest.split(',').next().unwrap().parse().unwrap())
         .unwrap_or(0)
-}
-
-/// The first `Some` of `check`, polled every 20 ms; fails after 10 s (a server coming back,
-/// a TLS listener starting).
-pub fn eventually<T>(mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "condition not reached within 10 s"
-        );
-        thread::sleep(MS(20));
-    }
 }
