@@ -47,13 +47,18 @@ fn slot_map(url: &str) -> Vec<(u16, u16, u16)> {
     try_slot_map(url).expect("CLUSTER SLOTS from a reachable seed")
 }
 
-fn try_slot_map(url: &str) -> Option<Vec<(u16, u16, u16)>> {
-    let mut con = seed_ports(url).into_iter().find_map(|p| {
+/// A connection to the first seed that answers.
+fn any_seed(url: &str) -> Option<redis::Connection> {
+    seed_ports(url).into_iter().find_map(|p| {
         redis::Client::open(format!("redis://127.0.0.1:{p}/"))
             .ok()?
             .get_connection_with_timeout(Duration::from_millis(500))
             .ok()
-    })?;
+    })
+}
+
+fn try_slot_map(url: &str) -> Option<Vec<(u16, u16, u16)>> {
+    let mut con = any_seed(url)?;
     let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).ok()?;
     ranges
         .into_iter()
@@ -90,7 +95,7 @@ fn try_primary_of(url: &str, redis_key: &str) -> Option<u16> {
     let slot: u16 = redis::cmd("CLUSTER")
         .arg("KEYSLOT")
         .arg(redis_key)
-        .query(&mut node(map.first()?.2))
+        .query(&mut any_seed(url)?)
         .ok()?;
     map.iter()
         .find(|(start, end, _)| (*start..=*end).contains(&slot))
