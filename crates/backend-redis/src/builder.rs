@@ -75,9 +75,7 @@ impl RedisBackend {
     /// (`redis://[user:password@]host:port`, or `rediss://...`); every node must take the same
     /// credentials. Any reachable seed is enough: the others are found from it.
     pub fn cluster<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> RedisBackendBuilder {
-        RedisBackendBuilder::new(Source::Cluster(
-            seeds.into_iter().map(Into::into).collect(),
-        ))
+        RedisBackendBuilder::new(Source::Cluster(seeds.into_iter().map(Into::into).collect()))
     }
 }
 
@@ -107,9 +105,7 @@ fn cluster_seeds(url: &str) -> Option<Result<Vec<String>, String>> {
     };
     let (path, suffix) = tail.split_at(tail.find(['?', '#']).unwrap_or(tail.len()));
     if !matches!(path, "" | "/" | "/0") {
-        return Some(Err(format!(
-            "a cluster has database 0 only, not {path:?}"
-        )));
+        return Some(Err(format!("a cluster has database 0 only, not {path:?}")));
     }
     let mut seeds = Vec::new();
     for host in hosts.split(',') {
@@ -208,8 +204,7 @@ impl RedisBackendBuilder {
                 let server = match cluster_seeds(&url) {
                     Some(seeds) => {
                         let seeds = seeds.map_err(|message| explain(&message))?;
-                        cluster_client(&seeds, &settings)
-                            .map_err(|e| explain(&e.to_string()))?
+                        cluster_client(&seeds, &settings).map_err(|e| explain(&e.to_string()))?
                     }
                     None => Server::Single(
                         redis::Client::open(url.as_str()).map_err(|e| explain(&e.to_string()))?,

@@ -166,7 +166,10 @@ fn entries_spread_over_every_primary_and_management_walks_them_all() {
     eprintln!("{N} entries per primary: {per_node:?}");
     assert_eq!(per_node.iter().sum::<usize>() as u64, N);
     for n in &per_node {
-        assert!((*n as u64) * 100 < N * 40, "no primary holds 40 %: {per_node:?}");
+        assert!(
+            (*n as u64) * 100 < N * 40,
+            "no primary holds 40 %: {per_node:?}"
+        );
     }
 
     assert_eq!(core.len().unwrap(), N);
@@ -248,8 +251,10 @@ fn processes_compute_once_with_keys_on_every_primary() {
     let name = unique_name("cluster_processes");
     let ns = Namespace::new(&name, None).unwrap();
     // Arguments until every primary holds two of their keys.
-    let mut per_primary: BTreeMap<u16, Vec<u64>> =
-        primaries(&url).into_iter().map(|p| (p, Vec::new())).collect();
+    let mut per_primary: BTreeMap<u16, Vec<u64>> = primaries(&url)
+        .into_iter()
+        .map(|p| (p, Vec::new()))
+        .collect();
     let mut x = 0u64;
     while per_primary.values().any(|args| args.len() < 2) {
         let port = primary_of(&url, &backend.redis_key(&ns, &Key::of(&x).unwrap()));
@@ -264,7 +269,10 @@ fn processes_compute_once_with_keys_on_every_primary() {
     let spec = format!(
         "{name};{};{}",
         start_at.as_millis(),
-        args.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+        args.iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     );
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..PROCESSES)
@@ -322,7 +330,10 @@ fn child(url: &str, spec: &str) {
             let f = f.clone();
             let args = args.clone();
             thread::spawn(move || {
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis();
                 if start_at > now {
                     thread::sleep(Duration::from_millis((start_at - now) as u64));
                 }
@@ -475,7 +486,11 @@ fn failover_keeps_values_and_single_flight() {
     stampede(&handles, &args);
     let settled = computations.total();
     stampede(&handles, &args);
-    assert_eq!(computations.total(), settled, "hits resume after the failover");
+    assert_eq!(
+        computations.total(),
+        settled,
+        "hits resume after the failover"
+    );
 
     // Single flight on the promoted primary: fresh arguments whose keys it serves.
     let fresh: Vec<u64> = (1000..)
@@ -484,7 +499,11 @@ fn failover_keeps_values_and_single_flight() {
         .collect();
     stampede(&handles, &fresh);
     for x in &fresh {
-        assert_eq!(computations.of(*x), 1, "{x} computed once after the failover");
+        assert_eq!(
+            computations.of(*x),
+            1,
+            "{x} computed once after the failover"
+        );
     }
 
     // The old primary comes back, as a replica; nothing is lost or recomputed.
@@ -492,7 +511,11 @@ fn failover_keeps_values_and_single_flight() {
     cluster.wait_ok(Duration::from_secs(30));
     let before = computations.total();
     stampede(&handles, &args);
-    assert_eq!(computations.total(), before, "hits after the old primary rejoined");
+    assert_eq!(
+        computations.total(),
+        before,
+        "hits after the old primary rejoined"
+    );
     assert_ne!(
         primary_of(&url, &layout.redis_key(&ns, &Key::of(&0u64).unwrap())),
         victim,

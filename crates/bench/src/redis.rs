@@ -289,19 +289,20 @@ pub fn cluster_rows(config: &Config) -> Vec<Row> {
             "raw HGETALL round trip (cluster client)",
             raw,
         ));
-        placement(&mut con, &backend, &f, n);
         f.clear_cache().expect("clear");
+        placement(&mut con, &backend, n);
     }
     rows
 }
 
-/// Prints the key placement measurements for `n` entries of `f` (see [`cluster_rows`]).
-fn placement(
-    con: &mut redis::cluster::ClusterConnection,
-    backend: &RedisBackend,
-    f: &cachier::Memoized<u64, u64>,
-    n: usize,
-) {
+/// Prints the key placement measurements for `n` entries of a fresh function (see
+/// [`cluster_rows`]).
+fn placement(con: &mut redis::cluster::ClusterConnection, backend: &RedisBackend, n: usize) {
+    let f = overhead_fn(&run_name("redis-cluster-placement"))
+        .backend(backend.clone())
+        .build()
+        .expect("build");
+    prefill(&f, n);
     use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
     let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
         .arg("SLOTS")
@@ -333,7 +334,11 @@ fn placement(
             let (mut cursor, mut count) = (0u64, 0usize);
             loop {
                 let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+                scan.arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000);
                 let reply = con.route_command(&scan, route.clone()).expect("SCAN");
                 let (next, keys): (u64, Vec<String>) =
                     redis::from_redis_value(reply).expect("SCAN reply");
@@ -379,7 +384,7 @@ fn placement(
     let tagged_clear = started.elapsed();
     let share = |counts: &[usize]| {
         let max = counts.iter().copied().max().unwrap_or(0);
-        100.0 * max as f64 / n.max(1) as f64
+        100.0 * max as f64 / counts.iter().sum::<usize>().max(1) as f64
     };
     println!(
         "redis cluster placement, {n} entries: spread (cachier) per primary {spread:?}, largest {:.1} %, clear_cache {spread_clear:.2?}; one hash tag per function per primary {tagged:?}, largest {:.1} %, SCAN+UNLINK {tagged_clear:.2?}",

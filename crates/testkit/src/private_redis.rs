@@ -324,7 +324,10 @@ impl PrivateRedisCluster {
             if ok {
                 return;
             }
-            assert!(Instant::now() < deadline, "the cluster is not ok within {within:?}");
+            assert!(
+                Instant::now() < deadline,
+                "the cluster is not ok within {within:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
