@@ -26,8 +26,10 @@ use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Client, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult};
 
 /// What the connections are opened to.
+// One per backend, never moved on a hot path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Server {
-    /// One server (or a replica set's primary behind one address).
+    /// One server.
     Single(Client),
     /// A Redis Cluster, reached through its seed nodes.
     Cluster(ClusterClient),
