@@ -314,5 +314,39 @@ mod tests {
         );
         #[cfg(not(feature = "tls"))]
         check(RedisBackend::from_url("rediss://127.0.0.1/"), "url");
+        check(
+            RedisBackend::from_url("redis+cluster://user:s3cret@h1:7000,h2:7001/5"),
+            "url",
+        );
+        check(
+            RedisBackend::from_url("redis+cluster://user:s3cret@h1:7000,,h2:7001/"),
+            "url",
+        );
+        check(
+            RedisBackend::cluster(Vec::<String>::new()).build(),
+            "cluster",
+        );
+    }
+
+    #[test]
+    fn cluster_urls_name_their_seeds() {
+        assert_eq!(cluster_seeds("redis://h/"), None);
+        assert_eq!(
+            cluster_seeds("redis+cluster://u:p@h1:7000,h2/?protocol=resp3"),
+            Some(Ok(vec![
+                "redis://u:p@h1:7000/?protocol=resp3".to_owned(),
+                "redis://u:p@h2/?protocol=resp3".to_owned(),
+            ]))
+        );
+        assert_eq!(
+            cluster_seeds("rediss+cluster://h1:7000/#insecure"),
+            Some(Ok(vec!["rediss://h1:7000/#insecure".to_owned()]))
+        );
+        let backend =
+            RedisBackend::from_url("redis+cluster://user:s3cret@127.0.0.1:1,127.0.0.1:2/")
+                .expect("a cluster URL");
+        let shown = format!("{backend:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(backend.cluster_client().is_some() && backend.client().is_none());
     }
 }
