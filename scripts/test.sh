@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The one test command (README, .ci/run): makes sure Redis, PostgreSQL and the MongoDB-wire test
-# server run on loopback (installing or starting what is missing), exports their URLs, then runs
-# rustfmt, clippy, every test of the workspace and every example.
+# The one test command (README, .ci/run): makes sure Redis, a Redis Cluster, PostgreSQL and the
+# MongoDB-wire test server run on loopback (installing or starting what is missing), exports their
+# URLs, then runs rustfmt, clippy, every test of the workspace and every example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,6 +40,21 @@ command -v redis-server >/dev/null || apt_install redis-server   # the fault tes
 command -v openssl >/dev/null || apt_install openssl              # the rediss:// test makes a certificate
 export CACHIER_TEST_REDIS_URL="${CACHIER_TEST_REDIS_URL:-redis://127.0.0.1:6379/0}"
 
+# --- Redis Cluster (three primaries, three replicas) ------------------------------------------
+step "Redis Cluster"
+CLUSTER_DIR=""
+stop_started() {   # what this script started, and only that
+  if [ -n "$CLUSTER_DIR" ]; then scripts/redis-cluster.sh stop "$CLUSTER_DIR" || true; fi
+  if [ -n "${MONGO_PID:-}" ]; then kill "$MONGO_PID" 2>/dev/null || true; wait "$MONGO_PID" 2>/dev/null || true; fi
+}
+trap stop_started EXIT
+if [ -z "${CACHIER_TEST_REDIS_CLUSTER_URL:-}" ]; then
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  CLUSTER_DIR="$STATE_DIR/redis-cluster"
+  CACHIER_TEST_REDIS_CLUSTER_URL="$(scripts/redis-cluster.sh start "$CLUSTER_DIR")"
+fi
+export CACHIER_TEST_REDIS_CLUSTER_URL
+
 # --- PostgreSQL -------------------------------------------------------------------------------
 step "PostgreSQL"
 if ! port_open 5432; then
@@ -72,8 +87,7 @@ export CACHIER_TEST_SECANTUSD="$MONGO_VENV/bin/secantusd-py"
 if ! port_open "$MONGO_PORT"; then
   "$MONGO_VENV/bin/secantusd-py" --host 127.0.0.1 --port "$MONGO_PORT" --storage-path :memory: \
     --log-level WARNING >"$LOG_DIR/secantusd.log" 2>&1 &
-  MONGO_PID=$!
-  trap 'if [ -n "$MONGO_PID" ]; then kill "$MONGO_PID" 2>/dev/null || true; wait "$MONGO_PID" 2>/dev/null || true; fi' EXIT
+  MONGO_PID=$!   # stopped on exit by stop_started
   wait_port "$MONGO_PORT" 20 secantusd-py || { cat "$LOG_DIR/secantusd.log"; exit 1; }
 fi
 export CACHIER_TEST_MONGO_URL="${CACHIER_TEST_MONGO_URL:-mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true}"

@@ -25,6 +25,15 @@ mod redis {
     .map(|url| format!("redis:{url}")));
 }
 
+#[cfg(feature = "redis")]
+mod redis_cluster {
+    cachier_conformance::global_conformance_tests!(|| cachier_conformance::service_url(
+        "CACHIER_TEST_REDIS_CLUSTER_URL",
+        "globals::redis_cluster"
+    )
+    .map(|url| format!("redis:{url}")));
+}
+
 #[cfg(feature = "sqlite")]
 mod sqlite {
     cachier_conformance::global_conformance_tests!(|| Some(format!(

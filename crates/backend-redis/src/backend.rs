@@ -11,10 +11,10 @@ use crate::builder::RedisBackendBuilder;
 #[cfg(feature = "async")]
 use crate::nonblocking::RedisAsyncCore;
 use crate::ops::{self, Scope};
-use crate::pool::Pool;
+use crate::pool::{Pool, Server};
 
-/// A Redis (or Valkey) server shared by processes and machines: one hash per entry under
-/// `{prefix}:{namespace}:{key hex}`. Clones share one connection pool.
+/// A Redis (or Valkey) server, or a Redis Cluster, shared by processes and machines: one hash
+/// per entry under `{prefix}:{namespace}:{key hex}`. Clones share one connection pool.
 #[derive(Clone)]
 pub struct RedisBackend {
     shared: Arc<Shared>,
@@ -49,9 +49,21 @@ impl RedisBackend {
         out
     }
 
-    /// The client the connections are opened with.
-    pub fn client(&self) -> &redis::Client {
-        self.shared.pool.client()
+    /// The client the connections are opened with; `None` on a cluster (see
+    /// [`cluster_client`](Self::cluster_client)).
+    pub fn client(&self) -> Option<&redis::Client> {
+        match self.shared.pool.server() {
+            Server::Single(client) => Some(client),
+            Server::Cluster(_) => None,
+        }
+    }
+
+    /// The cluster client the connections are opened with; `None` on a single server.
+    pub fn cluster_client(&self) -> Option<&redis::cluster::ClusterClient> {
+        match self.shared.pool.server() {
+            Server::Single(_) => None,
+            Server::Cluster(client) => Some(client),
+        }
     }
 
     /// The native async store of `namespace` (what [`Backend::async_core`] returns), for
@@ -100,9 +112,10 @@ impl Backend for RedisBackend {
         Ok(Arc::new(self.async_store(namespace)))
     }
 
-    /// Walks `{prefix}:*` with `SCAN` (never `KEYS`) and reads each namespace from its keys:
-    /// everything between the prefix and the last `:` + 64 hex digits, so namespaces with
-    /// `:` in them come back whole. Keys of other layouts under the prefix are ignored.
+    /// Walks `{prefix}:*` with `SCAN` (never `KEYS`; on a cluster, on every primary) and reads
+    /// each namespace from its keys: everything between the prefix and the last `:` + 64 hex
+    /// digits, so namespaces with `:` in them come back whole. Keys of other layouts under the
+    /// prefix are ignored.
     fn namespaces(&self) -> Result<Vec<Namespace>, Error> {
         let con = SyncConn(&self.shared.pool);
         block_on(ops::namespaces(con, &self.shared.prefix))

@@ -22,6 +22,10 @@ use crate::pool::{Pool, Request};
 pub(crate) struct SyncConn<'p>(pub(crate) &'p Pool);
 
 impl Conn for SyncConn<'_> {
+    fn cluster(self) -> bool {
+        self.0.is_cluster()
+    }
+
     fn query<T: FromRedisValue + Send>(
         self,
         operation: &'static str,

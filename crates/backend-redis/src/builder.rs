@@ -7,8 +7,17 @@ use std::time::Duration;
 use cachier_core::Error;
 
 use crate::backend::{RedisBackend, Shared};
-use crate::pool::{Pool, PoolSettings};
+use crate::pool::{Pool, PoolSettings, Server};
 use crate::DEFAULT_PREFIX;
+
+/// Attempts of a cluster request beyond the first (each after a redirection, a reconnection or
+/// a short wait while the cluster is down): enough to follow a resharding's `MOVED` and `ASK`,
+/// few enough that a call while a slot has no primary fails within a few hundred milliseconds
+/// (the call then runs uncached, with a warning).
+const CLUSTER_RETRIES: u32 = 3;
+/// Bounds (ms) of the wait before retrying a cluster request refused with `CLUSTERDOWN` or
+/// `TRYAGAIN`.
+const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
 
 /// Configures a [`RedisBackend`]; made by [`RedisBackend::builder`] or
 /// [`RedisBackend::from_client`].
@@ -24,6 +33,8 @@ pub struct RedisBackendBuilder {
 enum Source {
     Url(String),
     Client(Box<redis::Client>),
+    /// The seed nodes of a cluster, one URL each.
+    Cluster(Vec<String>),
 }
 
 impl fmt::Debug for RedisBackendBuilder {
@@ -31,6 +42,7 @@ impl fmt::Debug for RedisBackendBuilder {
         let server = match &self.source {
             Source::Url(url) => cachier_core::redact_url(url),
             Source::Client(client) => format!("{:?}", client.get_connection_info().addr()),
+            Source::Cluster(seeds) => shown_seeds(seeds),
         };
         f.debug_struct("RedisBackendBuilder")
             .field("server", &server)
@@ -51,11 +63,64 @@ impl RedisBackend {
     }
 
     /// A builder for the server at `url`: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://...` (TLS, with the `tls` feature; `#insecure` accepts any certificate) or
-    /// `redis+unix:///path/to.sock[?db=N&user=U&pass=P]`.
+    /// `rediss://...` (TLS, with the `tls` feature; `#insecure` accepts any certificate),
+    /// `redis+unix:///path/to.sock[?db=N&user=U&pass=P]`, or a Redis Cluster:
+    /// `redis+cluster://[user:password@]host1[:port],host2[:port]/` (`rediss+cluster://`
+    /// with TLS), naming one or more seed nodes.
     pub fn builder(url: impl Into<String>) -> RedisBackendBuilder {
         RedisBackendBuilder::new(Source::Url(url.into()))
     }
+
+    /// A builder for the Redis Cluster reached through `seeds`, one node URL each
+    /// (`redis://[user:password@]host:port`, or `rediss://...`); every node must take the same
+    /// credentials. Any reachable seed is enough: the others are found from it.
+    pub fn cluster<S: Into<String>>(seeds: impl IntoIterator<Item = S>) -> RedisBackendBuilder {
+        RedisBackendBuilder::new(Source::Cluster(seeds.into_iter().map(Into::into).collect()))
+    }
+}
+
+/// The seed node URLs of a `redis+cluster://` (or `rediss+cluster://`) URL, or why it is not
+/// one (without its credentials). `None` when `url` is not a cluster URL.
+fn cluster_seeds(url: &str) -> Option<Result<Vec<String>, String>> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "redis+cluster" => "redis",
+        "rediss+cluster" => "rediss",
+        _ => return None,
+    };
+    // Hosts end at the first '/', '?' or '#' after the user info (whose password may hold
+    // any of them).
+    let (authority, tail) = {
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let at = rest[..end].rfind('@').or_else(|| rest.rfind('@'));
+        let hosts_start = at.map_or(0, |at| at + 1);
+        let end = rest[hosts_start..]
+            .find(['/', '?', '#'])
+            .map_or(rest.len(), |i| hosts_start + i);
+        (&rest[..end], &rest[end..])
+    };
+    let (user_info, hosts) = match authority.rfind('@') {
+        Some(at) => (&authority[..=at], &authority[at + 1..]),
+        None => ("", authority),
+    };
+    let (path, suffix) = tail.split_at(tail.find(['?', '#']).unwrap_or(tail.len()));
+    if !matches!(path, "" | "/" | "/0") {
+        return Some(Err(format!("a cluster has database 0 only, not {path:?}")));
+    }
+    let mut seeds = Vec::new();
+    for host in hosts.split(',') {
+        if host.is_empty() {
+            return Some(Err("an empty host in the list of seed nodes".into()));
+        }
+        seeds.push(format!("{scheme}://{user_info}{host}/{suffix}"));
+    }
+    Some(Ok(seeds))
+}
+
+/// Seed URLs as they may be shown (no password).
+fn shown_seeds(seeds: &[String]) -> String {
+    let shown: Vec<String> = seeds.iter().map(|s| cachier_core::redact_url(s)).collect();
+    shown.join(",")
 }
 
 impl RedisBackendBuilder {
@@ -126,20 +191,41 @@ impl RedisBackendBuilder {
     /// [`Error::Config`] for a URL the `redis` crate cannot use (naming what to change), an
     /// empty prefix, or a zero timeout or TTL.
     pub fn build(self) -> Result<RedisBackend, Error> {
-        let (client, shown) = match self.source {
+        let settings = self.settings;
+        let (server, shown) = match self.source {
             Source::Url(url) => {
                 let shown = cachier_core::redact_url(&url);
-                let client = redis::Client::open(url.as_str()).map_err(|e| {
+                let explain = |message: &str| {
                     Error::config(
                         "url",
-                        format!("{shown}: {} (expected redis://[user:password@]host[:port][/db], rediss://... with the `tls` feature, or redis+unix:///path/to.sock[?db=N])", cachier_core::redact_message(&url, &e.to_string())),
+                        format!("{shown}: {} (expected redis://[user:password@]host[:port][/db], rediss://... with the `tls` feature, redis+unix:///path/to.sock[?db=N], or redis+cluster://[user:password@]host1[:port],host2[:port]/)", cachier_core::redact_message(&url, message)),
                     )
-                })?;
-                (client, shown)
+                };
+                let server = match cluster_seeds(&url) {
+                    Some(seeds) => {
+                        let seeds = seeds.map_err(|message| explain(&message))?;
+                        cluster_client(&seeds, &settings).map_err(|e| explain(&e.to_string()))?
+                    }
+                    None => Server::Single(
+                        redis::Client::open(url.as_str()).map_err(|e| explain(&e.to_string()))?,
+                    ),
+                };
+                (server, shown)
             }
             Source::Client(client) => {
                 let shown = format!("{:?}", client.get_connection_info().addr());
-                (*client, shown)
+                (Server::Single(*client), shown)
+            }
+            Source::Cluster(seeds) => {
+                let shown = shown_seeds(&seeds);
+                let server = cluster_client(&seeds, &settings).map_err(|e| {
+                    let mut message = e.to_string();
+                    for seed in &seeds {
+                        message = cachier_core::redact_message(seed, &message);
+                    }
+                    Error::config("cluster", format!("{shown}: {message}"))
+                })?;
+                (server, shown)
             }
         };
         if self.prefix.is_empty() || self.prefix.chars().any(char::is_control) {
@@ -163,12 +249,31 @@ impl RedisBackendBuilder {
             }
         }
         Ok(RedisBackend::new(Shared {
-            pool: Pool::new(client, self.settings),
+            pool: Pool::new(server, settings),
             prefix: self.prefix,
             evict_after: self.evict_after,
             shown,
         }))
     }
+}
+
+/// The cluster client of `seeds`, with the pool's timeouts and a short retry policy.
+fn cluster_client(seeds: &[String], settings: &PoolSettings) -> redis::RedisResult<Server> {
+    if seeds.is_empty() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "no seed node",
+        )));
+    }
+    let (min_wait, max_wait) = CLUSTER_RETRY_WAIT_MS;
+    redis::cluster::ClusterClientBuilder::new(seeds.iter().map(String::as_str))
+        .connection_timeout(settings.connect_timeout)
+        .response_timeout(settings.response_timeout)
+        .retries(CLUSTER_RETRIES)
+        .min_retry_wait(min_wait)
+        .max_retry_wait(max_wait)
+        .build()
+        .map(Server::Cluster)
 }
 
 #[cfg(test)]
@@ -209,5 +314,39 @@ mod tests {
         );
         #[cfg(not(feature = "tls"))]
         check(RedisBackend::from_url("rediss://127.0.0.1/"), "url");
+        check(
+            RedisBackend::from_url("redis+cluster://user:s3cret@h1:7000,h2:7001/5"),
+            "url",
+        );
+        check(
+            RedisBackend::from_url("redis+cluster://user:s3cret@h1:7000,,h2:7001/"),
+            "url",
+        );
+        check(
+            RedisBackend::cluster(Vec::<String>::new()).build(),
+            "cluster",
+        );
+    }
+
+    #[test]
+    fn cluster_urls_name_their_seeds() {
+        assert_eq!(cluster_seeds("redis://h/"), None);
+        assert_eq!(
+            cluster_seeds("redis+cluster://u:p@h1:7000,h2/?protocol=resp3"),
+            Some(Ok(vec![
+                "redis://u:p@h1:7000/?protocol=resp3".to_owned(),
+                "redis://u:p@h2/?protocol=resp3".to_owned(),
+            ]))
+        );
+        assert_eq!(
+            cluster_seeds("rediss+cluster://h1:7000/#insecure"),
+            Some(Ok(vec!["rediss://h1:7000/#insecure".to_owned()]))
+        );
+        let backend =
+            RedisBackend::from_url("redis+cluster://user:s3cret@127.0.0.1:1,127.0.0.1:2/")
+                .expect("a cluster URL");
+        let shown = format!("{backend:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(backend.cluster_client().is_some() && backend.client().is_none());
     }
 }

@@ -19,6 +19,10 @@ use crate::pool::{Pool, Request};
 struct AsyncConn<'p>(&'p Pool);
 
 impl Conn for AsyncConn<'_> {
+    fn cluster(self) -> bool {
+        self.0.is_cluster()
+    }
+
     fn query<T: FromRedisValue + Send>(
         self,
         operation: &'static str,

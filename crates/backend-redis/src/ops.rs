@@ -2,8 +2,12 @@
 //! completes them with `block_on` over the pool of synchronous connections (whose futures are
 //! ready at once), the async store awaits them over a multiplexed connection. Both paths
 //! therefore send the same requests and read the replies the same way.
+//!
+//! On a Redis Cluster every request keeps its keys in one hash slot: an entry's operations
+//! touch its one key (the claim and its re-read are pipelined on that key), and the
+//! namespace-wide operations `SCAN` every primary and act on each batch slot by slot.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -13,7 +17,7 @@ use cachier_core::{
 };
 use redis::{FromRedisValue, RedisResult, ScriptInvocation, Value};
 
-use crate::pool::Request;
+use crate::pool::{Node, Request};
 use crate::scripts;
 
 /// Keys fetched per `SCAN` step (and deleted or checked per round trip) by the namespace-wide
@@ -22,6 +26,9 @@ const SCAN_BATCH: usize = 1000;
 
 /// A connection the operations send requests on: a cheap handle, passed by value.
 pub(crate) trait Conn: Copy + Send + Sync {
+    /// Whether the connection goes to a Redis Cluster.
+    fn cluster(self) -> bool;
+
     /// Sends `request` (on behalf of `operation`, which names it in errors) and reads the
     /// reply as `T`. The request may be sent twice, once more on a fresh connection when a
     /// pooled one was found dead, so it must be safe to repeat.
@@ -135,9 +142,12 @@ pub(crate) async fn claim_and_get<C: Conn>(
             };
             Ok(ClaimAndGet { claim, entry })
         }
-        // Nothing was claimed: claim as a script invocation (which loads it), then read.
-        Err(error) if no_script(&error) => {
-            let claim = claim(con, scope, key, lease).await?;
+        // The script was not loaded (nothing was claimed), or a cluster slot was moving (an
+        // `ASK` is followed for one command, not a pipeline; the claim may have been made):
+        // claim alone with the same token, which finds its own claim, then read.
+        Err(error) if no_script(&error) || redirected(&error) => {
+            let request = Request::Script(claim_script(scope, &entry_key, &token, lease));
+            let claim = claimed(con.query("claim", &request).await?, token);
             let entry = match claim {
                 Claim::Claimed(_) => get(con, scope, key).await,
                 Claim::Busy => Ok(None),
@@ -180,14 +190,18 @@ pub(crate) async fn release<C: Conn>(
     Ok(())
 }
 
-/// `UNLINK`s the function's keys, a batch per round trip.
+/// `UNLINK`s the function's keys, a batch (on a cluster, a slot of a batch) per round trip.
 pub(crate) async fn clear_cache<C: Conn>(con: C, scope: &Scope) -> Result<(), Error> {
     const OPERATION: &str = "clear_cache";
-    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
-    while let Some(keys) = scan.next_batch().await? {
-        let mut unlink = redis::cmd("UNLINK");
-        unlink.arg(&keys);
-        con.query::<Value>(OPERATION, &Request::Cmd(unlink)).await?;
+    for node in primaries(con, OPERATION).await? {
+        let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
+        while let Some(keys) = scan.next_batch().await? {
+            for keys in by_slot(con, keys) {
+                let mut unlink = redis::cmd("UNLINK");
+                unlink.arg(&keys);
+                con.query::<Value>(OPERATION, &Request::Cmd(unlink)).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -195,10 +209,14 @@ pub(crate) async fn clear_cache<C: Conn>(con: C, scope: &Scope) -> Result<(), Er
 /// [`scripts::UNCLAIM`] on each batch of the function's keys.
 pub(crate) async fn clear_being_calculated<C: Conn>(con: C, scope: &Scope) -> Result<(), Error> {
     const OPERATION: &str = "clear_being_calculated";
-    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
-    while let Some(keys) = scan.next_batch().await? {
-        let request = Request::Script(with_keys(&scripts::UNCLAIM, &keys));
-        con.query::<Value>(OPERATION, &request).await?;
+    for node in primaries(con, OPERATION).await? {
+        let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
+        while let Some(keys) = scan.next_batch().await? {
+            for keys in by_slot(con, keys) {
+                let request = Request::Script(with_keys(&scripts::UNCLAIM, &keys));
+                con.query::<Value>(OPERATION, &request).await?;
+            }
+        }
     }
     Ok(())
 }
@@ -210,40 +228,52 @@ pub(crate) async fn delete_stale_entries<C: Conn>(
     older_than: Duration,
 ) -> Result<u64, Error> {
     const OPERATION: &str = "delete_stale_entries";
-    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
     let mut deleted = 0;
-    while let Some(keys) = scan.next_batch().await? {
-        let mut script = with_keys(&scripts::DELETE_STALE, &keys);
-        script.arg(duration_us(older_than));
-        let reply = con.query(OPERATION, &Request::Script(script)).await?;
-        deleted += decode::<u64>(OPERATION, reply)?;
+    for node in primaries(con, OPERATION).await? {
+        let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
+        while let Some(keys) = scan.next_batch().await? {
+            for keys in by_slot(con, keys) {
+                let mut script = with_keys(&scripts::DELETE_STALE, &keys);
+                script.arg(duration_us(older_than));
+                let reply = con.query(OPERATION, &Request::Script(script)).await?;
+                deleted += decode::<u64>(OPERATION, reply)?;
+            }
+        }
     }
     Ok(deleted)
 }
 
 /// Counts the function's keys; sends nothing but `SCAN` steps.
 pub(crate) async fn len<C: Conn>(con: C, scope: &Scope) -> Result<u64, Error> {
-    let mut scan = Scan::new(con, "len", &scope.pattern);
+    const OPERATION: &str = "len";
     let mut n = 0;
-    while let Some(keys) = scan.next_batch().await? {
-        n += keys.len() as u64;
+    for node in primaries(con, OPERATION).await? {
+        let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
+        while let Some(keys) = scan.next_batch().await? {
+            n += keys.len() as u64;
+        }
     }
     Ok(n)
 }
 
-/// One `SCAN` step and one [`scripts::LIST`] per batch of 1,000 keys; values never cross the
-/// wire (`HSTRLEN` sizes them), and ages and claims are judged by the server's clock, as
-/// [`get`] judges them.
+/// One `SCAN` step and one [`scripts::LIST`] per batch of 1,000 keys (on a cluster, per slot
+/// of a batch); values never cross the wire (`HSTRLEN` sizes them), and ages and claims are
+/// judged by the server's clock, as [`get`] judges them.
 pub(crate) async fn entries<C: Conn>(con: C, scope: &Scope) -> Result<Vec<EntryInfo>, Error> {
     const OPERATION: &str = "entries";
-    let mut scan = Scan::new(con, OPERATION, &scope.pattern);
     let mut out = Vec::new();
-    while let Some(keys) = scan.next_batch().await? {
-        let request = Request::Script(with_keys(&scripts::LIST, &keys));
-        let rows: Vec<Value> = decode(OPERATION, con.query(OPERATION, &request).await?)?;
-        listed(&keys, &rows, &mut out).map_err(|e| Error::backend("redis", OPERATION, e))?;
+    for node in primaries(con, OPERATION).await? {
+        let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
+        while let Some(keys) = scan.next_batch().await? {
+            for keys in by_slot(con, keys) {
+                let request = Request::Script(with_keys(&scripts::LIST, &keys));
+                let rows: Vec<Value> = decode(OPERATION, con.query(OPERATION, &request).await?)?;
+                listed(&keys, &rows, &mut out)
+                    .map_err(|e| Error::backend("redis", OPERATION, e))?;
+            }
+        }
     }
-    // `SCAN` may return a key twice.
+    // `SCAN` may return a key twice (and on a cluster, a key moved during the walk).
     out.sort_by_key(|e| e.key);
     out.dedup_by_key(|e| e.key);
     Ok(out)
@@ -252,14 +282,17 @@ pub(crate) async fn entries<C: Conn>(con: C, scope: &Scope) -> Result<Vec<EntryI
 /// [`Backend::namespaces`](cachier_core::Backend::namespaces): the namespaces of the entries
 /// under `prefix`, read from their keys ([`namespace_of`]), deduplicated and sorted.
 pub(crate) async fn namespaces<C: Conn>(con: C, prefix: &str) -> Result<Vec<Namespace>, Error> {
+    const OPERATION: &str = "namespaces";
     let mut pattern = glob_escape(prefix);
     pattern.push_str(":*");
-    let mut scan = Scan::new(con, "namespaces", &pattern);
     let mut names = BTreeSet::new();
-    while let Some(keys) = scan.next_batch().await? {
-        for key in &keys {
-            if let Some(name) = namespace_of(prefix, key) {
-                names.insert(name.to_owned());
+    for node in primaries(con, OPERATION).await? {
+        let mut scan = Scan::new(con, OPERATION, &pattern, node.as_ref());
+        while let Some(keys) = scan.next_batch().await? {
+            for key in &keys {
+                if let Some(name) = namespace_of(prefix, key) {
+                    names.insert(name.to_owned());
+                }
             }
         }
     }
@@ -275,22 +308,87 @@ pub(crate) async fn namespaces<C: Conn>(con: C, prefix: &str) -> Result<Vec<Name
     Ok(out)
 }
 
+/// The nodes a walk over keys visits: `[None]` (the server) on a single server, every
+/// primary of a cluster otherwise (`SCAN` sees one node's keys; replicas hold copies).
+async fn primaries<C: Conn>(con: C, operation: &'static str) -> Result<Vec<Option<Node>>, Error> {
+    if !con.cluster() {
+        return Ok(vec![None]);
+    }
+    let mut slots = redis::cmd("CLUSTER");
+    slots.arg("SLOTS");
+    let reply: Value = con.query(operation, &Request::Cmd(slots)).await?;
+    let nodes = primaries_of(&reply).ok_or_else(|| {
+        Error::backend(
+            "redis",
+            operation,
+            format!("unexpected reply to CLUSTER SLOTS: {reply:?}"),
+        )
+    })?;
+    Ok(nodes.into_iter().map(Some).collect())
+}
+
+/// The primaries named by a `CLUSTER SLOTS` reply (each slot range: start, end, primary,
+/// replicas...), deduplicated and sorted.
+fn primaries_of(reply: &Value) -> Option<Vec<Node>> {
+    let Value::Array(ranges) = reply else {
+        return None;
+    };
+    let mut nodes = BTreeSet::new();
+    for range in ranges {
+        let Value::Array(range) = range else {
+            return None;
+        };
+        let Some(Value::Array(primary)) = range.get(2) else {
+            return None;
+        };
+        let host = std::str::from_utf8(text(primary.first()?)?).ok()?;
+        let port = u16::try_from(number(primary.get(1)?)?).ok()?;
+        if host.is_empty() {
+            return None;
+        }
+        nodes.insert(Node {
+            host: host.to_owned(),
+            port,
+        });
+    }
+    Some(nodes.into_iter().collect())
+}
+
+/// `keys` as groups one request may carry: all of them on a single server, those of one hash
+/// slot each on a cluster (a script or `UNLINK` may not span slots there).
+fn by_slot<C: Conn>(con: C, keys: Vec<Vec<u8>>) -> Vec<Vec<Vec<u8>>> {
+    if !con.cluster() {
+        return vec![keys];
+    }
+    let mut groups: HashMap<redis::cluster_routing::Slot, Vec<Vec<u8>>> = HashMap::new();
+    for key in keys {
+        groups
+            .entry(redis::cluster_routing::Slot::for_key(&key))
+            .or_default()
+            .push(key);
+    }
+    groups.into_values().collect()
+}
+
 /// A walk over every key matching a pattern with `SCAN` (never `KEYS`, which blocks the
-/// server for the whole keyspace), one step per batch of [`SCAN_BATCH`] keys.
+/// server for the whole keyspace), one step per batch of [`SCAN_BATCH`] keys, on the server
+/// or on one node of a cluster.
 struct Scan<'a, C> {
     con: C,
     operation: &'static str,
     pattern: &'a str,
+    node: Option<&'a Node>,
     /// Where the next step starts; `None` once the server said the walk is complete.
     cursor: Option<u64>,
 }
 
 impl<'a, C: Conn> Scan<'a, C> {
-    fn new(con: C, operation: &'static str, pattern: &'a str) -> Self {
+    fn new(con: C, operation: &'static str, pattern: &'a str, node: Option<&'a Node>) -> Self {
         Scan {
             con,
             operation,
             pattern,
+            node,
             cursor: Some(0),
         }
     }
@@ -304,8 +402,12 @@ impl<'a, C: Conn> Scan<'a, C> {
                 .arg(self.pattern)
                 .arg("COUNT")
                 .arg(SCAN_BATCH);
+            let request = match self.node {
+                Some(node) => Request::At(node, step),
+                None => Request::Cmd(step),
+            };
             let (next, keys): (u64, Vec<Vec<u8>>) =
-                self.con.query(self.operation, &Request::Cmd(step)).await?;
+                self.con.query(self.operation, &request).await?;
             self.cursor = (next != 0).then_some(next);
             if !keys.is_empty() {
                 return Ok(Some(keys));
@@ -364,6 +466,13 @@ fn no_script(error: &Error) -> bool {
     if source.downcast_ref::<redis::RedisError>().is_some_and(|e| {
         e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
     }))
+}
+
+/// Whether `error` is a cluster's redirection or refusal (`MOVED`, `ASK`, `TRYAGAIN`,
+/// `CLUSTERDOWN`) that outlasted the client's retries.
+fn redirected(error: &Error) -> bool {
+    matches!(error, Error::Backend { source, .. }
+    if source.downcast_ref::<redis::RedisError>().is_some_and(redis::RedisError::is_cluster_error))
 }
 
 /// The entry in the reply to [`get`]'s pipeline (`HGETALL`, `TIME`). A `WRONGTYPE` error

@@ -10,41 +10,136 @@
 //! With the `async` feature the pool also keeps one multiplexed async connection per tokio
 //! runtime for [`AsyncCore`](cachier_core::AsyncCore): the same retry, timeouts and backoff,
 //! awaited on the caller's runtime. Both paths send the same [`Request`]s.
+//!
+//! On a Redis Cluster ([`Server::Cluster`]) each pooled connection is a cluster connection of
+//! the `redis` crate: it routes each request to the primary of its key's slot and follows
+//! `MOVED` and `ASK` redirections. One that fails on its connections (a primary died) is
+//! dropped like a broken single-server connection, and the next one reads the cluster's map
+//! afresh from the seed nodes, so a replica promoted since is found without a restart.
 
 use std::time::{Duration, Instant};
 
 use cachier_core::{BoxError, Error, ErrorKind};
 use parking_lot::Mutex;
+use redis::cluster::{ClusterClient, ClusterConnection};
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Client, Connection, ConnectionLike, FromRedisValue, RedisError, RedisResult};
+
+/// What the connections are opened to.
+// One per backend, never moved on a hot path: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Server {
+    /// One server.
+    Single(Client),
+    /// A Redis Cluster, reached through its seed nodes.
+    Cluster(ClusterClient),
+}
+
+/// One node of a cluster, as `CLUSTER SLOTS` names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Node {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+}
+
+impl Node {
+    fn routing(&self) -> RoutingInfo {
+        RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: self.host.clone(),
+            port: self.port,
+        })
+    }
+}
 
 /// One request as both paths send it: built once, sent by [`Pool::run`] or
 /// [`Pool::run_async`] (possibly twice, on a fresh connection after a dead one).
 pub(crate) enum Request<'a> {
     Cmd(redis::Cmd),
+    /// A pipeline; on a cluster it goes to the node of its first key, so all its keys must
+    /// share one slot.
     Pipe(redis::Pipeline),
+    /// A script; on a cluster all its keys must share one slot.
     Script(redis::ScriptInvocation<'a>),
+    /// A command for one node of a cluster (a `SCAN` step of one primary); on a single server,
+    /// simply the command.
+    At(&'a Node, redis::Cmd),
+}
+
+/// A pooled synchronous connection.
+pub(crate) enum SyncConnection {
+    Single(Connection),
+    Cluster(Box<ClusterConnection>),
+}
+
+impl SyncConnection {
+    fn as_dyn(&mut self) -> &mut dyn ConnectionLike {
+        match self {
+            SyncConnection::Single(con) => con,
+            SyncConnection::Cluster(con) => &mut **con,
+        }
+    }
 }
 
 impl Request<'_> {
-    pub(crate) fn send<T: FromRedisValue>(&self, con: &mut Connection) -> RedisResult<T> {
+    pub(crate) fn send<T: FromRedisValue>(&self, con: &mut SyncConnection) -> RedisResult<T> {
+        if let SyncConnection::Cluster(con) = con {
+            let reply = match self {
+                Request::At(node, cmd) => con.route_command(cmd, node.routing())?,
+                // The blocking cluster connection refuses `Pipeline::query`, but sends a packed
+                // pipeline to the node of its first key, and again after a redirection.
+                Request::Pipe(pipe) => redis::Value::Array(con.req_packed_commands(
+                    &pipe.get_packed_pipeline(),
+                    0,
+                    pipe.len(),
+                )?),
+                _ => return self.send_on(&mut **con),
+            };
+            return redis::from_redis_value(reply).map_err(RedisError::from);
+        }
+        self.send_on(con.as_dyn())
+    }
+
+    fn send_on<T: FromRedisValue>(&self, con: &mut dyn ConnectionLike) -> RedisResult<T> {
         match self {
-            Request::Cmd(cmd) => cmd.query(con),
+            Request::Cmd(cmd) | Request::At(_, cmd) => cmd.query(con),
             Request::Pipe(pipe) => pipe.query(con),
             Request::Script(script) => script.invoke(con),
         }
     }
 
     #[cfg(feature = "async")]
-    async fn send_async<T: FromRedisValue>(
+    async fn send_async<T: FromRedisValue>(&self, con: &mut AsyncConnection) -> RedisResult<T> {
+        match con {
+            AsyncConnection::Single(con) => self.send_on_async(con).await,
+            AsyncConnection::Cluster(con) => {
+                if let Request::At(node, cmd) = self {
+                    let reply = con.route_command(cmd.clone(), node.routing()).await?;
+                    return redis::from_redis_value(reply).map_err(RedisError::from);
+                }
+                self.send_on_async(con).await
+            }
+        }
+    }
+
+    #[cfg(feature = "async")]
+    async fn send_on_async<T: FromRedisValue>(
         &self,
-        con: &mut redis::aio::MultiplexedConnection,
+        con: &mut (impl redis::aio::ConnectionLike + Send),
     ) -> RedisResult<T> {
         match self {
-            Request::Cmd(cmd) => cmd.query_async(con).await,
+            Request::Cmd(cmd) | Request::At(_, cmd) => cmd.query_async(con).await,
             Request::Pipe(pipe) => pipe.query_async(con).await,
             Request::Script(script) => script.invoke_async(con).await,
         }
     }
+}
+
+/// A cached async connection (multiplexed: cloned by each caller).
+#[cfg(feature = "async")]
+#[derive(Clone)]
+enum AsyncConnection {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
 }
 
 /// Runtimes with a cached async connection at once: a connection's driver task lives on the
@@ -62,15 +157,15 @@ pub(crate) struct PoolSettings {
 }
 
 pub(crate) struct Pool {
-    client: Client,
+    server: Server,
     settings: PoolSettings,
-    idle: Mutex<Vec<Connection>>,
+    idle: Mutex<Vec<SyncConnection>>,
     /// Set after a failed connect: no new attempt before the instant; the text says why.
     /// Shared by both paths: a server found down by one is down for the other.
     down: Mutex<Option<(Instant, String)>>,
     /// The async connection of each runtime that made async calls, most recent last.
     #[cfg(feature = "async")]
-    multiplexed: Mutex<Vec<(tokio::runtime::Id, redis::aio::MultiplexedConnection)>>,
+    multiplexed: Mutex<Vec<(tokio::runtime::Id, AsyncConnection)>>,
 }
 
 /// The error of an operation while connecting is suspended.
@@ -160,9 +255,9 @@ fn dropped(error: &RedisError) -> bool {
 }
 
 impl Pool {
-    pub(crate) fn new(client: Client, settings: PoolSettings) -> Pool {
+    pub(crate) fn new(server: Server, settings: PoolSettings) -> Pool {
         Pool {
-            client,
+            server,
             settings,
             idle: Mutex::new(Vec::new()),
             down: Mutex::new(None),
@@ -171,8 +266,14 @@ impl Pool {
         }
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn server(&self) -> &Server {
+        &self.server
+    }
+
+    /// Whether the connections go to a cluster (keys of one request must share a slot, and
+    /// walks visit every primary).
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self.server, Server::Cluster(_))
     }
 
     /// Runs `op` on a connection. `op` may run twice (once more on a fresh connection when a
@@ -180,7 +281,7 @@ impl Pool {
     pub(crate) fn run<T>(
         &self,
         operation: &'static str,
-        mut op: impl FnMut(&mut Connection) -> RedisResult<T>,
+        mut op: impl FnMut(&mut SyncConnection) -> RedisResult<T>,
     ) -> Result<T, Error> {
         let reused = self.idle.lock().pop();
         let (mut con, reused) = match reused {
@@ -205,7 +306,7 @@ impl Pool {
 
     fn finish<T>(
         &self,
-        con: Connection,
+        con: SyncConnection,
         outcome: RedisResult<T>,
         operation: &'static str,
     ) -> Result<T, Error> {
@@ -223,8 +324,8 @@ impl Pool {
         }
     }
 
-    fn check_in(&self, con: Connection) {
-        if !con.is_open() {
+    fn check_in(&self, mut con: SyncConnection) {
+        if !con.as_dyn().is_open() {
             return;
         }
         let mut idle = self.idle.lock();
@@ -233,20 +334,25 @@ impl Pool {
         }
     }
 
-    fn connect(&self, operation: &'static str) -> Result<Connection, Error> {
+    fn connect(&self, operation: &'static str) -> Result<SyncConnection, Error> {
         self.check_up(operation)?;
         #[cfg(feature = "tls")]
         install_crypto_provider();
         let settings = &self.settings;
-        let connected = self
-            .client
-            .get_connection_with_timeout(settings.connect_timeout)
-            .and_then(|con| {
-                con.set_read_timeout(Some(settings.response_timeout))?;
-                con.set_write_timeout(Some(settings.response_timeout))?;
-                Ok(con)
-            })
-            .map_err(|error| self.explained(error));
+        let connected = match &self.server {
+            Server::Single(client) => client
+                .get_connection_with_timeout(settings.connect_timeout)
+                .and_then(|con| {
+                    con.set_read_timeout(Some(settings.response_timeout))?;
+                    con.set_write_timeout(Some(settings.response_timeout))?;
+                    Ok(SyncConnection::Single(con))
+                }),
+            // The timeouts are the cluster client's (set when it was built).
+            Server::Cluster(client) => client
+                .get_connection()
+                .map(|con| SyncConnection::Cluster(Box::new(con))),
+        }
+        .map_err(|error| self.explained(error));
         self.connected(connected, operation)
     }
 
@@ -264,8 +370,11 @@ impl Pool {
     /// Asks the server why it refuses the credentials: the same `AUTH`, sent on a connection
     /// opened without them.
     fn refusal_reason(&self) -> Option<String> {
-        let auth = auth_command(&self.client)?;
-        let mut con = without_credentials(&self.client)?
+        let Server::Single(client) = &self.server else {
+            return None;
+        };
+        let auth = auth_command(client)?;
+        let mut con = without_credentials(client)?
             .get_connection_with_timeout(self.settings.connect_timeout)
             .ok()?;
         con.set_read_timeout(Some(self.settings.response_timeout))
@@ -371,18 +480,26 @@ impl Pool {
         &self,
         operation: &'static str,
         runtime: tokio::runtime::Id,
-    ) -> Result<redis::aio::MultiplexedConnection, Error> {
+    ) -> Result<AsyncConnection, Error> {
         self.check_up(operation)?;
         #[cfg(feature = "tls")]
         install_crypto_provider();
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.settings.connect_timeout))
-            .set_response_timeout(Some(self.settings.response_timeout));
-        let outcome = match self
-            .client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
-        {
+        let opened = match &self.server {
+            Server::Single(client) => {
+                let config = redis::AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.settings.connect_timeout))
+                    .set_response_timeout(Some(self.settings.response_timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(AsyncConnection::Single)
+            }
+            Server::Cluster(client) => client
+                .get_async_connection()
+                .await
+                .map(AsyncConnection::Cluster),
+        };
+        let outcome = match opened {
             Ok(con) => Ok(con),
             Err(error) => Err(self.explained_async(error).await),
         };
@@ -411,11 +528,14 @@ impl Pool {
     }
 
     async fn refusal_reason_async(&self) -> Option<String> {
-        let auth = auth_command(&self.client)?;
+        let Server::Single(client) = &self.server else {
+            return None;
+        };
+        let auth = auth_command(client)?;
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.settings.connect_timeout))
             .set_response_timeout(Some(self.settings.response_timeout));
-        let mut con = without_credentials(&self.client)?
+        let mut con = without_credentials(client)?
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .ok()?;

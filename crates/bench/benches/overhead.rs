@@ -14,6 +14,8 @@ fn main() {
     rows.extend(cachier_bench::file::rows(&config));
     #[cfg(feature = "redis")]
     rows.extend(cachier_bench::redis::rows(&config));
+    #[cfg(feature = "redis")]
+    rows.extend(cachier_bench::redis::cluster_rows(&config));
     #[cfg(feature = "macros")]
     rows.extend(cachier_bench::macros::rows(&config));
     #[cfg(feature = "sqlite")]

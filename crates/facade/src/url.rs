@@ -17,6 +17,7 @@ use crate::{store::Backend, Error, Result};
 /// | `sqlite:///path/file.db`, `sqlite::memory:` | SQL on SQLite | `sql-sqlite` |
 /// | `postgres://user@host/db` | SQL on PostgreSQL | `sql-postgres` |
 /// | `redis://host/db`, `rediss://…`, `redis+unix:///path` | Redis | `redis` (`redis-tls`) |
+/// | `redis+cluster://host1:port,host2:port/`, `rediss+cluster://…` | Redis Cluster (seed nodes) | `redis` (`redis-tls`) |
 /// | `mongodb://host/db`, `mongodb+srv://…` | MongoDB | `mongo` |
 ///
 /// # Errors
@@ -33,8 +34,8 @@ pub fn backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
         "file" => file(url, rest),
         "sqlite" => sql(url, "sql-sqlite"),
         "postgres" | "postgresql" => sql(url, "sql-postgres"),
-        "redis" | "redis+unix" => redis(url, "redis"),
-        "rediss" => redis(url, "redis-tls"),
+        "redis" | "redis+unix" | "redis+cluster" => redis(url, "redis"),
+        "rediss" | "rediss+cluster" => redis(url, "redis-tls"),
         "mongodb" | "mongodb+srv" => mongo(url),
         other => Err(bad(
             url,

@@ -381,6 +381,8 @@ pub const BACKEND_URL_SCHEMES: &[&str] = &[
     "redis",
     "rediss",
     "redis+unix",
+    "redis+cluster",
+    "rediss+cluster",
     "mongodb",
     "mongodb+srv",
 ];

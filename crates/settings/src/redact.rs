@@ -349,6 +349,10 @@ mod tests {
             redact_url("redis+unix:///run/redis.sock?db=1&pass=s3cret&user=me"),
             "redis+unix:///run/redis.sock?db=1&pass=***&user=me"
         );
+        assert_eq!(
+            redact_url("redis+cluster://user:s3cret@h1:7000,h2:7001/"),
+            "redis+cluster://user:***@h1:7000,h2:7001/"
+        );
         assert_eq!(redact_url("not a url"), "not a url");
         assert_eq!(
             redact_url("host=db user=app password=s3cret dbname=cache"),

@@ -26,6 +26,8 @@ pub const MALFORMED_URLS: &[&str] = &[
     "rediss://:S3cret/Pw@127.0.0.1:1/0",
     "redis+unix:///nonexistent/cachier.sock?pass=S3cret",
     "redis+unix:///nonexistent/cachier.sock?db=1&password=S3cret",
+    "redis+cluster://u:S3cret/Pw@127.0.0.1:1,127.0.0.1:2/",
+    "redis+cluster://u:S3cret@127.0.0.1:1,127.0.0.1:2/5",
     "postgres://user:S3cret?Pw@127.0.0.1:1/test",
     "postgres://user:S3cret/Pw@127.0.0.1:1/test",
     "postgres://user:S3cret#Pw@127.0.0.1:1/test",
