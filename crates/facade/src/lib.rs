@@ -205,6 +205,9 @@ pub mod __private {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Mutex, OnceLock};
 
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
+
     use crate::Error;
 
     /// The memoized handle of one `#[cachier]` function, built on first use.
@@ -302,5 +305,64 @@ pub mod __private {
     /// Fixes a key closure's argument type, for inference.
     pub fn key_fn<A, K, F: Fn(&A) -> K>(key: F) -> F {
         key
+    }
+
+    /// What a `#[cachier]` function can store; named in the generated code at the return
+    /// type, so that a missing derive is reported there, in these words.
+    #[diagnostic::on_unimplemented(
+        message = "the value of a #[cachier] function is stored, so `{Self}` must implement `Serialize` and `Deserialize`",
+        label = "derive `Deserialize` (and `Serialize`) for this type",
+        note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or return a type that has them"
+    )]
+    pub trait CachedValue: Serialize + DeserializeOwned + Send + 'static {}
+    impl<T: Serialize + DeserializeOwned + Send + 'static> CachedValue for T {}
+
+    /// [`crate::memoize`], with the value bound by [`CachedValue`].
+    pub fn memoize<A, V, F>(name: &str, func: F) -> crate::Memoize<A, V>
+    where
+        A: Serialize + Send + 'static,
+        V: CachedValue,
+        F: Fn(A) -> V + Send + Sync + 'static,
+    {
+        crate::memoize(name, func)
+    }
+
+    /// [`crate::memoize_fallible`], with the value bound by [`CachedValue`].
+    pub fn memoize_fallible<A, T, E, F>(name: &str, func: F) -> crate::Memoize<A, Result<T, E>>
+    where
+        A: Serialize + Send + 'static,
+        T: CachedValue,
+        E: Send + 'static,
+        F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
+    {
+        crate::memoize_fallible(name, func)
+    }
+
+    /// [`crate::memoize_async`], with the value bound by [`CachedValue`].
+    #[cfg(feature = "async")]
+    pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> crate::Memoize<A, V, crate::Async>
+    where
+        A: Serialize + Send + 'static,
+        V: CachedValue,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = V> + Send + 'static,
+    {
+        crate::memoize_async(name, func)
+    }
+
+    /// [`crate::memoize_async_fallible`], with the value bound by [`CachedValue`].
+    #[cfg(feature = "async")]
+    pub fn memoize_async_fallible<A, T, E, F, Fut>(
+        name: &str,
+        func: F,
+    ) -> crate::Memoize<A, Result<T, E>, crate::Async>
+    where
+        A: Serialize + Send + 'static,
+        T: CachedValue,
+        E: Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    {
+        crate::memoize_async_fallible(name, func)
     }
 }
