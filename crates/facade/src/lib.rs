@@ -157,6 +157,9 @@ where
 /// Builds the global default backend (`"pickle"`, `"memory"` or a backend URL), for
 /// functions that name none. URL backends are opened once and shared.
 fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
+    if let Some(error) = settings.backend.error() {
+        return Err(error.clone());
+    }
     match settings.backend.as_str() {
         #[cfg(feature = "file")]
         cachier_settings::FILE_BACKEND => Ok(shared_file_backend(settings)),
@@ -168,6 +171,59 @@ fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
         cachier_settings::MEMORY_BACKEND => shared_backend_from_url("memory:"),
         url => shared_backend_from_url(url),
     }
+}
+
+/// Checks, eagerly, what memoized functions on the global default backend will use: the global
+/// backend (`CACHIER_BACKEND_URL` or [`set_global_params`]) names a backend that is compiled in,
+/// and its store answers (one read; for the file backend, its cache directory exists or can be
+/// created, and is writable). A service calls it at start-up to fail there, instead of running
+/// every call uncached.
+///
+/// ```
+/// cachier::set_global_params(cachier::ParamsUpdate::new().backend("memory"))?;
+/// cachier::check()?;
+/// # Ok::<(), cachier::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Config`] for a backend that is not one, or whose cargo feature is off; the store's
+/// error ([`ErrorKind::Unavailable`], [`ErrorKind::Timeout`]...) when it cannot be reached.
+pub fn check() -> Result<()> {
+    let settings = get_global_params();
+    let backend = default_backend(&settings)?;
+    // The file backend opens a store for every function it is asked for: its directory is
+    // checked instead, so that the check leaves no store behind.
+    #[cfg(feature = "file")]
+    {
+        let dir = match settings.backend.as_str() {
+            cachier_settings::FILE_BACKEND => Some(settings.resolved_cache_dir()),
+            url => url::file_url_dir(url)?,
+        };
+        if let Some(dir) = dir {
+            return check_cache_dir(&dir);
+        }
+    }
+    let namespace = store::Namespace::new("cachier::check", None)?;
+    let core = backend.core(&namespace)?;
+    core.get(&store::Key::of(&())?).map(drop)
+}
+
+/// The file backend's directory is created on first use; creating it here is what that use
+/// would do. A probe file tells whether it is writable (permissions alone do not: a read-only
+/// mount, an ACL).
+#[cfg(feature = "file")]
+fn check_cache_dir(dir: &std::path::Path) -> Result<()> {
+    let fail = |operation: &'static str, error: std::io::Error| {
+        Error::backend(
+            "file",
+            operation,
+            format!("cache directory {}: {error}", dir.display()),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("check", e))?;
+    let probe = dir.join(format!(".cachier-check-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| fail("check", e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail("check", e))
 }
 
 /// One [`FileBackend`](backends::file::FileBackend) per (directory, `separate_files`), so that the functions using the
@@ -246,6 +302,9 @@ pub mod __private {
                     Ok(handle) => Ok(Box::new(handle)),
                     Err(error) => {
                         tracing::warn!(namespace = name, %error, "cachier: cannot build this #[cachier] function's cache; it runs uncached");
+                        cachier_core::eprint_if_unheard(format_args!(
+                            "cannot build the cache of {name}; it runs uncached: {error}"
+                        ));
                         Err(error)
                     }
                 }
