@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use quote::ToTokens;
@@ -21,10 +22,12 @@ struct Scan {
     elsewhere: HashSet<String>,
 }
 
+/// A file's scan, with the modification time it was made at.
+type Scanned = (Option<SystemTime>, Rc<Scan>);
+
 thread_local! {
     /// Scans by file, valid while the file's modification time stays the same.
-    static SCANS: RefCell<HashMap<PathBuf, (Option<SystemTime>, std::rc::Rc<Scan>)>> =
-        RefCell::default();
+    static SCANS: RefCell<HashMap<PathBuf, Scanned>> = RefCell::default();
 }
 
 /// The type of the `impl` block without `#[cachier]` that holds the `#[cachier]` associated
@@ -38,7 +41,7 @@ pub(crate) fn plain_impl_of(name: &str) -> Option<String> {
         match scans.get(&path) {
             Some((time, scan)) if *time == modified => Some(scan.clone()),
             _ => {
-                let scan = std::rc::Rc::new(scan(&std::fs::read_to_string(&path).ok()?)?);
+                let scan = Rc::new(scan(&std::fs::read_to_string(&path).ok()?)?);
                 scans.insert(path, (modified, scan.clone()));
                 Some(scan)
             }
