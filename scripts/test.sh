@@ -102,6 +102,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 step "tests"
 cargo test --workspace --all-features --no-fail-fast
 
+step "the default backend with backends compiled out (the facade's default features)"
+cargo test -p cachier --test default_backend
+
 step "examples"
 for example in crates/facade/examples/*.rs; do
   name="$(basename "$example" .rs)"

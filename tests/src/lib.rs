@@ -185,7 +185,8 @@ macro_rules! multiprocess_tests {
     ($spec:expr) => {
         $crate::multiprocess_tests!(@cases $spec;
             value_from_one_process_is_a_hit_in_another, processes_compute_once,
-            killed_computation_is_taken_over, stress_no_duplicate_computations
+            killed_computation_is_taken_over, stress_no_duplicate_computations,
+            hash_map_argument_is_a_hit_in_another_process
         );
     };
     (@cases $spec:expr; $($case:ident),* $(,)?) => {

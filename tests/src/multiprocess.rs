@@ -1,5 +1,6 @@
 //! Multi-process cases: real processes (the `conformance-worker` binary) sharing one store.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -45,6 +46,30 @@ pub fn worker_function(
     .lease(lease)
     .build()
     .expect("build worker function")
+}
+
+/// A `HashMap` argument of `size` entries. Each process's `HashMap` iterates in its own
+/// random order.
+pub fn map_argument(size: u64) -> HashMap<String, u64> {
+    (0..size).map(|i| (format!("key{i}"), i * i)).collect()
+}
+
+/// The worker's memoized function of a `HashMap` argument (`call-map`); its value names the
+/// process that computed it, like [`worker_function`]'s.
+pub fn map_worker_function(
+    spec: &str,
+    namespace: &str,
+    count_file: &Path,
+) -> cachier::Memoized<HashMap<String, u64>, u64> {
+    let count_file = count_file.to_owned();
+    cachier::memoize(namespace, move |map: HashMap<String, u64>| {
+        let x = map.len() as u64;
+        record_computation(&count_file, x);
+        worker_value(x)
+    })
+    .shared_backend(backend_from_spec(spec))
+    .build()
+    .expect("build map worker function")
 }
 
 /// [`worker_function`] as an async function, for the async workers.
@@ -270,6 +295,47 @@ pub fn value_from_one_process_is_a_hit_in_another(spec: &str, worker: &str) {
     assert_eq!(f.call(7), child_value, "the child's value is served here");
     assert_eq!(lines(&count_file).len(), 1, "computed once, by the child");
 }
+
+/// A `HashMap` argument has one key in every process, although each process's map iterates
+/// in another order: a value computed by one process is a hit in another.
+pub fn hash_map_argument_is_a_hit_in_another_process(spec: &str, worker: &str) {
+    let dir = fresh_dir("mp_map");
+    let count_file = dir.join("calls");
+    let namespace = unique_name("mp_map");
+    let run = Run {
+        worker,
+        mode: "call-map",
+        spec,
+        namespace: &namespace,
+        count_file: &count_file,
+        threads: 1,
+        pause_ms: 0,
+        lease_ms: 10_000,
+        start_at_ms: 0,
+    };
+    let out = run.command().output().expect("run worker");
+    assert!(out.status.success(), "worker failed: {out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines_out = stdout.lines();
+    let child_value: u64 = lines_out
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("worker value");
+    let child_order = lines_out.next().expect("worker's iteration order");
+    let map = map_argument(MAP_ARGUMENT_SIZE);
+    let order = map.keys().cloned().collect::<Vec<_>>().join(",");
+    assert_ne!(
+        order, child_order,
+        "the two processes' maps iterate in different orders"
+    );
+    let f = map_worker_function(spec, &namespace, &count_file);
+    assert_eq!(f.call(map), child_value, "the child's value is served here");
+    assert_eq!(lines(&count_file).len(), 1, "computed once, by the child");
+}
+
+/// Entries of the `HashMap` argument of the `call-map` worker: enough that two processes'
+/// random orders never agree.
+pub const MAP_ARGUMENT_SIZE: u64 = 32;
 
 /// Eight processes of four threads miss one key at once; exactly one computes.
 pub fn processes_compute_once(spec: &str, worker: &str) {

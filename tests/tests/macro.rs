@@ -46,6 +46,45 @@ mod memory {
         assert_eq!(SQUARE.get(), 2);
     }
 
+    static TOTALS: Calls = Calls::new();
+
+    /// A `HashMap` argument: equal maps are one key, whatever order each iterates in.
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
+    fn total(prices: std::collections::HashMap<String, u64>) -> u64 {
+        TOTALS.bump();
+        prices.values().sum()
+    }
+
+    /// A `HashSet` argument is accepted with a key function that orders it.
+    #[cachier(
+        backend = cachier::backends::memory::MemoryBackend::new(),
+        key = |(ids,): &(std::collections::HashSet<u32>,)| ids.iter().copied().collect::<std::collections::BTreeSet<u32>>()
+    )]
+    fn count(ids: std::collections::HashSet<u32>) -> usize {
+        ids.len()
+    }
+
+    #[test]
+    fn hash_map_arguments_have_one_key() {
+        let entries = || (0..40u64).map(|i| (format!("item{i}"), i));
+        let mut maps: Vec<std::collections::HashMap<String, u64>> = Vec::new();
+        for _ in 0..8 {
+            let mut map = std::collections::HashMap::new();
+            map.extend(entries());
+            maps.push(map);
+        }
+        let orders: std::collections::BTreeSet<Vec<String>> =
+            maps.iter().map(|m| m.keys().cloned().collect()).collect();
+        assert!(orders.len() > 1, "the maps iterate in different orders");
+        for map in maps {
+            assert_eq!(total(map), (0..40).sum::<u64>());
+        }
+        assert_eq!(TOTALS.get(), 1, "one computation for equal maps");
+        assert_eq!(count((0..5).collect()), 5);
+        assert_eq!(count((0..5).rev().collect()), 5);
+        assert_eq!(count_cache().unwrap().stats().misses, 1);
+    }
+
     static JOINED: Calls = Calls::new();
 
     /// Several arguments of several types are one key; patterns work in the signature.

@@ -5,6 +5,7 @@
 mod report;
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,7 +103,47 @@ fn open(cli: &Cli) -> Result<Arc<dyn Backend>, String> {
             cachier::get_global_params().resolved_cache_dir().display()
         ),
     };
-    cachier::backend_from_url(&url).map_err(|e| explain(&e, &url))
+    let backend = cachier::backend_from_url(&url).map_err(|e| explain(&e, &url))?;
+    // The file backend creates its directory on first use; a tool that only looks must not,
+    // and an empty listing of a mistyped path would hide the mistake.
+    if let Some(dir) = file_dir(&url) {
+        if !dir.is_dir() {
+            return Err(format!(
+                "the cache directory {} does not exist (or is not a directory)",
+                dir.display()
+            ));
+        }
+    }
+    Ok(backend)
+}
+
+/// The directory of a `file://` URL (already checked by `backend_from_url`).
+fn file_dir(url: &str) -> Option<PathBuf> {
+    let (scheme, rest) = url.trim().split_once(':')?;
+    if !scheme.eq_ignore_ascii_case("file") {
+        return None;
+    }
+    let path = rest.split('?').next()?.strip_prefix("//")?;
+    Some(PathBuf::from(
+        path.strip_prefix("localhost").unwrap_or(path),
+    ))
+}
+
+/// Whether a `file://` URL uses one store per function (not `separate_files`).
+fn single_store(url: &str) -> bool {
+    !url.contains("separate_files=true") && !url.contains("separate_files=1")
+}
+
+/// Every namespace of the store, sorted (stores list them in their own order).
+fn namespaces(backend: &dyn Backend, url: &str) -> Result<Vec<Namespace>, String> {
+    let mut namespaces = backend.namespaces().map_err(|e| explain(&e, url))?;
+    namespaces.sort();
+    Ok(namespaces)
+}
+
+/// `1 entry`, `2 entries`.
+fn count(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// An error message that says what was wrong, down to its last cause (each named once), and
@@ -119,36 +160,55 @@ fn explain(error: &Error, url: &str) -> String {
 
 fn run(cli: &Cli) -> Result<(), String> {
     let backend = open(cli)?;
-    let url = cli.backend.clone().unwrap_or_default();
+    let url = match &cli.backend {
+        Some(url) => url.clone(),
+        None => format!(
+            "file://{}",
+            cachier::get_global_params().resolved_cache_dir().display()
+        ),
+    };
     let fail = |e: Error| explain(&e, &url);
     let out = Output::new(cli.json);
     match &cli.command {
         Command::Ls { stale_after } => {
+            let progress = report::progress("listing");
+            let namespaces = namespaces(&*backend, &url)?;
+            report::steps(&progress, namespaces.len() as u64);
             let mut reports = Vec::new();
-            for namespace in backend.namespaces().map_err(fail)? {
+            for namespace in namespaces {
+                progress.set_message(namespace.to_string());
                 let entries = backend
                     .core(&namespace)
                     .and_then(|c| c.entries())
                     .map_err(fail)?;
                 reports.push(NamespaceReport::of(&namespace, &entries, *stale_after));
+                progress.inc(1);
             }
+            progress.finish_and_clear();
             out.namespaces(&reports, stale_after.is_some());
         }
         Command::Show { namespace } => {
             let namespace = known(&*backend, namespace, &url)?;
+            let progress = report::progress(&format!("listing {namespace}"));
             let entries = backend
                 .core(&namespace)
                 .and_then(|c| c.entries())
                 .map_err(fail)?;
+            progress.finish_and_clear();
             out.entries(&namespace, &entries);
         }
         Command::Clear { namespace, yes } => {
             let namespace = known(&*backend, namespace, &url)?;
             let core = backend.core(&namespace).map_err(fail)?;
             let n = core.len().map_err(fail)?;
-            if confirm(*yes, &format!("delete all {n} entries of {namespace}?"))? {
+            let entries = count(n, "entry", "entries");
+            if confirm(*yes, &format!("delete {entries} of {namespace}?"))? {
                 core.clear_cache().map_err(fail)?;
-                out.done(&format!("cleared {n} entries of {namespace}"), n);
+                drop(core);
+                if let Some(dir) = file_dir(&url).filter(|_| single_store(&url)) {
+                    remove_empty_claims_dir(&dir, &namespace);
+                }
+                out.done(&format!("cleared {entries} of {namespace}"), n);
             }
         }
         Command::ClearBeingCalculated { namespace, yes } => {
@@ -160,9 +220,10 @@ fn run(cli: &Cli) -> Result<(), String> {
                 .iter()
                 .filter(|e| e.being_calculated())
                 .count() as u64;
-            if confirm(*yes, &format!("drop {claims} claims of {namespace}?"))? {
+            let what = count(claims, "claim", "claims");
+            if confirm(*yes, &format!("drop {what} of {namespace}?"))? {
                 core.clear_being_calculated().map_err(fail)?;
-                out.done(&format!("dropped {claims} claims of {namespace}"), claims);
+                out.done(&format!("dropped {what} of {namespace}"), claims);
             }
         }
         Command::Cleanup {
@@ -174,18 +235,19 @@ fn run(cli: &Cli) -> Result<(), String> {
                 Some(name) => {
                     vec![known(&*backend, name, &url)?]
                 }
-                None => backend.namespaces().map_err(fail)?,
+                None => namespaces(&*backend, &url)?,
             };
             let age = report::age_text(*stale_after);
             let what = match namespace {
                 Some(name) => format!("delete entries of {name} older than {age}?"),
                 None => format!(
-                    "delete entries older than {age} in {} functions?",
-                    namespaces.len()
+                    "delete entries older than {age} in {}?",
+                    count(namespaces.len() as u64, "function", "functions")
                 ),
             };
             if confirm(*yes, &what)? {
-                let progress = report::progress(namespaces.len() as u64);
+                let progress = report::progress("cleaning up");
+                report::steps(&progress, namespaces.len() as u64);
                 let mut deleted = 0;
                 for namespace in &namespaces {
                     progress.set_message(namespace.to_string());
@@ -197,13 +259,25 @@ fn run(cli: &Cli) -> Result<(), String> {
                 }
                 progress.finish_and_clear();
                 out.done(
-                    &format!("deleted {deleted} entries older than {age}"),
+                    &format!(
+                        "deleted {} older than {age}",
+                        count(deleted, "entry", "entries")
+                    ),
                     deleted,
                 );
             }
         }
     }
     Ok(())
+}
+
+/// Removes the lock-file directory of a cleared function of the file backend if it is empty
+/// (`remove_dir` refuses a directory that is not, so a live claim keeps it; a claim made later
+/// creates it again). The function's SQLite file stays: another process may have it open, and
+/// a file removed under an open connection would cut that process off from the cache.
+fn remove_empty_claims_dir(dir: &std::path::Path, namespace: &Namespace) {
+    let stem = cachier::backends::file::file_stem(namespace.as_str());
+    let _ = std::fs::remove_dir(dir.join(format!("{stem}.claims")));
 }
 
 /// The namespace named `name`, if the store has it.

@@ -1,11 +1,29 @@
 //! What the tool prints: tables for people, JSON for scripts.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cachier::store::{EntryInfo, Namespace};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+/// `println!` that ends the process quietly once stdout is closed (`cachier ls | head -3`), as
+/// Unix tools do, instead of panicking on the broken pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        write_line(format_args!($($arg)*))
+    };
+}
+
+fn write_line(line: std::fmt::Arguments<'_>) {
+    if let Err(error) = writeln!(std::io::stdout().lock(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("cachier: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
 
 /// One function's line in `cachier ls`.
 #[derive(Debug, Serialize)]
@@ -59,14 +77,14 @@ impl Output {
 
     pub fn namespaces(&self, reports: &[NamespaceReport], with_stale: bool) {
         if self.json {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(reports).expect("plain data")
             );
             return;
         }
         if reports.is_empty() {
-            println!("no cached functions");
+            out!("no cached functions");
             return;
         }
         let mut rows = vec![vec![
@@ -113,14 +131,14 @@ impl Output {
                     claim_owner: e.claim_owner(),
                 })
                 .collect();
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&reports).expect("plain data")
             );
             return;
         }
         if sorted.is_empty() {
-            println!("{namespace}: no entries");
+            out!("{namespace}: no entries");
             return;
         }
         let mut rows = vec![[
@@ -149,9 +167,9 @@ impl Output {
     /// The outcome of a change.
     pub fn done(&self, message: &str, count: u64) {
         if self.json {
-            println!("{}", serde_json::json!({ "done": message, "count": count }));
+            out!("{}", serde_json::json!({ "done": message, "count": count }));
         } else {
-            println!("{message}");
+            out!("{message}");
         }
     }
 }
@@ -177,7 +195,7 @@ fn print_table(rows: &[Vec<String>]) {
             .enumerate()
             .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
             .collect();
-        println!("{}", line.join("  ").trim_end());
+        out!("{}", line.join("  ").trim_end());
     }
 }
 
@@ -233,16 +251,29 @@ pub fn format_utc(time: SystemTime) -> String {
     )
 }
 
-/// A progress bar on a terminal, nothing when piped.
-pub fn progress(len: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() || len < 2 {
+/// Progress on a terminal (stderr), nothing when piped: a spinner with `message` and the time
+/// taken, so that a listing of many entries shows it is working.
+pub fn progress(message: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}") {
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed} {msg}") {
         bar.set_style(style);
     }
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
     bar
+}
+
+/// [`progress`] over `len` steps: a bar from here on.
+pub fn steps(bar: &ProgressBar, len: u64) {
+    bar.set_length(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {elapsed} {bar:30} {pos}/{len} {msg}")
+    {
+        bar.set_style(style);
+    }
 }
 
 #[cfg(test)]

@@ -40,7 +40,19 @@ fn populate(url: &str) -> String {
 /// Everything the tool does, on one store.
 fn exercise(url: &str) {
     let name = populate(url);
+    // Namespaces that the store may list in another order.
+    for suffix in ["zz", "aa", "mm"] {
+        populate_again(url, &format!("{name}::{suffix}"));
+    }
     let ls = stdout(cachier(url).arg("ls"));
+    let listed: Vec<&str> = ls
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted, "ls is sorted:\n{ls}");
     let line = ls
         .lines()
         .find(|l| l.starts_with(&name))
@@ -86,14 +98,14 @@ fn exercise(url: &str) {
     std::thread::sleep(Duration::from_millis(1100));
     assert!(
         stdout(cachier(url).args(["cleanup", "--stale-after", "1s", &name, "--yes"]))
-            .contains("deleted 2")
+            .contains("deleted 2 entries older than 1s")
     );
     populate_again(url, &name);
     assert!(
         stdout(cachier(url).args(["clear-being-calculated", &name, "--yes"]))
             .contains("dropped 0 claims")
     );
-    assert!(stdout(cachier(url).args(["clear", &name, "--yes"])).contains("cleared 1 entries"));
+    assert!(stdout(cachier(url).args(["clear", &name, "--yes"])).contains("cleared 1 entry of"));
     let after: serde_json::Value =
         serde_json::from_str(&stdout(cachier(url).args(["--json", "ls"]))).unwrap();
     assert!(
@@ -104,6 +116,9 @@ fn exercise(url: &str) {
             .all(|r| r["namespace"] != name.as_str()),
         "cleared namespace gone"
     );
+    for suffix in ["zz", "aa", "mm"] {
+        stdout(cachier(url).args(["clear", &format!("{name}::{suffix}"), "--yes"]));
+    }
 
     let unknown = cachier(url)
         .args(["show", "no::such::function"])
@@ -312,4 +327,106 @@ fn refused_connections_are_explained() {
             "{url} names the reason once: {text}"
         );
     }
+}
+
+#[test]
+fn clear_removes_the_empty_claims_directory() {
+    let dir = fresh_dir("cli-claims");
+    let url = format!("file://{}", dir.display());
+    let name = populate(&url);
+    let claims = dir.join(format!(
+        "{}.claims",
+        cachier::backends::file::file_stem(&name)
+    ));
+    assert!(
+        claims.is_dir(),
+        "the computations claimed through lock files"
+    );
+    assert!(stdout(cachier(&url).args(["clear", &name, "--yes"])).contains("cleared 2 entries"));
+    assert!(!claims.exists(), "the empty claims directory is gone");
+}
+
+#[test]
+fn missing_cache_directory_is_an_error() {
+    let dir = fresh_dir("cli-missing").join("no-such-dir");
+    for command in [&["ls"][..], &["show", "a::b"], &["clear", "a::b", "--yes"]] {
+        let out = cachier(&format!("file://{}", dir.display()))
+            .args(command)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("does not exist") && stderr.contains("no-such-dir"),
+            "{stderr}"
+        );
+    }
+    assert!(!dir.exists(), "not created by looking");
+}
+
+/// Enough entries that `show` outgrows the pipe's buffer, so it writes after the reader left.
+fn many_entries(url: &str) -> String {
+    let name = unique_name("cli-many");
+    let f = cachier::memoize(&name, |x: u64| x)
+        .shared_backend(cachier::backend_from_url(url).unwrap())
+        .build()
+        .unwrap();
+    for x in 0..2_000 {
+        f.precache_value(&x, x).unwrap();
+    }
+    name
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::io::Read;
+    let dir = fresh_dir("cli-pipe");
+    let url = format!("file://{}", dir.display());
+    let name = many_entries(&url);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("cachier"))
+        .args(["--backend", &url, "show", &name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 100];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap(); // `| head -c 100`
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "no panic, no message"
+    );
+}
+
+/// On a terminal, a listing shows that it is working; piped, nothing is added.
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let dir = fresh_dir("cli-progress");
+    let url = format!("file://{}", dir.display());
+    let name = many_entries(&url);
+    let piped = cachier(&url).args(["show", &name]).output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(String::from_utf8_lossy(&piped.stderr), "");
+    // `script` gives the tool a terminal; the transcript holds what it drew.
+    let transcript = dir.join("transcript");
+    let command = format!(
+        "{} --backend {url} show {name} >/dev/null",
+        assert_cmd::cargo::cargo_bin("cachier").display()
+    );
+    let status = std::process::Command::new("script")
+        .args(["-qec", &command])
+        .arg(&transcript)
+        .env_remove("CACHIER_BACKEND_URL")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("`script` (util-linux) runs the tool on a terminal");
+    assert!(status.success());
+    let drawn = std::fs::read(&transcript).unwrap();
+    assert!(
+        String::from_utf8_lossy(&drawn).contains(&format!("listing {name}")),
+        "{}",
+        String::from_utf8_lossy(&drawn)
+    );
 }

@@ -1,5 +1,7 @@
 //! Function namespaces and cache keys.
 
+mod canonical;
+
 use std::fmt;
 
 use serde::Serialize;
@@ -14,8 +16,11 @@ const KEY_FORMAT_VERSION: u8 = 1;
 /// the arguments (or of a custom key function's result).
 ///
 /// The encoding is fixed, so keys are identical across processes, machines, builds and Rust
-/// versions. `HashMap`/`HashSet` arguments do not encode canonically (their iteration order is
-/// random): use `BTreeMap`/`BTreeSet` or a key function.
+/// versions. Maps are encoded with their entries in one order (their keys' natural order), so
+/// a `HashMap` argument, whose iteration order differs in every process, has one key
+/// everywhere, and a `BTreeMap` keeps the key it always had. Sets cannot be told from
+/// sequences in serde's data model: a `HashSet` argument still encodes in its random order
+/// (use a `BTreeSet` or a key function; `#[cachier]` refuses one it can see).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key([u8; 32]);
 
@@ -25,13 +30,14 @@ impl Key {
         // Small arguments are encoded on the stack: no allocation on the hit path.
         let mut stack = [0u8; 128];
         stack[0] = KEY_FORMAT_VERSION;
-        let digest = match postcard::to_slice(value, &mut stack[1..]) {
+        let value = canonical::Canonical(value);
+        let digest = match postcard::to_slice(&value, &mut stack[1..]) {
             Ok(bytes) => {
                 let len = bytes.len();
                 Sha256::digest(&stack[..=len])
             }
             Err(postcard::Error::SerializeBufferFull) => {
-                let bytes = postcard::to_extend(value, vec![KEY_FORMAT_VERSION])
+                let bytes = postcard::to_extend(&value, vec![KEY_FORMAT_VERSION])
                     .map_err(|e| encode_error(&e))?;
                 Sha256::digest(&bytes)
             }

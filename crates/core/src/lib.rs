@@ -12,6 +12,7 @@ mod lease;
 mod options;
 mod pool;
 pub mod stats;
+mod unheard;
 
 pub use backend::{
     claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Capabilities, Claim,
@@ -33,3 +34,4 @@ pub use options::{CallOptions, MaxAge};
 #[cfg(feature = "async")]
 pub use r#async::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
 pub use stats::{all_stats, FunctionStats, LatencySnapshot, StatsSnapshot};
+pub use unheard::{eprint_if_unheard, warnings_unheard};

@@ -157,6 +157,9 @@ where
 /// Builds the global default backend (`"pickle"`, `"memory"` or a backend URL), for
 /// functions that name none. URL backends are opened once and shared.
 fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
+    if let Some(error) = settings.backend.error() {
+        return Err(error.clone());
+    }
     match settings.backend.as_str() {
         #[cfg(feature = "file")]
         cachier_settings::FILE_BACKEND => Ok(shared_file_backend(settings)),
@@ -168,6 +171,59 @@ fn default_backend(settings: &Settings) -> Result<Arc<dyn Backend>> {
         cachier_settings::MEMORY_BACKEND => shared_backend_from_url("memory:"),
         url => shared_backend_from_url(url),
     }
+}
+
+/// Checks, eagerly, what memoized functions on the global default backend will use: the global
+/// backend (`CACHIER_BACKEND_URL` or [`set_global_params`]) names a backend that is compiled in,
+/// and its store answers (one read; for the file backend, its cache directory exists or can be
+/// created, and is writable). A service calls it at start-up to fail there, instead of running
+/// every call uncached.
+///
+/// ```
+/// cachier::set_global_params(cachier::ParamsUpdate::new().backend("memory"))?;
+/// cachier::check()?;
+/// # Ok::<(), cachier::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Config`] for a backend that is not one, or whose cargo feature is off; the store's
+/// error ([`ErrorKind::Unavailable`], [`ErrorKind::Timeout`]...) when it cannot be reached.
+pub fn check() -> Result<()> {
+    let settings = get_global_params();
+    let backend = default_backend(&settings)?;
+    // The file backend opens a store for every function it is asked for: its directory is
+    // checked instead, so that the check leaves no store behind.
+    #[cfg(feature = "file")]
+    {
+        let dir = match settings.backend.as_str() {
+            cachier_settings::FILE_BACKEND => Some(settings.resolved_cache_dir()),
+            url => url::file_url_dir(url)?,
+        };
+        if let Some(dir) = dir {
+            return check_cache_dir(&dir);
+        }
+    }
+    let namespace = store::Namespace::new("cachier::check", None)?;
+    let core = backend.core(&namespace)?;
+    core.get(&store::Key::of(&())?).map(drop)
+}
+
+/// The file backend's directory is created on first use; creating it here is what that use
+/// would do. A probe file tells whether it is writable (permissions alone do not: a read-only
+/// mount, an ACL).
+#[cfg(feature = "file")]
+fn check_cache_dir(dir: &std::path::Path) -> Result<()> {
+    let fail = |operation: &'static str, error: std::io::Error| {
+        Error::backend(
+            "file",
+            operation,
+            format!("cache directory {}: {error}", dir.display()),
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("check", e))?;
+    let probe = dir.join(format!(".cachier-check-{}", std::process::id()));
+    std::fs::File::create(&probe).map_err(|e| fail("check", e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail("check", e))
 }
 
 /// One [`FileBackend`](backends::file::FileBackend) per (directory, `separate_files`), so that the functions using the
@@ -204,6 +260,9 @@ pub mod __private {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Mutex, OnceLock};
+
+    use serde::de::DeserializeOwned;
+    use serde::Serialize;
 
     use crate::Error;
 
@@ -243,6 +302,9 @@ pub mod __private {
                     Ok(handle) => Ok(Box::new(handle)),
                     Err(error) => {
                         tracing::warn!(namespace = name, %error, "cachier: cannot build this #[cachier] function's cache; it runs uncached");
+                        cachier_core::eprint_if_unheard(format_args!(
+                            "cannot build the cache of {name}; it runs uncached: {error}"
+                        ));
                         Err(error)
                     }
                 }
@@ -302,5 +364,64 @@ pub mod __private {
     /// Fixes a key closure's argument type, for inference.
     pub fn key_fn<A, K, F: Fn(&A) -> K>(key: F) -> F {
         key
+    }
+
+    /// What a `#[cachier]` function can store; named in the generated code at the return
+    /// type, so that a missing derive is reported there, in these words.
+    #[diagnostic::on_unimplemented(
+        message = "the value of a #[cachier] function is stored, so `{Self}` must implement `Serialize` and `Deserialize`",
+        label = "derive `Deserialize` (and `Serialize`) for this type",
+        note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or return a type that has them"
+    )]
+    pub trait CachedValue: Serialize + DeserializeOwned + Send + 'static {}
+    impl<T: Serialize + DeserializeOwned + Send + 'static> CachedValue for T {}
+
+    /// [`crate::memoize`], with the value bound by [`CachedValue`].
+    pub fn memoize<A, V, F>(name: &str, func: F) -> crate::Memoize<A, V>
+    where
+        A: Serialize + Send + 'static,
+        V: CachedValue,
+        F: Fn(A) -> V + Send + Sync + 'static,
+    {
+        crate::memoize(name, func)
+    }
+
+    /// [`crate::memoize_fallible`], with the value bound by [`CachedValue`].
+    pub fn memoize_fallible<A, T, E, F>(name: &str, func: F) -> crate::Memoize<A, Result<T, E>>
+    where
+        A: Serialize + Send + 'static,
+        T: CachedValue,
+        E: Send + 'static,
+        F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
+    {
+        crate::memoize_fallible(name, func)
+    }
+
+    /// [`crate::memoize_async`], with the value bound by [`CachedValue`].
+    #[cfg(feature = "async")]
+    pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> crate::Memoize<A, V, crate::Async>
+    where
+        A: Serialize + Send + 'static,
+        V: CachedValue,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = V> + Send + 'static,
+    {
+        crate::memoize_async(name, func)
+    }
+
+    /// [`crate::memoize_async_fallible`], with the value bound by [`CachedValue`].
+    #[cfg(feature = "async")]
+    pub fn memoize_async_fallible<A, T, E, F, Fut>(
+        name: &str,
+        func: F,
+    ) -> crate::Memoize<A, Result<T, E>, crate::Async>
+    where
+        A: Serialize + Send + 'static,
+        T: CachedValue,
+        E: Send + 'static,
+        F: Fn(A) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
+    {
+        crate::memoize_async_fallible(name, func)
     }
 }

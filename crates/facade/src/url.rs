@@ -94,6 +94,30 @@ fn memory(rest: &str) -> Result<Arc<dyn Backend>> {
 
 #[cfg(feature = "file")]
 fn file(url: &str, rest: &str) -> Result<Arc<dyn Backend>> {
+    let (dir, separate_files) = file_url(url, rest)?;
+    Ok(Arc::new(
+        crate::backends::file::FileBackend::builder()
+            .cache_dir(dir)
+            .separate_files(separate_files)
+            .build(),
+    ))
+}
+
+/// The directory of a `file://` URL, if `url` is one.
+#[cfg(feature = "file")]
+pub(crate) fn file_url_dir(url: &str) -> Result<Option<std::path::PathBuf>> {
+    let url = url.trim();
+    match url.split_once(':') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("file") => {
+            Ok(Some(file_url(url, rest)?.0.into()))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// `file:///dir?separate_files=...`, after the scheme: the directory and the layout.
+#[cfg(feature = "file")]
+fn file_url<'a>(url: &str, rest: &'a str) -> Result<(&'a str, bool)> {
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let Some(dir) = path.strip_prefix("//") else {
         return Err(bad(url, "expected file:///absolute/dir"));
@@ -119,12 +143,7 @@ fn file(url: &str, rest: &str) -> Result<Arc<dyn Backend>> {
             }
         }
     }
-    Ok(Arc::new(
-        crate::backends::file::FileBackend::builder()
-            .cache_dir(dir)
-            .separate_files(separate_files)
-            .build(),
-    ))
+    Ok((dir, separate_files))
 }
 #[cfg(not(feature = "file"))]
 fn file(url: &str, _: &str) -> Result<Arc<dyn Backend>> {

@@ -63,6 +63,14 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
                 ),
             ));
         }
+        if args.key.is_none() {
+            if let Some(set) = unordered_set(&typed.ty) {
+                errors.push(syn::Error::new_spanned(
+                    &set,
+                    "a `HashSet` argument has no fixed order, so its key would differ in every process and never hit in another: take a `BTreeSet` (or a sorted `Vec`), or pick the key with `key = ...`",
+                ));
+            }
+        }
         let ident = match &*typed.pat {
             Pat::Ident(PatIdent {
                 ident,
@@ -117,11 +125,18 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
         ReturnType::Type(_, ty) => quote!(#ty),
     };
     let fallible = returns_result(&sig.output);
+    // The stored type is named in the call, so that a type that cannot be stored is reported
+    // at the return type, with what to derive.
+    let stored = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) if fallible => ok_type(ty).map_or(quote!(_), |ok| quote!(#ok)),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
     let memoize = match (is_async, fallible) {
-        (false, false) => quote!(::cachier::memoize),
-        (false, true) => quote!(::cachier::memoize_fallible),
-        (true, false) => quote!(::cachier::memoize_async),
-        (true, true) => quote!(::cachier::memoize_async_fallible),
+        (false, false) => quote!(::cachier::__private::memoize::<_, #stored, _>),
+        (false, true) => quote!(::cachier::__private::memoize_fallible::<_, #stored, _, _>),
+        (true, false) => quote!(::cachier::__private::memoize_async::<_, #stored, _, _>),
+        (true, true) => quote!(::cachier::__private::memoize_async_fallible::<_, #stored, _, _, _>),
     };
     let handle = if is_async {
         quote!(::cachier::AsyncMemoized)
@@ -408,6 +423,36 @@ fn returns_result(output: &ReturnType) -> bool {
         },
         ReturnType::Default => false,
     }
+}
+
+/// `T` of a `Result<T, ..>` return type, when written.
+fn ok_type(ty: &Type) -> Option<&Type> {
+    let Type::Path(path) = ty else { return None };
+    let syn::PathArguments::AngleBracketed(args) = &path.path.segments.last()?.arguments else {
+        return None;
+    };
+    match args.args.first()? {
+        syn::GenericArgument::Type(ok) => Some(ok),
+        _ => None,
+    }
+}
+
+/// The first `HashSet` (or `FxHashSet`, `AHashSet`...) named in a type: sets encode as
+/// sequences, in their iteration order, so their keys are not canonical.
+fn unordered_set(ty: &Type) -> Option<TokenStream> {
+    #[derive(Default)]
+    struct Finder(Option<TokenStream>);
+    impl<'ast> Visit<'ast> for Finder {
+        fn visit_path_segment(&mut self, segment: &'ast syn::PathSegment) {
+            if self.0.is_none() && segment.ident.to_string().ends_with("HashSet") {
+                self.0 = Some(segment.to_token_stream());
+            }
+            syn::visit::visit_path_segment(self, segment);
+        }
+    }
+    let mut finder = Finder::default();
+    finder.visit_type(ty);
+    finder.0
 }
 
 /// The first borrowed or unnameable part of a type: a non-`'static` reference or lifetime,

@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod context;
 mod expand;
 
 use proc_macro::TokenStream;
@@ -15,6 +16,15 @@ pub fn cachier(attr: TokenStream, item: TokenStream) -> TokenStream {
     let item = proc_macro2::TokenStream::from(item);
     let expanded = match syn::parse2::<syn::Item>(item.clone()) {
         Ok(syn::Item::Fn(f)) => args::Args::parse(attr).and_then(|args| {
+            if let Some(ty) = context::plain_impl_of(&f.sig.ident.to_string()) {
+                return Err(syn::Error::new_spanned(
+                    &f.sig.ident,
+                    format!(
+                        "#[cachier] on the associated function `{}` needs `#[cachier]` on its `impl` block too: write `#[cachier] impl {ty} {{ ... }}` (the macro reaches the functions it generates through `Self::`, and a function's attribute cannot see that it is inside an `impl`)",
+                        f.sig.ident
+                    ),
+                ));
+            }
             let func = expand::Func {
                 attrs: f.attrs,
                 vis: f.vis,

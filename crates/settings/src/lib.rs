@@ -113,16 +113,24 @@ fn non_empty_env(name: &str) -> Option<std::ffi::OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
 }
 
+/// The backend [`BACKEND_URL_ENV`] names. A value that is not a backend is kept with its
+/// error, never replaced by another store: functions on the default backend then run
+/// uncached and report it.
 fn backend_from_env() -> BackendSpec {
     match std::env::var(BACKEND_URL_ENV) {
-        Ok(url) if !url.trim().is_empty() => match BackendSpec::parse(url.trim()) {
-            Ok(spec) => spec,
-            Err(error) => {
-                eprintln!("cachier: ignoring {BACKEND_URL_ENV}: {error}; using the file backend");
-                BackendSpec(FILE_BACKEND.to_owned())
-            }
-        },
-        _ => BackendSpec(FILE_BACKEND.to_owned()),
+        Ok(url) if !url.trim().is_empty() => {
+            BackendSpec::parse(url.trim()).unwrap_or_else(|error| BackendSpec {
+                text: url.trim().to_owned(),
+                error: Some(Error::config(
+                    "backend",
+                    format!(
+                        "{BACKEND_URL_ENV} is not a backend: {}",
+                        chain_message(&error)
+                    ),
+                )),
+            })
+        }
+        _ => BackendSpec::named(FILE_BACKEND),
     }
 }
 
@@ -389,18 +397,39 @@ pub const BACKEND_URL_SCHEMES: &[&str] = &[
 
 /// The global default backend: a name (`"pickle"`, `"memory"`) or a URL. Its `Debug` and
 /// `Display` hide passwords.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BackendSpec(String);
+///
+/// A spec read from [`BACKEND_URL_ENV`] that is not a backend keeps its [`error`](Self::error)
+/// instead of falling back to another store.
+#[derive(Clone)]
+pub struct BackendSpec {
+    text: String,
+    error: Option<Error>,
+}
+
+impl PartialEq for BackendSpec {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text && self.error.is_some() == other.error.is_some()
+    }
+}
+
+impl Eq for BackendSpec {}
 
 impl BackendSpec {
+    fn named(text: &str) -> BackendSpec {
+        BackendSpec {
+            text: text.to_owned(),
+            error: None,
+        }
+    }
+
     /// Checks a name or URL; `"file"` becomes `"pickle"`, `"memory:"` becomes `"memory"`.
     ///
     /// # Errors
     /// [`Error::Config`] naming `backend` for anything else.
     pub fn parse(text: &str) -> Result<BackendSpec> {
         match text {
-            FILE_BACKEND | "file" => return Ok(BackendSpec(FILE_BACKEND.to_owned())),
-            MEMORY_BACKEND | "memory:" => return Ok(BackendSpec(MEMORY_BACKEND.to_owned())),
+            FILE_BACKEND | "file" => return Ok(BackendSpec::named(FILE_BACKEND)),
+            MEMORY_BACKEND | "memory:" => return Ok(BackendSpec::named(MEMORY_BACKEND)),
             _ => {}
         }
         let scheme = text
@@ -408,7 +437,7 @@ impl BackendSpec {
             .map(|(scheme, _)| scheme.to_ascii_lowercase());
         match scheme {
             Some(scheme) if BACKEND_URL_SCHEMES.contains(&scheme.as_str()) => {
-                Ok(BackendSpec(text.to_owned()))
+                Ok(BackendSpec::named(text))
             }
             _ => Err(Error::config(
                 "backend",
@@ -423,19 +452,28 @@ impl BackendSpec {
 
     /// The name or URL itself, password included: for building the backend, never for logs.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// Why this spec names no backend (a [`BACKEND_URL_ENV`] that is not one), if so. Building
+    /// the default backend returns this error.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
     }
 }
 
 impl std::fmt::Debug for BackendSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BackendSpec({:?})", redact_url(&self.0))
+        match &self.error {
+            None => write!(f, "BackendSpec({:?})", redact_url(&self.text)),
+            Some(_) => write!(f, "BackendSpec({:?}, invalid)", redact_url(&self.text)),
+        }
     }
 }
 
 impl std::fmt::Display for BackendSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&redact_url(&self.0))
+        f.write_str(&redact_url(&self.text))
     }
 }
 
@@ -512,9 +550,22 @@ mod tests {
         assert!(err.to_string().contains("ftp://u:***@host"), "{err}");
         std::env::set_var(BACKEND_URL_ENV, "memory:");
         assert_eq!(Settings::default().backend.as_str(), MEMORY_BACKEND);
-        std::env::set_var(BACKEND_URL_ENV, "bogus");
-        assert_eq!(Settings::default().backend.as_str(), FILE_BACKEND);
+        // A typo is kept with its error, never turned into the file backend.
+        std::env::set_var(BACKEND_URL_ENV, "redsi://user:s3cret@cache:6379/0");
+        let typo = Settings::default().backend;
+        assert_eq!(typo.as_str(), "redsi://user:s3cret@cache:6379/0");
+        let error = typo.error().expect("a configuration error");
+        assert_eq!(error.kind(), ErrorKind::Configuration);
+        let message = error.to_string();
+        assert!(
+            message.contains(BACKEND_URL_ENV)
+                && message.contains("redsi")
+                && !message.contains("s3cret"),
+            "{message}"
+        );
+        assert!(format!("{typo:?}").contains("invalid"));
         std::env::remove_var(BACKEND_URL_ENV);
+        assert!(Settings::default().backend.error().is_none());
         assert_eq!(now.entry_size_limit, Some(1024));
         assert_eq!(
             with_global_params(|s| s.stale_after),

@@ -3,20 +3,25 @@
 //!
 //! `conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS`
 //!
+//! `conformance-worker call-map ...` (the same arguments, ARG unused) calls the function of a
+//! `HashMap` argument once and prints its result, then the map's keys in its iteration order.
+//!
 //! `conformance-worker stress ... DURATION_MS` (the same arguments, ARG unused) runs the
 //! stress load instead and prints how many calls it made.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachier_conformance::multiprocess::{stress_calls, worker_function};
+use cachier_conformance::multiprocess::{
+    map_argument, map_worker_function, stress_calls, worker_function, MAP_ARGUMENT_SIZE,
+};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let calls = args.len() == 10 && ["call", "call-async"].contains(&args[1].as_str());
+    let calls = args.len() == 10 && ["call", "call-async", "call-map"].contains(&args[1].as_str());
     let stress = args.len() == 11 && args[1] == "stress";
     if !calls && !stress {
-        eprintln!("usage: conformance-worker call|call-async SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS [stress: DURATION_MS]");
+        eprintln!("usage: conformance-worker call|call-async|call-map SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS [stress: DURATION_MS]");
         std::process::exit(2);
     }
     let number = |i: usize| -> u64 {
@@ -45,6 +50,14 @@ fn main() {
             "{}",
             stress_calls(&f, threads, start_at.as_millis(), duration)
         );
+        return;
+    }
+    if args[1] == "call-map" {
+        let f = map_worker_function(spec, namespace, &count_file);
+        let map = map_argument(MAP_ARGUMENT_SIZE);
+        let order = map.keys().cloned().collect::<Vec<_>>().join(",");
+        println!("{}", f.call(map));
+        println!("{order}");
         return;
     }
     let results: Vec<u64> = if args[1] == "call" {

@@ -70,7 +70,7 @@ pub use builder::{memoize, memoize_fallible, Blocking, DefaultBackend, Kind, Mem
 #[cfg(feature = "async")]
 pub use nonblocking::{memoize_async, memoize_async_fallible, Async, AsyncMemoized};
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -117,6 +117,8 @@ pub struct Shared<A, R> {
 struct FailureLog {
     logged: Mutex<Option<Instant>>,
     unlogged: AtomicU64,
+    /// The first failure went to stderr (when nothing else would show it).
+    shown: AtomicBool,
 }
 
 impl FailureLog {
@@ -172,6 +174,12 @@ impl<A, R> Shared<A, R> {
                 failures_since_last_warning = unlogged,
                 "cachier: cache unavailable, computing uncached"
             );
+            if !self.failures.shown.swap(true, Ordering::Relaxed) {
+                crate::eprint_if_unheard(format_args!(
+                    "cache unavailable for {} ({} backend), computing uncached: {error} (shown once; install a `tracing` subscriber or a `log` logger for every warning)",
+                    self.namespace, self.backend_name
+                ));
+            }
         }
         Ok(())
     }
