@@ -132,6 +132,19 @@ impl Core for MemoryCore {
         }
     }
 
+    /// A claimed key keeps its slot, without a value: a placeholder its holder's `put` fills.
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        let mut entries = self.entries.lock();
+        let Some(slot) = entries.get_mut(key) else {
+            return Ok(false);
+        };
+        let had_value = slot.value.take().is_some();
+        if slot.claim.is_none() {
+            entries.remove(key);
+        }
+        Ok(had_value)
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
         self.entries.lock().clear();
         self.changed.notify_all();
