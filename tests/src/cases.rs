@@ -185,6 +185,59 @@ pub fn clear_cache(spec: &str) {
     assert_eq!(calls.get(), 3);
 }
 
+/// `invalidate` deletes the entry of one argument, for every instance of the function (as
+/// for every process): that argument computes again, other arguments are still hits.
+pub fn invalidate_recomputes_one_entry(spec: &str) {
+    let calls = Counter::new();
+    let name = unique_name("invalidate");
+    let backend = backend_from_spec(spec);
+    let instance = || {
+        let calls = calls.clone();
+        built(
+            cachier::memoize(&name, move |x: u64| x * 1000 + calls.bump() as u64)
+                .shared_backend(backend.clone()),
+        )
+    };
+    let (f, elsewhere) = (instance(), instance());
+    let one = f.call(1);
+    let two = f.call(2);
+    assert_eq!(elsewhere.call(1), one, "one store, one entry");
+    assert!(elsewhere.invalidate(&1).unwrap(), "the entry of 1 was there");
+    assert_eq!(f.call(2), two, "other entries stay");
+    assert_eq!(calls.get(), 2);
+    let recomputed = f.call(1);
+    assert_ne!(recomputed, one, "1 is computed again");
+    assert_eq!(calls.get(), 3);
+    assert_eq!(elsewhere.call(1), recomputed);
+    assert!(!f.invalidate(&99).unwrap(), "nothing cached for 99");
+    assert!(f.invalidate(&1).unwrap());
+    assert!(!f.invalidate(&1).unwrap(), "already gone");
+    assert_eq!(f.core().len().unwrap(), 1);
+}
+
+/// `invalidate` while the argument is being computed leaves the computation alone: a caller
+/// arriving after it (another instance, as another process) waits for that computation and
+/// gets its value, with no second computation; the value is then stored.
+pub fn invalidate_during_a_computation_keeps_single_flight(spec: &str) {
+    let calls = Counter::new();
+    let name = unique_name("invalidate_in_flight");
+    let backend = backend_from_spec(spec);
+    let twin = || built(slow_memoize(&name, &calls, MS(600)).shared_backend(backend.clone()));
+    let (a, b) = (twin(), twin());
+    let first = thread::spawn(move || a.call(4));
+    thread::sleep(MS(200)); // the first caller holds the claim and computes
+    assert!(
+        !b.invalidate(&4).unwrap(),
+        "nothing stored yet: the claim is not a value"
+    );
+    let second = b.call(4);
+    let first = first.join().unwrap();
+    assert_eq!(second, first, "the waiter got the computation in flight");
+    assert_eq!(calls.get(), 1, "one computation");
+    assert_eq!(b.call(4), first, "and it was stored");
+    assert!(b.invalidate(&4).unwrap());
+}
+
 /// A precached value is served without computing, until the cache is cleared.
 pub fn precache_value(spec: &str) {
     let calls = Counter::new();

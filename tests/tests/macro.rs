@@ -46,6 +46,26 @@ mod memory {
         assert_eq!(SQUARE.get(), 2);
     }
 
+    static INVALIDATED: Calls = Calls::new();
+
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
+    fn invalidated(x: u64, label: String) -> String {
+        format!("{label}{x}-{}", INVALIDATED.bump())
+    }
+
+    #[test]
+    fn invalidate_through_the_handle_recomputes_one_entry() {
+        let one = invalidated(1, "a".into());
+        let two = invalidated(2, "a".into());
+        let cache = invalidated_cache().unwrap();
+        assert!(cache.invalidate(&(1, "a".into())).unwrap());
+        assert!(!cache.invalidate(&(1, "a".into())).unwrap());
+        assert!(!cache.invalidate(&(1, "b".into())).unwrap(), "never cached");
+        assert_eq!(invalidated(2, "a".into()), two, "other entries stay");
+        assert_ne!(invalidated(1, "a".into()), one, "computed again");
+        assert_eq!(INVALIDATED.get(), 3);
+    }
+
     static JOINED: Calls = Calls::new();
 
     /// Several arguments of several types are one key; patterns work in the signature.
@@ -505,9 +525,13 @@ mod methods {
         );
         assert_eq!(a.price_precache((7,), 1).unwrap(), 1);
         assert_eq!(b.price(7), 1);
+        assert!(a.price_invalidate((7,)).unwrap(), "the precached entry goes");
+        assert!(!b.price_invalidate((7,)).unwrap());
+        assert_eq!(b.price(7), 27);
+        assert_eq!(PRICE.get(), 4, "computed again after the invalidation");
         cache.clear_cache().unwrap();
         assert_eq!(b.price(100), 120);
-        assert_eq!(PRICE.get(), 4);
+        assert_eq!(PRICE.get(), 5);
         assert_eq!(a.id + b.id, 3);
     }
 
@@ -657,6 +681,9 @@ mod asynchronous {
         );
         assert_eq!(b.get(2).await, 12);
         assert_eq!(ASYNC_METHOD.get(), 2);
+        assert!(b.get_invalidate((2,)).await.unwrap());
+        assert_eq!(a.get(2).await, 12);
+        assert_eq!(ASYNC_METHOD.get(), 3, "computed again after the invalidation");
     }
 }
 
