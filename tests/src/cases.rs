@@ -130,6 +130,73 @@ pub fn version_invalidates(spec: &str) {
     assert_eq!(v1.call(1), 2);
 }
 
+/// Functions whose `version = "auto"` the next case reads: the same function before and
+/// after an edit of its body, and an unchanged copy (as another build or process compiles it).
+#[cfg(feature = "macros")]
+mod auto_versions {
+    use cachier::cachier;
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn as_written(x: u64) -> u64 {
+        x + 1
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn edited(x: u64) -> u64 {
+        x + 2
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn unchanged(x: u64) -> u64 {
+        x + 1
+    }
+
+    fn version(namespace: &cachier::store::Namespace) -> String {
+        let (_, version) = namespace.as_str().rsplit_once('@').expect("a versioned namespace");
+        version.to_owned()
+    }
+
+    /// The derived versions of the three.
+    pub(super) fn versions() -> [String; 3] {
+        [
+            version(as_written_cache().expect("cache").namespace()),
+            version(edited_cache().expect("cache").namespace()),
+            version(unchanged_cache().expect("cache").namespace()),
+        ]
+    }
+}
+
+/// `#[cachier(version = "auto")]`: the version the macro derives from a function's tokens
+/// keeps an edited function from being served its old entries on this store, while an
+/// unchanged function (another build, another process) finds its entries again.
+#[cfg(feature = "macros")]
+pub fn auto_version_hides_entries_of_an_edited_function(spec: &str) {
+    let [as_written, edited, unchanged] = auto_versions::versions();
+    assert!(as_written.starts_with("auto-"), "{as_written}");
+    assert_ne!(as_written, edited, "an edited body is a new version");
+    assert_eq!(as_written, unchanged, "identical tokens, identical version");
+    let name = unique_name("auto_version");
+    let backend = backend_from_spec(spec);
+    let build = |version: &str, add: u64| {
+        built(
+            cachier::memoize(&name, move |x: u64| x + add)
+                .shared_backend(backend.clone())
+                .version(version),
+        )
+    };
+    assert_eq!(build(&as_written, 1).call(1), 2);
+    assert_eq!(
+        build(&edited, 2).call(1),
+        3,
+        "the edited function computes: the old entry is not served"
+    );
+    assert_eq!(
+        build(&unchanged, 100).call(1),
+        2,
+        "the unchanged function is served the entry stored under its version"
+    );
+}
+
 /// A key function (cachier's `hash_func`) decides which calls share an entry.
 pub fn custom_key_function(spec: &str) {
     let calls = Counter::new();

@@ -120,6 +120,10 @@ macro_rules! conformance_tests {
             claim_after_another_stored_serves_it, refused_put_releases_claim,
             queued_refresh_keeps_its_claim
         );
+        #[cfg(feature = "macros")]
+        $crate::conformance_tests!(@cases cases, $spec;
+            auto_version_hides_entries_of_an_edited_function
+        );
     };
     (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {
         $(

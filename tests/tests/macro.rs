@@ -863,3 +863,65 @@ mod shapes {
         assert_eq!(TENS.get(), 2);
     }
 }
+
+/// `version = "auto"` through the compiler's own tokens (the macro crate's unit tests run on
+/// parsed text): bodies that differ give different namespaces, identical functions the same
+/// one, formatting and comments count for nothing, and the version is the constant pinned in
+/// the macro crate, so every build and every process of this code computes it alike.
+mod auto_version {
+    use super::*;
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_one(x: u64) -> u64 {
+        x + 1
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_two(x: u64) -> u64 {
+        x + 2
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_one_again(x: u64) -> u64 {
+        x + 1
+    }
+
+    #[rustfmt::skip]
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_one_reformatted( x : u64 )->u64{
+        // Comments and layout are not tokens.
+        x+1 }
+
+    #[allow(unused_variables)] // attributes are not part of the version
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn price(sku: String, n: u32) -> u64 { n as u64 * 999 }
+
+    fn version(namespace: &cachier::store::Namespace) -> &str {
+        namespace.as_str().rsplit_once('@').expect("versioned").1
+    }
+
+    #[test]
+    fn bodies_decide_the_version() {
+        let one = version(plus_one_cache().unwrap().namespace()).to_owned();
+        assert!(one.starts_with("auto-") && one.len() == 21, "{one}");
+        assert_ne!(one, version(plus_two_cache().unwrap().namespace()));
+        assert_eq!(one, version(plus_one_again_cache().unwrap().namespace()));
+        assert_eq!(one, version(plus_one_reformatted_cache().unwrap().namespace()));
+        assert!(plus_one_cache()
+            .unwrap()
+            .namespace()
+            .as_str()
+            .ends_with(&format!("::plus_one@{one}")));
+        assert_eq!(plus_one(1) + plus_two(1), 5);
+    }
+
+    #[test]
+    fn the_version_is_the_same_in_every_build() {
+        assert_eq!(
+            version(price_cache().unwrap().namespace()),
+            "auto-99e53f757db604d6",
+            "the value pinned in cachier-macros' version.rs"
+        );
+        assert_eq!(price("x".into(), 2), 1998);
+    }
+}

@@ -173,6 +173,10 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
             quote_spanned!(key.span()=> .key(#key))
         }
     });
+    let auto_version = args.auto_version.then(|| {
+        let version = crate::version::auto(&func.sig, &func.block);
+        quote!(.version(#version))
+    });
     let builder = &args.builder;
 
     // Attributes: docs and the rest stay on the function; `cfg` goes everywhere; lint levels go
@@ -255,6 +259,7 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
                 || #namespace,
                 |__cachier_name| #memoize(__cachier_name, #func_closure)
                     #(#builder)*
+                    #auto_version
                     #key
                     .build(),
             )

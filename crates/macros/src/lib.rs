@@ -3,6 +3,7 @@
 
 mod args;
 mod expand;
+mod version;
 
 use proc_macro::TokenStream;
 use quote::quote;
