@@ -251,11 +251,17 @@ pub fn async_invalidate(spec: &str) {
             async move { f.call(1).await }
         });
         tokio::time::sleep(MS(150)).await;
-        assert!(!f.invalidate(&1).await.unwrap(), "being computed: nothing stored yet");
+        assert!(
+            !f.invalidate(&1).await.unwrap(),
+            "being computed: nothing stored yet"
+        );
         let waiter = f.call(1).await;
         let recomputed = in_flight.await.unwrap();
         assert_ne!(recomputed, one, "1 was computed again");
-        assert_eq!(waiter, recomputed, "the caller after the invalidation waited for it");
+        assert_eq!(
+            waiter, recomputed,
+            "the caller after the invalidation waited for it"
+        );
         assert_eq!(calls.get(), 3);
     });
 }

@@ -152,7 +152,10 @@ mod auto_versions {
     }
 
     fn version(namespace: &cachier::store::Namespace) -> String {
-        let (_, version) = namespace.as_str().rsplit_once('@').expect("a versioned namespace");
+        let (_, version) = namespace
+            .as_str()
+            .rsplit_once('@')
+            .expect("a versioned namespace");
         version.to_owned()
     }
 
@@ -269,7 +272,10 @@ pub fn invalidate_recomputes_one_entry(spec: &str) {
     let one = f.call(1);
     let two = f.call(2);
     assert_eq!(elsewhere.call(1), one, "one store, one entry");
-    assert!(elsewhere.invalidate(&1).unwrap(), "the entry of 1 was there");
+    assert!(
+        elsewhere.invalidate(&1).unwrap(),
+        "the entry of 1 was there"
+    );
     assert_eq!(f.call(2), two, "other entries stay");
     assert_eq!(calls.get(), 2);
     let recomputed = f.call(1);

@@ -192,7 +192,8 @@ macro_rules! multiprocess_tests {
     ($spec:expr) => {
         $crate::multiprocess_tests!(@cases $spec;
             value_from_one_process_is_a_hit_in_another, processes_compute_once,
-            killed_computation_is_taken_over, stress_no_duplicate_computations
+            killed_computation_is_taken_over, stress_no_duplicate_computations,
+            invalidation_reaches_other_processes
         );
     };
     (@cases $spec:expr; $($case:ident),* $(,)?) => {

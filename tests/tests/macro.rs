@@ -525,7 +525,10 @@ mod methods {
         );
         assert_eq!(a.price_precache((7,), 1).unwrap(), 1);
         assert_eq!(b.price(7), 1);
-        assert!(a.price_invalidate((7,)).unwrap(), "the precached entry goes");
+        assert!(
+            a.price_invalidate((7,)).unwrap(),
+            "the precached entry goes"
+        );
         assert!(!b.price_invalidate((7,)).unwrap());
         assert_eq!(b.price(7), 27);
         assert_eq!(PRICE.get(), 4, "computed again after the invalidation");
@@ -683,7 +686,11 @@ mod asynchronous {
         assert_eq!(ASYNC_METHOD.get(), 2);
         assert!(b.get_invalidate((2,)).await.unwrap());
         assert_eq!(a.get(2).await, 12);
-        assert_eq!(ASYNC_METHOD.get(), 3, "computed again after the invalidation");
+        assert_eq!(
+            ASYNC_METHOD.get(),
+            3,
+            "computed again after the invalidation"
+        );
     }
 }
 
@@ -894,7 +901,9 @@ mod auto_version {
 
     #[allow(unused_variables)] // attributes are not part of the version
     #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
-    fn price(sku: String, n: u32) -> u64 { n as u64 * 999 }
+    fn price(sku: String, n: u32) -> u64 {
+        n as u64 * 999
+    }
 
     fn version(namespace: &cachier::store::Namespace) -> &str {
         namespace.as_str().rsplit_once('@').expect("versioned").1
@@ -906,7 +915,10 @@ mod auto_version {
         assert!(one.starts_with("auto-") && one.len() == 21, "{one}");
         assert_ne!(one, version(plus_two_cache().unwrap().namespace()));
         assert_eq!(one, version(plus_one_again_cache().unwrap().namespace()));
-        assert_eq!(one, version(plus_one_reformatted_cache().unwrap().namespace()));
+        assert_eq!(
+            one,
+            version(plus_one_reformatted_cache().unwrap().namespace())
+        );
         assert!(plus_one_cache()
             .unwrap()
             .namespace()

@@ -452,7 +452,8 @@ impl Layout for SeparateStore {
     /// The entry file goes; a claim is its lock file, which stays.
     fn remove(&self, key: &Key, _claims: &Claims) -> Result<bool, Error> {
         let path = self.path(key);
-        self.remove_file(&path).map_err(|e| io_error("remove", &path, e))
+        self.remove_file(&path)
+            .map_err(|e| io_error("remove", &path, e))
     }
 
     fn clear_cache(&self) -> Result<(), Error> {

@@ -264,8 +264,7 @@ impl Core for MemoryCore {
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + max;
         let mut table = self.table.lock();
-        let released =
-            |table: &Table| table.slots.get(key).is_none_or(|slot| slot.claim.is_none());
+        let released = |table: &Table| table.slots.get(key).is_none_or(|slot| slot.claim.is_none());
         loop {
             if released(&table) {
                 return Ok(true);

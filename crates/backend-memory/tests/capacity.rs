@@ -41,7 +41,10 @@ fn least_recently_used_values_go_first() {
     for n in 1..=3 {
         f.put(&key(n), b"v", None).expect("put");
     }
-    assert!(value(&*f, 1).is_some(), "a hit is a use: 1 is now the newest");
+    assert!(
+        value(&*f, 1).is_some(),
+        "a hit is a use: 1 is now the newest"
+    );
     f.put(&key(4), b"v", None).expect("put");
     assert_eq!(value(&*f, 2), None, "2 was the least recently used");
     for n in [1, 3, 4] {
@@ -62,9 +65,14 @@ fn the_byte_bound_counts_encoded_sizes() {
     for n in 1..=3 {
         f.put(&key(n), &[n as u8; 40], None).expect("put");
     }
-    assert_eq!(value(&*f, 1), None, "120 bytes do not fit in 100: the oldest went");
+    assert_eq!(
+        value(&*f, 1),
+        None,
+        "120 bytes do not fit in 100: the oldest went"
+    );
     assert_eq!(store.usage(), (2, 80));
-    f.put(&key(2), &[0; 10], None).expect("a smaller value replaces a larger one");
+    f.put(&key(2), &[0; 10], None)
+        .expect("a smaller value replaces a larger one");
     assert_eq!(store.usage(), (2, 50));
     assert!(value(&*f, 3).is_some());
 }
@@ -78,8 +86,16 @@ fn a_value_larger_than_the_capacity_is_not_kept() {
     let token = claim(&*f, 1);
     f.put(&key(1), b"eleven byte", Some(&token))
         .expect("a value too large is refused quietly");
-    assert_eq!(f.get(&key(1)).expect("get"), None, "no old value, no claim left");
-    assert_eq!(value(&*f, 2).as_deref(), Some(&b"kept"[..]), "nothing else evicted");
+    assert_eq!(
+        f.get(&key(1)).expect("get"),
+        None,
+        "no old value, no claim left"
+    );
+    assert_eq!(
+        value(&*f, 2).as_deref(),
+        Some(&b"kept"[..]),
+        "nothing else evicted"
+    );
     assert_eq!(store.evictions(), 0);
     let _again = claim(&*f, 1);
 }
@@ -124,7 +140,11 @@ fn claimed_keys_are_never_evicted() {
         assert!(entry.being_calculated(), "key {n}: {entry:?}");
         assert_eq!(f.claim(&key(n), LEASE).expect("claim"), Claim::Busy);
     }
-    assert_eq!(store.usage().0, 2, "the claimed value and the newest flood value");
+    assert_eq!(
+        store.usage().0,
+        2,
+        "the claimed value and the newest flood value"
+    );
     f.put(&key(2), b"done", Some(&placeholder)).expect("put");
     f.release(&key(1), &refresh).expect("release");
     f.put(&key(200), b"more", None).expect("put");
@@ -180,9 +200,17 @@ fn eviction_never_breaks_single_flight() {
     let values: Vec<u64> = callers.into_iter().map(|c| c.join().unwrap()).collect();
     let flooded = flooding.join().unwrap();
     assert!(flooded > 100, "the flood ran: {flooded} values");
-    assert!(store.evictions() > 50, "evictions ran meanwhile: {}", store.evictions());
+    assert!(
+        store.evictions() > 50,
+        "evictions ran meanwhile: {}",
+        store.evictions()
+    );
     assert!(values.iter().all(|v| *v == values[0]), "{values:?}");
-    assert_eq!(calls.get(), 1, "one computation for every caller of both instances");
+    assert_eq!(
+        calls.get(),
+        1,
+        "one computation for every caller of both instances"
+    );
 }
 
 /// A stale value being refreshed in the background (`next_time`) is under the refresh's

@@ -214,7 +214,10 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
         if deleted > 0 {
             return Ok(true);
         }
-        let dropped = self.conn.execute("remove", Stmt::DropValue, &params).await?;
+        let dropped = self
+            .conn
+            .execute("remove", Stmt::DropValue, &params)
+            .await?;
         Ok(dropped > 0)
     }
 

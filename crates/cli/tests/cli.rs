@@ -146,14 +146,18 @@ fn delete_one_entry(url: &str) {
     assert_eq!(f.call(1), 10);
     assert_eq!(calls.get(), 1, "the deleted entry is computed again");
 
-    let json: serde_json::Value =
-        serde_json::from_str(&stdout(cachier(url).args(["--json", "delete", &name, &two])))
-            .unwrap();
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        cachier(url).args(["--json", "delete", &name, &two]),
+    ))
+    .unwrap();
     assert_eq!(json["count"], 1);
     let missing = cachier(url).args(["delete", &name, &two]).output().unwrap();
     assert_eq!(missing.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nothing stored under"));
-    let bad = cachier(url).args(["delete", &name, "xyz"]).output().unwrap();
+    let bad = cachier(url)
+        .args(["delete", &name, "xyz"])
+        .output()
+        .unwrap();
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hex digits"));
 }

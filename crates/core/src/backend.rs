@@ -501,7 +501,9 @@ mod tests {
 
     #[test]
     fn a_store_without_remove_says_so() {
-        let error = Inert::default().remove(&Key::of(&1u8).unwrap()).unwrap_err();
+        let error = Inert::default()
+            .remove(&Key::of(&1u8).unwrap())
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "the custom backend does not support removing an entry"

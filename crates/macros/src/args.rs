@@ -378,7 +378,10 @@ mod tests {
     fn version_auto_is_left_to_the_function() {
         let args = Args::parse(quote!(version = "auto")).unwrap();
         assert!(args.auto_version);
-        assert!(args.builder.is_empty(), "the version is added once the body is known");
+        assert!(
+            args.builder.is_empty(),
+            "the version is added once the body is known"
+        );
         let args = Args::parse(quote!(version = "3")).unwrap();
         assert!(!args.auto_version);
         assert_eq!(args.builder[0].to_string(), ". version (\"3\")");

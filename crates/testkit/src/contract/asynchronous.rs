@@ -278,16 +278,25 @@ pub fn async_remove(open: Open) {
         assert!(store.remove(&key(1)).await.expect("remove"));
         assert!(!store.remove(&key(1)).await.expect("remove again"));
         assert_eq!(store.get(&key(1)).await.expect("get"), None);
-        assert_eq!(completed(&*store, &key(2)).await.as_deref(), Some(&b"two"[..]));
+        assert_eq!(
+            completed(&*store, &key(2)).await.as_deref(),
+            Some(&b"two"[..])
+        );
 
         let token = claim(&*store, &key(2)).await;
         assert!(store.remove(&key(2)).await.expect("remove under a claim"));
         assert_eq!(completed(&*store, &key(2)).await, None);
         assert!(being_calculated(&*store, &key(2)).await, "the claim stays");
-        assert_eq!(store.claim(&key(2), LEASE).await.expect("claim"), Claim::Busy);
+        assert_eq!(
+            store.claim(&key(2), LEASE).await.expect("claim"),
+            Claim::Busy
+        );
         store.put(&key(2), b"new", Some(&token)).await.expect("put");
         assert!(!being_calculated(&*store, &key(2)).await);
-        assert_eq!(completed(&*store, &key(2)).await.as_deref(), Some(&b"new"[..]));
+        assert_eq!(
+            completed(&*store, &key(2)).await.as_deref(),
+            Some(&b"new"[..])
+        );
     });
     assert_eq!(
         super::completed(&*s.core, &key(2)).as_deref(),
