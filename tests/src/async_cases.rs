@@ -240,3 +240,35 @@ pub fn async_management_calls(spec: &str) {
         assert_eq!(calls.get(), 1);
     });
 }
+
+/// `invalidate` on an async function: the argument computes again, others stay; an
+/// invalidation while the argument is being computed leaves that computation alone, and a
+/// caller arriving after it gets its value.
+pub fn async_invalidate(spec: &str) {
+    block_on(async {
+        let calls = Counter::new();
+        let f = built(numbered(spec, "async_invalidate", &calls, MS(400)));
+        let one = f.call(1).await;
+        let two = f.call(2).await;
+        assert!(f.invalidate(&1).await.unwrap());
+        assert!(!f.invalidate(&1).await.unwrap(), "already gone");
+        assert_eq!(f.call(2).await, two, "other entries stay");
+        let in_flight = tokio::spawn({
+            let f = f.clone();
+            async move { f.call(1).await }
+        });
+        tokio::time::sleep(MS(150)).await;
+        assert!(
+            !f.invalidate(&1).await.unwrap(),
+            "being computed: nothing stored yet"
+        );
+        let waiter = f.call(1).await;
+        let recomputed = in_flight.await.unwrap();
+        assert_ne!(recomputed, one, "1 was computed again");
+        assert_eq!(
+            waiter, recomputed,
+            "the caller after the invalidation waited for it"
+        );
+        assert_eq!(calls.get(), 3);
+    });
+}

@@ -130,6 +130,76 @@ pub fn version_invalidates(spec: &str) {
     assert_eq!(v1.call(1), 2);
 }
 
+/// Functions whose `version = "auto"` the next case reads: the same function before and
+/// after an edit of its body, and an unchanged copy (as another build or process compiles it).
+#[cfg(feature = "macros")]
+mod auto_versions {
+    use cachier::cachier;
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn as_written(x: u64) -> u64 {
+        x + 1
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn edited(x: u64) -> u64 {
+        x + 2
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn unchanged(x: u64) -> u64 {
+        x + 1
+    }
+
+    fn version(namespace: &cachier::store::Namespace) -> String {
+        let (_, version) = namespace
+            .as_str()
+            .rsplit_once('@')
+            .expect("a versioned namespace");
+        version.to_owned()
+    }
+
+    /// The derived versions of the three.
+    pub(super) fn versions() -> [String; 3] {
+        [
+            version(as_written_cache().expect("cache").namespace()),
+            version(edited_cache().expect("cache").namespace()),
+            version(unchanged_cache().expect("cache").namespace()),
+        ]
+    }
+}
+
+/// `#[cachier(version = "auto")]`: the version the macro derives from a function's tokens
+/// keeps an edited function from being served its old entries on this store, while an
+/// unchanged function (another build, another process) finds its entries again.
+#[cfg(feature = "macros")]
+pub fn auto_version_hides_entries_of_an_edited_function(spec: &str) {
+    let [as_written, edited, unchanged] = auto_versions::versions();
+    assert!(as_written.starts_with("auto-"), "{as_written}");
+    assert_ne!(as_written, edited, "an edited body is a new version");
+    assert_eq!(as_written, unchanged, "identical tokens, identical version");
+    let name = unique_name("auto_version");
+    let backend = backend_from_spec(spec);
+    let build = |version: &str, add: u64| {
+        built(
+            cachier::memoize(&name, move |x: u64| x + add)
+                .shared_backend(backend.clone())
+                .version(version),
+        )
+    };
+    assert_eq!(build(&as_written, 1).call(1), 2);
+    assert_eq!(
+        build(&edited, 2).call(1),
+        3,
+        "the edited function computes: the old entry is not served"
+    );
+    assert_eq!(
+        build(&unchanged, 100).call(1),
+        2,
+        "the unchanged function is served the entry stored under its version"
+    );
+}
+
 /// A key function (cachier's `hash_func`) decides which calls share an entry.
 pub fn custom_key_function(spec: &str) {
     let calls = Counter::new();
@@ -183,6 +253,62 @@ pub fn clear_cache(spec: &str) {
     assert_eq!(f.core().len().unwrap(), 0);
     assert_ne!(f.call(1), old);
     assert_eq!(calls.get(), 3);
+}
+
+/// `invalidate` deletes the entry of one argument, for every instance of the function (as
+/// for every process): that argument computes again, other arguments are still hits.
+pub fn invalidate_recomputes_one_entry(spec: &str) {
+    let calls = Counter::new();
+    let name = unique_name("invalidate");
+    let backend = backend_from_spec(spec);
+    let instance = || {
+        let calls = calls.clone();
+        built(
+            cachier::memoize(&name, move |x: u64| x * 1000 + calls.bump() as u64)
+                .shared_backend(backend.clone()),
+        )
+    };
+    let (f, elsewhere) = (instance(), instance());
+    let one = f.call(1);
+    let two = f.call(2);
+    assert_eq!(elsewhere.call(1), one, "one store, one entry");
+    assert!(
+        elsewhere.invalidate(&1).unwrap(),
+        "the entry of 1 was there"
+    );
+    assert_eq!(f.call(2), two, "other entries stay");
+    assert_eq!(calls.get(), 2);
+    let recomputed = f.call(1);
+    assert_ne!(recomputed, one, "1 is computed again");
+    assert_eq!(calls.get(), 3);
+    assert_eq!(elsewhere.call(1), recomputed);
+    assert!(!f.invalidate(&99).unwrap(), "nothing cached for 99");
+    assert!(f.invalidate(&1).unwrap());
+    assert!(!f.invalidate(&1).unwrap(), "already gone");
+    assert_eq!(f.core().len().unwrap(), 1);
+}
+
+/// `invalidate` while the argument is being computed leaves the computation alone: a caller
+/// arriving after it (another instance, as another process) waits for that computation and
+/// gets its value, with no second computation; the value is then stored.
+pub fn invalidate_during_a_computation_keeps_single_flight(spec: &str) {
+    let calls = Counter::new();
+    let name = unique_name("invalidate_in_flight");
+    let backend = backend_from_spec(spec);
+    let twin = || built(slow_memoize(&name, &calls, MS(600)).shared_backend(backend.clone()));
+    let (a, b) = (twin(), twin());
+    let first = thread::spawn(move || a.call(4));
+    thread::sleep(MS(200)); // the first caller holds the claim and computes
+    assert!(
+        !b.invalidate(&4).unwrap(),
+        "nothing stored yet: the claim is not a value"
+    );
+    let second = b.call(4);
+    let first = first.join().unwrap();
+    assert_eq!(second, first, "the waiter got the computation in flight");
+    assert_eq!(calls.get(), 1, "one computation");
+    assert_eq!(b.call(4), first, "and it was stored");
+    assert!(b.invalidate(&4).unwrap());
 }
 
 /// A precached value is served without computing, until the cache is cleared.

@@ -94,6 +94,9 @@ impl Core for FaultyCore {
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         self.inner.wait(key, max)
     }
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        self.inner.remove(key)
+    }
     fn clear_cache(&self) -> Result<(), Error> {
         self.inner.clear_cache()
     }

@@ -100,7 +100,9 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases cases, $spec;
             hit_after_miss, different_args_are_different_entries, tuple_and_list_arguments,
             functions_do_not_share_entries, same_name_shares_entries, version_invalidates,
-            custom_key_function, skip_cache, overwrite_cache, clear_cache, precache_value,
+            custom_key_function, skip_cache, overwrite_cache, clear_cache,
+            invalidate_recomputes_one_entry, invalidate_during_a_computation_keeps_single_flight,
+            precache_value,
             stale_after, stale_after_zero_always_recomputes, next_time_returns_stale_then_refreshes,
             next_time_refreshes_once_and_serves_stale_to_all, next_time_failed_refresh_keeps_stale,
             max_age_stricter_than_stale_after, max_age_looser_than_stale_after,
@@ -117,6 +119,10 @@ macro_rules! conformance_tests {
             statistics_count_wait_timeouts, listing_namespaces_and_entries,
             claim_after_another_stored_serves_it, refused_put_releases_claim,
             queued_refresh_keeps_its_claim
+        );
+        #[cfg(feature = "macros")]
+        $crate::conformance_tests!(@cases cases, $spec;
+            auto_version_hides_entries_of_an_edited_function
         );
     };
     (@cases $module:ident, $spec:expr; $($case:ident),* $(,)?) => {
@@ -140,7 +146,8 @@ macro_rules! async_conformance_tests {
         $crate::conformance_tests!(@cases async_cases, $spec;
             async_hit_after_miss, async_skip_and_overwrite, async_stale_and_max_age,
             async_concurrent_misses_compute_once, async_next_time_refreshes_once,
-            async_cancelled_leader_releases_claim, async_errors_not_cached, async_management_calls
+            async_cancelled_leader_releases_claim, async_errors_not_cached, async_management_calls,
+            async_invalidate
         );
     };
 }
@@ -186,7 +193,8 @@ macro_rules! multiprocess_tests {
         $crate::multiprocess_tests!(@cases $spec;
             value_from_one_process_is_a_hit_in_another, processes_compute_once,
             killed_computation_is_taken_over, stress_no_duplicate_computations,
-            hash_map_argument_is_a_hit_in_another_process
+            hash_map_argument_is_a_hit_in_another_process,
+            invalidation_reaches_other_processes
         );
     };
     (@cases $spec:expr; $($case:ident),* $(,)?) => {

@@ -337,6 +337,66 @@ pub fn hash_map_argument_is_a_hit_in_another_process(spec: &str, worker: &str) {
 /// random orders never agree.
 pub const MAP_ARGUMENT_SIZE: u64 = 32;
 
+/// An invalidation in one process is seen by the others: the next process computes the key
+/// again. Made while another process computes the key, it leaves that computation alone:
+/// callers arriving after it wait for that computation and get its value.
+pub fn invalidation_reaches_other_processes(spec: &str, worker: &str) {
+    let dir = fresh_dir("mp_invalidate");
+    let count_file = dir.join("calls");
+    let namespace = unique_name("mp_invalidate");
+    let f = worker_function(
+        spec,
+        &namespace,
+        &count_file,
+        Duration::ZERO,
+        Duration::from_secs(10),
+    );
+    let mine = f.call(7);
+    assert!(f.invalidate(&7).unwrap(), "the value was stored");
+    let run = |threads: usize, pause_ms: u64| Run {
+        worker,
+        mode: "call",
+        spec,
+        namespace: &namespace,
+        count_file: &count_file,
+        threads,
+        pause_ms,
+        lease_ms: 10_000,
+        start_at_ms: 0,
+    };
+    let values = |out: std::process::Output| -> Vec<u64> {
+        assert!(out.status.success(), "worker failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().parse::<u64>().expect("value"))
+            .collect()
+    };
+    let recomputed = values(run(1, 0).command().output().expect("run worker"));
+    assert_ne!(
+        recomputed[0], mine,
+        "another process computed the key again"
+    );
+    assert_eq!(lines(&count_file).len(), 2);
+    assert_eq!(f.call(7), recomputed[0], "and stored it for everyone");
+
+    assert!(f.invalidate(&7).unwrap());
+    let computing = run(1, 1500).command().spawn().expect("spawn worker");
+    eventually(|| (lines(&count_file).len() == 3).then_some(()));
+    assert!(
+        !f.invalidate(&7).unwrap(),
+        "being computed by the child: nothing stored to invalidate"
+    );
+    let waiting = run(4, 0).command().spawn().expect("spawn worker");
+    let computed = values(computing.wait_with_output().expect("wait worker"));
+    let waited = values(waiting.wait_with_output().expect("wait worker"));
+    assert_eq!(waited.len(), 4);
+    assert!(
+        waited.iter().all(|v| *v == computed[0]),
+        "the callers after the invalidation got the computation in flight: {waited:?} vs {computed:?}"
+    );
+    assert_eq!(lines(&count_file).len(), 3, "no second computation");
+}
+
 /// Eight processes of four threads miss one key at once; exactly one computes.
 pub fn processes_compute_once(spec: &str, worker: &str) {
     compute_once_across_processes(spec, worker, "call");

@@ -85,6 +85,26 @@ mod memory {
         assert_eq!(count_cache().unwrap().stats().misses, 1);
     }
 
+    static INVALIDATED: Calls = Calls::new();
+
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
+    fn invalidated(x: u64, label: String) -> String {
+        format!("{label}{x}-{}", INVALIDATED.bump())
+    }
+
+    #[test]
+    fn invalidate_through_the_handle_recomputes_one_entry() {
+        let one = invalidated(1, "a".into());
+        let two = invalidated(2, "a".into());
+        let cache = invalidated_cache().unwrap();
+        assert!(cache.invalidate(&(1, "a".into())).unwrap());
+        assert!(!cache.invalidate(&(1, "a".into())).unwrap());
+        assert!(!cache.invalidate(&(1, "b".into())).unwrap(), "never cached");
+        assert_eq!(invalidated(2, "a".into()), two, "other entries stay");
+        assert_ne!(invalidated(1, "a".into()), one, "computed again");
+        assert_eq!(INVALIDATED.get(), 3);
+    }
+
     static JOINED: Calls = Calls::new();
 
     /// Several arguments of several types are one key; patterns work in the signature.
@@ -544,9 +564,16 @@ mod methods {
         );
         assert_eq!(a.price_precache((7,), 1).unwrap(), 1);
         assert_eq!(b.price(7), 1);
+        assert!(
+            a.price_invalidate((7,)).unwrap(),
+            "the precached entry goes"
+        );
+        assert!(!b.price_invalidate((7,)).unwrap());
+        assert_eq!(b.price(7), 27);
+        assert_eq!(PRICE.get(), 4, "computed again after the invalidation");
         cache.clear_cache().unwrap();
         assert_eq!(b.price(100), 120);
-        assert_eq!(PRICE.get(), 4);
+        assert_eq!(PRICE.get(), 5);
         assert_eq!(a.id + b.id, 3);
     }
 
@@ -696,6 +723,13 @@ mod asynchronous {
         );
         assert_eq!(b.get(2).await, 12);
         assert_eq!(ASYNC_METHOD.get(), 2);
+        assert!(b.get_invalidate((2,)).await.unwrap());
+        assert_eq!(a.get(2).await, 12);
+        assert_eq!(
+            ASYNC_METHOD.get(),
+            3,
+            "computed again after the invalidation"
+        );
     }
 }
 
@@ -873,5 +907,72 @@ mod shapes {
         assert_eq!(TENS.get(), 2, "uncached runs the body");
         assert_eq!(tens(15, 1), 1);
         assert_eq!(TENS.get(), 2);
+    }
+}
+
+/// `version = "auto"` through the compiler's own tokens (the macro crate's unit tests run on
+/// parsed text): bodies that differ give different namespaces, identical functions the same
+/// one, formatting and comments count for nothing, and the version is the constant pinned in
+/// the macro crate, so every build and every process of this code computes it alike.
+mod auto_version {
+    use super::*;
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_one(x: u64) -> u64 {
+        x + 1
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_two(x: u64) -> u64 {
+        x + 2
+    }
+
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_one_again(x: u64) -> u64 {
+        x + 1
+    }
+
+    #[rustfmt::skip]
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn plus_one_reformatted( x : u64 )->u64{
+        // Comments and layout are not tokens.
+        x+1 }
+
+    #[allow(unused_variables)] // attributes are not part of the version
+    #[cachier(version = "auto", backend = cachier::backends::memory::MemoryBackend::new())]
+    fn price(sku: String, n: u32) -> u64 {
+        n as u64 * 999
+    }
+
+    fn version(namespace: &cachier::store::Namespace) -> &str {
+        namespace.as_str().rsplit_once('@').expect("versioned").1
+    }
+
+    #[test]
+    fn bodies_decide_the_version() {
+        let one = version(plus_one_cache().unwrap().namespace()).to_owned();
+        assert!(one.starts_with("auto-") && one.len() == 21, "{one}");
+        assert_ne!(one, version(plus_two_cache().unwrap().namespace()));
+        assert_eq!(one, version(plus_one_again_cache().unwrap().namespace()));
+        assert_eq!(
+            one,
+            version(plus_one_reformatted_cache().unwrap().namespace())
+        );
+        assert!(plus_one_cache()
+            .unwrap()
+            .namespace()
+            .as_str()
+            .ends_with(&format!("::plus_one@{one}")));
+        assert_eq!(plus_one(1) + plus_two(1), 5);
+    }
+
+    #[test]
+    fn the_version_is_the_same_in_every_build() {
+        assert_eq!(
+            version(price_cache().unwrap().namespace()),
+            "auto-99e53f757db604d6",
+            "the value pinned in cachier-macros' version.rs"
+        );
+        assert_eq!(price("x".into(), 2), 1998);
     }
 }

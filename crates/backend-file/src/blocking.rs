@@ -59,6 +59,9 @@ pub(crate) trait Layout: Sized + Send + Sync + 'static {
     /// Drops every claim record; the lock files are cleared by the caller.
     fn clear_claim_marks(&self) -> Result<(), Error>;
 
+    /// [`Core::remove`]: a key under a live claim in `claims` keeps its claim.
+    fn remove(&self, key: &Key, claims: &Claims) -> Result<bool, Error>;
+
     /// [`Core::clear_cache`].
     fn clear_cache(&self) -> Result<(), Error>;
 
@@ -198,6 +201,10 @@ impl<L: Layout> Core for FileCore<L> {
         }
     }
 
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        self.store()?.remove(key, &self.claims)
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
         self.store()?.clear_cache()
     }
@@ -281,6 +288,26 @@ impl Layout for SingleStore {
 
     fn clear_claim_marks(&self) -> Result<(), Error> {
         self.clear_marks()
+    }
+
+    /// Decides on the row as read, then changes it only if its claim marker is still the one
+    /// read; a row changed in between (a claim or a put landed) is read again.
+    fn remove(&self, key: &Key, claims: &Claims) -> Result<bool, Error> {
+        loop {
+            let Some(row) = self.read(key)? else {
+                return Ok(false);
+            };
+            let had_value = row.completed && row.value.is_some();
+            let marker = row.claim.as_deref();
+            let live = marker.is_some() && claims.is_live(key, "remove")?;
+            if live {
+                if !had_value || self.drop_value(key, marker)? {
+                    return Ok(had_value);
+                }
+            } else if self.delete_row(key, marker)? {
+                return Ok(had_value);
+            }
+        }
     }
 
     fn clear_cache(&self) -> Result<(), Error> {
@@ -422,6 +449,13 @@ impl Layout for SeparateStore {
         Ok(())
     }
 
+    /// The entry file goes; a claim is its lock file, which stays.
+    fn remove(&self, key: &Key, _claims: &Claims) -> Result<bool, Error> {
+        let path = self.path(key);
+        self.remove_file(&path)
+            .map_err(|e| io_error("remove", &path, e))
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
         self.clear()
             .map_err(|e| io_error("clear_cache", self.dir(), e))
@@ -437,7 +471,7 @@ impl Layout for SeparateStore {
                 continue;
             }
             if self
-                .remove(&path)
+                .remove_file(&path)
                 .map_err(|e| io_error("delete_stale_entries", &path, e))?
             {
                 deleted += 1;

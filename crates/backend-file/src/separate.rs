@@ -385,7 +385,7 @@ impl SeparateStore {
         Ok(out)
     }
 
-    pub(crate) fn remove(&self, path: &Path) -> io::Result<bool> {
+    pub(crate) fn remove_file(&self, path: &Path) -> io::Result<bool> {
         self.guard()?;
         remove_if_present(path)
     }

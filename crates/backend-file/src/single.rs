@@ -213,6 +213,28 @@ impl SingleStore {
         Ok(())
     }
 
+    /// Drops the completed value of `key`, keeping its row (and claim marker `claim`) as a
+    /// placeholder; false when the row no longer holds a value under that marker.
+    pub(crate) fn drop_value(&self, key: &Key, claim: Option<&str>) -> Result<bool, Error> {
+        let changed = self.db.with("remove", |conn| {
+            conn.prepare_cached(
+                "UPDATE entries SET value = NULL, completed = 0
+                 WHERE key = ?1 AND claim IS ?2 AND completed = 1",
+            )?
+            .execute(params![key.as_bytes().as_slice(), claim])
+        })?;
+        Ok(changed > 0)
+    }
+
+    /// Deletes the row of `key` if its claim marker is still `claim`; false when it is not.
+    pub(crate) fn delete_row(&self, key: &Key, claim: Option<&str>) -> Result<bool, Error> {
+        let deleted = self.db.with("remove", |conn| {
+            conn.prepare_cached("DELETE FROM entries WHERE key = ?1 AND claim IS ?2")?
+                .execute(params![key.as_bytes().as_slice(), claim])
+        })?;
+        Ok(deleted > 0)
+    }
+
     /// Deletes every value; a claimed key keeps its claim marker as a placeholder, since
     /// its claim (a lock held by a live process) outlives the clear.
     pub(crate) fn clear(&self) -> Result<(), Error> {

@@ -1,6 +1,8 @@
 //! One function's store: a map under a mutex, and a condition variable that wakes waiters.
+//! In a store with a capacity, the map also keeps its evictable values in last-use order
+//! (see [`Budget`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -10,27 +12,24 @@ use cachier_core::{
 };
 use parking_lot::{Condvar, Mutex};
 
+use crate::budget::Budget;
+
 /// One function's entries.
-#[derive(Default)]
 pub(crate) struct MemoryCore {
-    entries: Mutex<HashMap<Key, Slot, KeyHasherBuilder>>,
+    table: Mutex<Table>,
     /// Signalled whenever a value lands or a claim goes away.
     changed: Condvar,
+    /// The store's capacity, shared with the other functions of the store; `None` when
+    /// unbounded (then nothing below keeps a last-use order).
+    budget: Option<Arc<Budget>>,
 }
 
-impl MemoryCore {
-    /// Whether any entry (or claim) is stored, for listing namespaces.
-    pub(crate) fn holds_entries(&self) -> bool {
-        !self.entries.lock().is_empty()
-    }
-}
-
-impl std::fmt::Debug for MemoryCore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryCore")
-            .field("entries", &self.entries.lock().len())
-            .finish()
-    }
+#[derive(Default)]
+struct Table {
+    slots: HashMap<Key, Slot, KeyHasherBuilder>,
+    /// Evictable values (stored, not under a claim) by the tick of their last use; kept only
+    /// in a store with a capacity.
+    by_use: BTreeMap<u64, Key>,
 }
 
 struct Slot {
@@ -38,9 +37,20 @@ struct Slot {
     value: Option<Arc<[u8]>>,
     time: SystemTime,
     claim: Option<ClaimToken>,
+    /// Its tick in [`Table::by_use`], while it is there.
+    used: Option<u64>,
 }
 
 impl Slot {
+    fn new() -> Slot {
+        Slot {
+            value: None,
+            time: SystemTime::now(),
+            claim: None,
+            used: None,
+        }
+    }
+
     fn entry(&self) -> CacheEntry {
         CacheEntry {
             value: self.value.clone(),
@@ -52,6 +62,123 @@ impl Slot {
                 owner: Some(token.as_str().to_owned()),
             }),
         }
+    }
+
+    /// A value no computation holds: eviction may take it.
+    fn evictable(&self) -> bool {
+        self.value.is_some() && self.claim.is_none()
+    }
+}
+
+impl Table {
+    /// Puts `key`'s slot where its state says in the last-use order, as used just now: in it
+    /// (at the newest tick) when evictable, out of it otherwise.
+    fn settle(&mut self, key: &Key, budget: &Budget) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if let Some(tick) = slot.used.take() {
+            self.by_use.remove(&tick);
+        }
+        if slot.evictable() {
+            let tick = budget.tick();
+            self.by_use.insert(tick, *key);
+            slot.used = Some(tick);
+        }
+    }
+
+    /// Replaces the value of `key`'s slot, counting the change against `budget`.
+    fn set_value(&mut self, key: &Key, value: Option<Arc<[u8]>>, budget: Option<&Budget>) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let old = std::mem::replace(&mut slot.value, value);
+        if let Some(budget) = budget {
+            if let Some(old) = &old {
+                budget.removed(old.len());
+            }
+            if let Some(new) = &slot.value {
+                budget.added(new.len());
+            }
+        }
+    }
+
+    /// Deletes `key`'s slot, its place in the order and its value's count.
+    fn drop_slot(&mut self, key: &Key, budget: Option<&Budget>) {
+        let Some(slot) = self.slots.remove(key) else {
+            return;
+        };
+        if let Some(tick) = slot.used {
+            self.by_use.remove(&tick);
+        }
+        if let (Some(budget), Some(value)) = (budget, &slot.value) {
+            budget.removed(value.len());
+        }
+    }
+}
+
+impl MemoryCore {
+    pub(crate) fn new(budget: Option<Arc<Budget>>) -> MemoryCore {
+        MemoryCore {
+            table: Mutex::default(),
+            changed: Condvar::new(),
+            budget,
+        }
+    }
+
+    /// Whether any entry (or claim) is stored, for listing namespaces.
+    pub(crate) fn holds_entries(&self) -> bool {
+        !self.table.lock().slots.is_empty()
+    }
+
+    /// Stored values and their bytes.
+    pub(crate) fn usage(&self) -> (u64, u64) {
+        let table = self.table.lock();
+        table
+            .slots
+            .values()
+            .filter_map(|slot| slot.value.as_ref())
+            .fold((0, 0), |(n, bytes), v| (n + 1, bytes + v.len() as u64))
+    }
+
+    /// The last-use tick of this function's least recently used evictable value.
+    pub(crate) fn oldest_use(&self) -> Option<u64> {
+        self.table.lock().by_use.keys().next().copied()
+    }
+
+    /// Evicts this function's least recently used evictable value; false if it has none.
+    pub(crate) fn evict_oldest(&self) -> bool {
+        let mut table = self.table.lock();
+        let Some((_, key)) = table.by_use.pop_first() else {
+            return false;
+        };
+        if let Some(slot) = table.slots.get_mut(&key) {
+            slot.used = None; // already out of the order
+        }
+        table.drop_slot(&key, self.budget.as_deref());
+        true
+    }
+
+    fn settle(&self, table: &mut Table, key: &Key) {
+        if let Some(budget) = &self.budget {
+            table.settle(key, budget);
+        }
+    }
+
+    /// After a change that may have grown the store: evict down to its capacity.
+    fn fit(&self) {
+        if let Some(budget) = &self.budget {
+            budget.evict();
+        }
+    }
+}
+
+impl std::fmt::Debug for MemoryCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryCore")
+            .field("entries", &self.table.lock().slots.len())
+            .field("bounded", &self.budget.is_some())
+            .finish()
     }
 }
 
@@ -65,108 +192,165 @@ impl Core for MemoryCore {
         }
     }
 
+    /// A hit is a use: in a store with a capacity it moves the value to the newest end of
+    /// the last-use order.
     fn get(&self, key: &Key) -> Result<Option<CacheEntry>, Error> {
-        Ok(self.entries.lock().get(key).map(Slot::entry))
+        let mut table = self.table.lock();
+        let Some(slot) = table.slots.get(key) else {
+            return Ok(None);
+        };
+        let entry = slot.entry();
+        if slot.used.is_some() {
+            self.settle(&mut table, key);
+        }
+        Ok(Some(entry))
     }
 
     fn put(&self, key: &Key, value: &[u8], claim: Option<&ClaimToken>) -> Result<(), Error> {
-        let mut entries = self.entries.lock();
-        let slot = entries.entry(*key).or_insert_with(|| Slot {
-            value: None,
-            time: SystemTime::now(),
-            claim: None,
-        });
-        slot.value = Some(Arc::from(value));
-        slot.time = SystemTime::now();
+        let budget = self.budget.as_deref();
+        let mut table = self.table.lock();
+        let slot = table.slots.entry(*key).or_insert_with(Slot::new);
         if claim.is_some() && slot.claim.as_ref() == claim {
             slot.claim = None;
         }
-        drop(entries);
+        slot.time = SystemTime::now();
+        // A value larger than the whole capacity is not kept: it would evict every other
+        // value, then itself. The old value goes: it is not the latest any more.
+        let kept = budget.is_none_or(|b| b.fits(value.len()));
+        let value = kept.then(|| Arc::from(value));
+        table.set_value(key, value, budget);
+        let slot = &table.slots[key];
+        if slot.value.is_none() && slot.claim.is_none() {
+            table.drop_slot(key, budget);
+        } else {
+            self.settle(&mut table, key);
+        }
+        drop(table);
         self.changed.notify_all();
+        self.fit();
         Ok(())
     }
 
     fn claim(&self, key: &Key, _lease: Duration) -> Result<Claim, Error> {
-        let mut entries = self.entries.lock();
-        let slot = entries.entry(*key).or_insert_with(|| Slot {
-            value: None,
-            time: SystemTime::now(),
-            claim: None,
-        });
+        let mut table = self.table.lock();
+        let slot = table.slots.entry(*key).or_insert_with(Slot::new);
         if slot.claim.is_some() {
             return Ok(Claim::Busy);
         }
         let token = ClaimToken::new();
         slot.claim = Some(token.clone());
+        // Under a claim the value (kept for `next_time` callers) cannot be evicted.
+        self.settle(&mut table, key);
         Ok(Claim::Claimed(token))
     }
 
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
-        let mut entries = self.entries.lock();
-        if let Some(slot) = entries.get_mut(key) {
+        let mut table = self.table.lock();
+        if let Some(slot) = table.slots.get_mut(key) {
             if slot.claim.as_ref() == Some(claim) {
                 slot.claim = None;
                 if slot.value.is_none() {
-                    entries.remove(key);
+                    table.drop_slot(key, self.budget.as_deref());
+                } else {
+                    self.settle(&mut table, key);
                 }
             }
         }
-        drop(entries);
+        drop(table);
         self.changed.notify_all();
         Ok(())
     }
 
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + max;
-        let mut entries = self.entries.lock();
-        let released = |entries: &HashMap<Key, Slot, KeyHasherBuilder>| {
-            entries.get(key).is_none_or(|slot| slot.claim.is_none())
-        };
+        let mut table = self.table.lock();
+        let released = |table: &Table| table.slots.get(key).is_none_or(|slot| slot.claim.is_none());
         loop {
-            if released(&entries) {
+            if released(&table) {
                 return Ok(true);
             }
-            if self.changed.wait_until(&mut entries, deadline).timed_out() {
-                return Ok(released(&entries));
+            if self.changed.wait_until(&mut table, deadline).timed_out() {
+                return Ok(released(&table));
             }
         }
     }
 
+    /// A claimed key keeps its slot, without a value: a placeholder its holder's `put` fills.
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        let budget = self.budget.as_deref();
+        let mut table = self.table.lock();
+        let Some(slot) = table.slots.get(key) else {
+            return Ok(false);
+        };
+        let had_value = slot.value.is_some();
+        if slot.claim.is_none() {
+            table.drop_slot(key, budget);
+        } else {
+            table.set_value(key, None, budget);
+        }
+        Ok(had_value)
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
-        self.entries.lock().clear();
+        let mut table = self.table.lock();
+        let keys: Vec<Key> = table.slots.keys().copied().collect();
+        for key in &keys {
+            table.drop_slot(key, self.budget.as_deref());
+        }
+        drop(table);
         self.changed.notify_all();
         Ok(())
     }
 
     fn clear_being_calculated(&self) -> Result<(), Error> {
-        let mut entries = self.entries.lock();
-        entries.retain(|_, slot| slot.value.is_some());
-        for slot in entries.values_mut() {
+        let mut table = self.table.lock();
+        let claimed: Vec<Key> = table
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.claim.is_some())
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &claimed {
+            let slot = table.slots.get_mut(key).expect("listed above");
             slot.claim = None;
+            if slot.value.is_none() {
+                table.drop_slot(key, self.budget.as_deref());
+            } else {
+                self.settle(&mut table, key);
+            }
         }
-        drop(entries);
+        drop(table);
         self.changed.notify_all();
         Ok(())
     }
 
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
         let now = SystemTime::now();
-        let mut entries = self.entries.lock();
-        let before = entries.len();
+        let mut table = self.table.lock();
         // An entry being computed stays: dropping it would drop the claim with it.
-        entries.retain(|_, slot| {
-            slot.claim.is_some() || now.duration_since(slot.time).unwrap_or_default() <= older_than
-        });
-        Ok((before - entries.len()) as u64)
+        let stale: Vec<Key> = table
+            .slots
+            .iter()
+            .filter(|(_, slot)| {
+                slot.claim.is_none()
+                    && now.duration_since(slot.time).unwrap_or_default() > older_than
+            })
+            .map(|(key, _)| *key)
+            .collect();
+        for key in &stale {
+            table.drop_slot(key, self.budget.as_deref());
+        }
+        Ok(stale.len() as u64)
     }
 
     fn len(&self) -> Result<u64, Error> {
-        Ok(self.entries.lock().len() as u64)
+        Ok(self.table.lock().slots.len() as u64)
     }
 
     fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        let entries = self.entries.lock();
-        Ok(entries
+        let table = self.table.lock();
+        Ok(table
+            .slots
             .iter()
             .map(|(key, slot)| EntryInfo::of(*key, &slot.entry()))
             .collect())

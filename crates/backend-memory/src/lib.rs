@@ -3,5 +3,8 @@
 
 mod backend;
 mod blocking;
+mod budget;
+mod builder;
 
 pub use backend::MemoryBackend;
+pub use builder::MemoryBackendBuilder;

@@ -85,6 +85,11 @@ impl Core for MongoCore {
         self.block("wait", |e| async move { e.wait(&key, max).await })
     }
 
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        let key = *key;
+        self.block("remove", move |e| async move { e.remove(&key).await })
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
         self.block("clear_cache", |e| async move { e.clear_cache().await })
     }

@@ -61,6 +61,9 @@ impl AsyncCore for MongoAsyncCore {
         Box::pin(self.entries.wait(key, max))
     }
 
+    fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(self.entries.remove(key))
+    }
     fn clear_cache(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(self.entries.clear_cache())
     }

@@ -522,6 +522,37 @@ impl Entries {
         }
     }
 
+    /// [`Core::remove`](cachier_core::Core::remove): deletes the document unless a live
+    /// claim holds it (judged by the measured server clock, as stale cleanup judges it); else,
+    /// or if the claim lapsed in between, unsets its value and keeps the claim.
+    pub(crate) async fn remove(&self, key: &Key) -> Result<bool, Error> {
+        self.shared.ensure_ready("remove").await?;
+        let now_ms = self.shared.server_now_ms().await;
+        let c = &self.shared.collection;
+        let mut unclaimed = self.filter(key);
+        unclaimed.insert("completed", true);
+        unclaimed.insert(
+            "$or",
+            vec![
+                doc! { "processing": { "$ne": true } },
+                doc! { "lease_until": { "$not": { "$gt": DateTime::from_millis(now_ms) } } },
+            ],
+        );
+        let deleted = self
+            .run("remove", c.delete_one(unclaimed).into_future())
+            .await?;
+        if deleted.deleted_count > 0 {
+            return Ok(true);
+        }
+        let mut completed = self.filter(key);
+        completed.insert("completed", true);
+        let update = doc! { "$unset": { "value": "" }, "$set": { "completed": false } };
+        let dropped = self
+            .run("remove", c.update_one(completed, update).into_future())
+            .await?;
+        Ok(dropped.modified_count > 0)
+    }
+
     /// [`Core::clear_cache`](cachier_core::Core::clear_cache).
     pub(crate) async fn clear_cache(&self) -> Result<(), Error> {
         let c = &self.shared.collection;

@@ -93,6 +93,10 @@ impl Core for RedisCore {
         block_on(ops::release(self.con(), &self.scope, key, claim))
     }
 
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        block_on(ops::remove(self.con(), &self.scope, key))
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
         block_on(ops::clear_cache(self.con(), &self.scope))
     }

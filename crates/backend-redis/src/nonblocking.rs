@@ -97,6 +97,9 @@ impl AsyncCore for RedisAsyncCore {
         Box::pin(ops::release(self.con(), &self.scope, key, claim))
     }
 
+    fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(ops::remove(self.con(), &self.scope, key))
+    }
     fn clear_cache(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(ops::clear_cache(self.con(), &self.scope))
     }

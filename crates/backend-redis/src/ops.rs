@@ -190,6 +190,14 @@ pub(crate) async fn release<C: Conn>(
     Ok(())
 }
 
+/// [`scripts::REMOVE`]: deletes the value, keeping a live claim.
+pub(crate) async fn remove<C: Conn>(con: C, scope: &Scope, key: &Key) -> Result<bool, Error> {
+    let mut remove = scripts::REMOVE.prepare_invoke();
+    remove.key(scope.entry_key(key));
+    let removed: i64 = con.query("remove", &Request::Script(remove)).await?;
+    Ok(removed == 1)
+}
+
 /// `UNLINK`s the function's keys, a batch (on a cluster, a slot of a batch) per round trip.
 pub(crate) async fn clear_cache<C: Conn>(con: C, scope: &Scope) -> Result<(), Error> {
     const OPERATION: &str = "clear_cache";

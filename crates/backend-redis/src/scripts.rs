@@ -136,6 +136,32 @@ return 1
     ))
 });
 
+/// `KEYS[1]` entry. Deletes its value; returns 1 if there was one. Under a live claim the
+/// hash stays as a claim-only placeholder, which expires with the claim's lease like one the
+/// claim made; otherwise the whole hash goes (garbage too).
+pub(crate) static REMOVE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        prelude!(),
+        r#"
+local key = KEYS[1]
+if hash_or_none(key) ~= 'hash' then return 0 end
+local h = redis.call('HMGET', key, 'claim', 'lease', 'completed')
+local had = redis.call('HEXISTS', key, 'value') == 1 and h[3] == '1'
+local now = now_us()
+if live(h[1], h[2], now) then
+  if not had then return 0 end
+  redis.call('HDEL', key, 'value')
+  redis.call('HSET', key, 'completed', '0')
+  redis.call('PEXPIRE', key, math.max(1, math.ceil((tonumber(h[2]) - now) / 1000)))
+else
+  redis.call('DEL', key)
+end
+if had then return 1 end
+return 0
+"#
+    ))
+});
+
 /// `KEYS`: a batch of entries. Drops every claim (and claim-only placeholders); returns how
 /// many claims went.
 pub(crate) static UNCLAIM: LazyLock<Script> = LazyLock::new(|| {

@@ -130,6 +130,10 @@ impl Core for SqlCore {
         block_on(self.ops().release(key, claim))
     }
 
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        block_on(self.ops().remove(key))
+    }
+
     fn clear_cache(&self) -> Result<(), Error> {
         block_on(self.ops().clear_cache())
     }

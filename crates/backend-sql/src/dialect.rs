@@ -167,6 +167,10 @@ pub(crate) enum Stmt {
     ReleasePlaceholder,
     /// `(function_id, key, token)`: drop our claim, keep the value.
     Release,
+    /// `(function_id, key)`: delete the row if it holds a value and no live claim.
+    RemoveUnclaimed,
+    /// `(function_id, key)`: drop the row's value, keeping the row and its claim.
+    DropValue,
     /// `(function_id)`.
     ClearCache,
     /// `(function_id)`.
@@ -182,7 +186,7 @@ pub(crate) enum Stmt {
 }
 
 /// Number of [`Stmt`] variants.
-pub(crate) const STMT_COUNT: usize = 12;
+pub(crate) const STMT_COUNT: usize = 14;
 
 impl Stmt {
     /// Index into [`Statements::sql`] and into per-connection caches of prepared statements.
@@ -260,6 +264,10 @@ impl Statements {
                 "UPDATE {t} SET claim_owner = NULL, claim_expires = NULL WHERE {row} AND claim_owner = {}",
                 p(3)
             ),
+            // RemoveUnclaimed: an invalidation deletes a value no live computation holds.
+            format!("DELETE FROM {t} WHERE {row} AND completed AND NOT {live}"),
+            // DropValue: a value under a live claim goes, the claim (a placeholder) stays.
+            format!("UPDATE {t} SET value = NULL, completed = FALSE WHERE {row} AND completed"),
             // ClearCache.
             format!("DELETE FROM {t} WHERE function_id = {}", p(1)),
             // ClearClaims: placeholders left behind hold no value and read as misses.

@@ -56,6 +56,9 @@ impl AsyncCore for SqlAsyncCore {
         Box::pin(self.ops().release(key, claim))
     }
 
+    fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(self.ops().remove(key))
+    }
     fn clear_cache(&self) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(self.ops().clear_cache())
     }

@@ -202,6 +202,25 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
         Ok(())
     }
 
+    /// Deletes the row unless a live claim holds it; else (or if the claim lapsed between
+    /// the two statements) drops its value and keeps the claim.
+    pub(crate) async fn remove(self, key: &Key) -> Result<bool, Error> {
+        let key = key.to_hex();
+        let params = [self.function(), Param::Text(&key)];
+        let deleted = self
+            .conn
+            .execute("remove", Stmt::RemoveUnclaimed, &params)
+            .await?;
+        if deleted > 0 {
+            return Ok(true);
+        }
+        let dropped = self
+            .conn
+            .execute("remove", Stmt::DropValue, &params)
+            .await?;
+        Ok(dropped > 0)
+    }
+
     pub(crate) async fn clear_cache(self) -> Result<(), Error> {
         let params = [self.function()];
         self.conn

@@ -80,6 +80,28 @@ pub fn rows(config: &Config) -> Vec<Row> {
             baseline: hit_without_stats,
         });
 
+        // A store with a capacity keeps a last-use order, which every hit updates; a miss on
+        // a full store evicts the least recently used value.
+        let bounded_store = cachier::backends::memory::MemoryBackend::builder()
+            .max_entries(n as u64)
+            .build();
+        let bounded = overhead_fn(&run_name("memory-bounded"))
+            .backend(bounded_store)
+            .build()
+            .expect("build");
+        prefill(&bounded, n);
+        let bounded_hit = config.measure(|i| {
+            std::hint::black_box(bounded.call(scattered(i, n)));
+        });
+        rows.push(Row {
+            backend: "memory".into(),
+            entries: n,
+            path: "hit, bounded store",
+            ours: bounded_hit,
+            baseline_name: "same, unbounded".into(),
+            baseline: hit,
+        });
+
         let base = 1u64 << 40;
         let miss = config.measure(|i| {
             std::hint::black_box(f.call(base + i));
@@ -94,6 +116,18 @@ pub fn rows(config: &Config) -> Vec<Row> {
             ours: miss,
             baseline_name: "cached TtlCache miss".into(),
             baseline: ttl_miss,
+        });
+
+        let evicting_miss = config.measure(|i| {
+            std::hint::black_box(bounded.call(base + i));
+        });
+        rows.push(Row {
+            backend: "memory".into(),
+            entries: n,
+            path: "miss, full bounded store (evicts)",
+            ours: evicting_miss,
+            baseline_name: "same, unbounded".into(),
+            baseline: miss,
         });
 
         let stale = overhead_fn(&run_name("memory-stale"))

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cachier::{
-    store::{Backend, Namespace},
+    store::{Backend, Key, Namespace},
     Error,
 };
 use clap::{Parser, Subcommand};
@@ -46,6 +46,15 @@ enum Command {
         /// The function's namespace, as `cachier ls` prints it.
         namespace: String,
     },
+    /// Delete one entry of a function (its next call for those arguments computes again).
+    /// A computation of that entry in flight is left alone; no confirmation is asked.
+    Delete {
+        /// The function's namespace.
+        namespace: String,
+        /// The entry's key: 64 hex digits, as `cachier show` prints it.
+        #[arg(value_parser = key)]
+        key: Key,
+    },
     /// Delete every entry of a function.
     Clear {
         /// The function's namespace.
@@ -77,6 +86,11 @@ enum Command {
 
 fn duration(text: &str) -> Result<Duration, String> {
     cachier_settings::parse_duration(text)
+}
+
+fn key(text: &str) -> Result<Key, String> {
+    Key::from_hex(text.trim())
+        .ok_or_else(|| "a key is 64 hex digits, as `cachier show` prints it".to_owned())
 }
 
 fn main() -> ExitCode {
@@ -196,6 +210,16 @@ fn run(cli: &Cli) -> Result<(), String> {
                 .map_err(fail)?;
             progress.finish_and_clear();
             out.entries(&namespace, &entries);
+        }
+        Command::Delete { namespace, key } => {
+            let namespace = known(&*backend, namespace, &url)?;
+            let core = backend.core(&namespace).map_err(fail)?;
+            if !core.remove(key).map_err(fail)? {
+                return Err(format!(
+                    "nothing stored under {key} in {namespace}: `cachier show {namespace}` lists its entries"
+                ));
+            }
+            out.done(&format!("deleted entry {key} of {namespace}"), 1);
         }
         Command::Clear { namespace, yes } => {
             let namespace = known(&*backend, namespace, &url)?;

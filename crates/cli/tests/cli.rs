@@ -126,6 +126,55 @@ fn exercise(url: &str) {
         .unwrap();
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown namespace"));
+
+    delete_one_entry(url);
+}
+
+/// `cachier delete` removes one entry, which the function then computes again; the other
+/// stays. A key not stored is an error, a key that is not 64 hex digits a usage error.
+fn delete_one_entry(url: &str) {
+    let name = populate(url);
+    let one = cachier::store::Key::of(&1u64).unwrap().to_hex();
+    let two = cachier::store::Key::of(&2u64).unwrap().to_hex();
+    assert!(stdout(cachier(url).args(["delete", &name, &one])).contains("deleted entry"));
+    let show: serde_json::Value =
+        serde_json::from_str(&stdout(cachier(url).args(["--json", "show", &name]))).unwrap();
+    let keys: Vec<&str> = show
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, [two.as_str()], "only the deleted entry went");
+
+    let calls = cachier_testkit::Counter::new();
+    let counted = calls.clone();
+    let f = cachier::memoize(&name, move |x: u64| {
+        counted.bump();
+        x * 10
+    })
+    .shared_backend(cachier::backend_from_url(url).expect("open backend"))
+    .build()
+    .expect("build");
+    assert_eq!(f.call(2), 20);
+    assert_eq!(calls.get(), 0, "the other entry is still a hit");
+    assert_eq!(f.call(1), 10);
+    assert_eq!(calls.get(), 1, "the deleted entry is computed again");
+
+    let json: serde_json::Value = serde_json::from_str(&stdout(
+        cachier(url).args(["--json", "delete", &name, &two]),
+    ))
+    .unwrap();
+    assert_eq!(json["count"], 1);
+    let missing = cachier(url).args(["delete", &name, &two]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nothing stored under"));
+    let bad = cachier(url)
+        .args(["delete", &name, "xyz"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("64 hex digits"));
 }
 
 fn populate_again(url: &str, name: &str) {

@@ -59,6 +59,14 @@ pub trait AsyncCore: Send + Sync {
             }
         })
     }
+    /// See [`Core::remove`]; the default is [`Error::Unsupported`], like `Core::remove`'s.
+    fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {
+        let _ = key;
+        Box::pin(std::future::ready(Err(Error::Unsupported {
+            backend: "custom",
+            operation: "removing an entry",
+        })))
+    }
     /// See [`Core::clear_cache`].
     fn clear_cache(&self) -> BoxFuture<'_, Result<(), Error>>;
     /// See [`Core::clear_being_calculated`].
@@ -120,6 +128,10 @@ impl AsyncCore for OffloadedCore {
     ) -> BoxFuture<'a, Result<(), Error>> {
         let (key, claim) = (*key, claim.clone());
         self.offload(move |core| core.release(&key, &claim))
+    }
+    fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {
+        let key = *key;
+        self.offload(move |core| core.remove(&key))
     }
     fn clear_cache(&self) -> BoxFuture<'_, Result<(), Error>> {
         self.offload(|core| core.clear_cache())

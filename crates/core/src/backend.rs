@@ -290,6 +290,26 @@ pub trait Core: Send + Sync {
         poll_until_released(self, key, max)
     }
 
+    /// Deletes the value stored under `key` (an invalidation); returns whether there was one.
+    /// Other keys are untouched.
+    ///
+    /// A live claim on `key` stays, as a placeholder: its holder goes on computing, its `put`
+    /// stores the new value, and callers waiting on the claim wait for that value, so an
+    /// invalidation never starts a second computation of a key in flight. A placeholder whose
+    /// claim is gone (lapsed or released) goes with the value.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] from stores that do not implement it (the default, which knows
+    /// no backend name: it reports a `"custom"` backend). Every store of this workspace
+    /// implements it, and the store-contract suite checks that it does.
+    fn remove(&self, key: &Key) -> Result<bool, Error> {
+        let _ = key;
+        Err(Error::Unsupported {
+            backend: "custom",
+            operation: "removing an entry",
+        })
+    }
+
     /// Deletes every entry of this function. A live claim that the store cannot revoke (an
     /// OS file lock held by a live process) stays, as a placeholder.
     fn clear_cache(&self) -> Result<(), Error>;
@@ -476,6 +496,17 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "the custom backend does not support listing entries"
+        );
+    }
+
+    #[test]
+    fn a_store_without_remove_says_so() {
+        let error = Inert::default()
+            .remove(&Key::of(&1u8).unwrap())
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the custom backend does not support removing an entry"
         );
     }
 }

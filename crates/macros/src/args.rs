@@ -88,6 +88,9 @@ pub(crate) struct Args {
     pub key: Option<Expr>,
     /// Opt-in to memoize `&self` methods (the receiver is not part of the key).
     pub allow_non_static_methods: bool,
+    /// `version = "auto"`: the version is derived from the function's tokens (see
+    /// [`crate::version`]), once the function is known.
+    pub auto_version: bool,
 }
 
 impl Args {
@@ -130,6 +133,7 @@ impl Args {
             name: None,
             key: None,
             allow_non_static_methods: false,
+            auto_version: false,
         };
         let explicit_backend = seen
             .iter()
@@ -212,6 +216,10 @@ impl Args {
                 "entry_size_limit" => required(&param).and_then(size).map(|value| {
                     args.builder.push(quote_spanned!(span=> .entry_size_limit(#value)));
                 }),
+                "version" if param.value.as_ref().and_then(lit_str).as_deref() == Some("auto") => {
+                    args.auto_version = true;
+                    Ok(())
+                }
                 "backend" | "shared_backend" | "cache_dir" | "version" => {
                     required(&param).map(|value| {
                         args.builder.push(quote_spanned!(span=> .#ident(#value)));
@@ -364,6 +372,19 @@ mod tests {
         assert!(args.allow_non_static_methods);
         assert!(args.name.is_some() && args.key.is_some());
         assert!(args.builder.is_empty());
+    }
+
+    #[test]
+    fn version_auto_is_left_to_the_function() {
+        let args = Args::parse(quote!(version = "auto")).unwrap();
+        assert!(args.auto_version);
+        assert!(
+            args.builder.is_empty(),
+            "the version is added once the body is known"
+        );
+        let args = Args::parse(quote!(version = "3")).unwrap();
+        assert!(!args.auto_version);
+        assert_eq!(args.builder[0].to_string(), ". version (\"3\")");
     }
 
     #[test]

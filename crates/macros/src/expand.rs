@@ -1,6 +1,6 @@
 //! Code generation: one `#[cachier]` function becomes the function itself (same signature),
 //! its `<name>_cache()` accessor, a hidden body function, and for `&self` methods
-//! `<name>_call_with` and `<name>_precache`.
+//! `<name>_call_with`, `<name>_precache` and `<name>_invalidate`.
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned, ToTokens};
@@ -188,6 +188,10 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
             quote_spanned!(key.span()=> .key(#key))
         }
     });
+    let auto_version = args.auto_version.then(|| {
+        let version = crate::version::auto(&func.sig, &func.block);
+        quote!(.version(#version))
+    });
     let builder = &args.builder;
 
     // Attributes: docs and the rest stay on the function; `cfg` goes everywhere; lint levels go
@@ -218,7 +222,7 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
         name_text.clone()
     };
     let cache_doc = format!(
-        "The cache of [`{name_text}`]({link}) (memoized by `#[cachier]`): `clear_cache`, `clear_being_calculated`, `cache_dpath`, `precache_value`, `call_with`, `namespace`...\n\nBuilt on first use. An error if the cache could not be built (for example an unwritable cache directory): the function then runs uncached."
+        "The cache of [`{name_text}`]({link}) (memoized by `#[cachier]`): `invalidate`, `clear_cache`, `clear_being_calculated`, `cache_dpath`, `precache_value`, `call_with`, `namespace`...\n\nBuilt on first use. An error if the cache could not be built (for example an unwritable cache directory): the function then runs uncached."
     );
 
     // The function, same signature: arguments are renamed only when their pattern is not a
@@ -270,6 +274,7 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
                 || #namespace,
                 |__cachier_name| #memoize(__cachier_name, #func_closure)
                     #(#builder)*
+                    #auto_version
                     #key
                     .build(),
             )
@@ -293,6 +298,7 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
     let extras = method.map(|Method| {
         let call_with_fn = format_ident!("{}_call_with", name.unraw());
         let precache_fn = format_ident!("{}_precache", name.unraw());
+        let invalidate_fn = format_ident!("{}_invalidate", name.unraw());
         let (async_kw, dot_await) = if is_async {
             (quote!(async), quote!(.await))
         } else {
@@ -303,6 +309,9 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
         );
         let precache_doc = format!(
             "Stores `value` as the result of [`Self::{name_text}`] for `args` (the argument tuple) and returns it."
+        );
+        let invalidate_doc = format!(
+            "Deletes the cached result of [`Self::{name_text}`] for `args` (the argument tuple); returns whether there was one."
         );
         quote! {
             #[doc = #call_with_doc]
@@ -325,6 +334,13 @@ pub(crate) fn expand_fn(args: Args, func: Func, in_impl: bool) -> syn::Result<To
             #[allow(dead_code, clippy::clone_on_copy)]
             #vis #async_kw fn #precache_fn(&self, args: #tuple, value: #value) -> ::core::result::Result<#value, ::cachier::Error> {
                 Self::#cache_fn()?.precache_value(&(::cachier::__private::Receiver(::core::clone::Clone::clone(self)), args), value) #dot_await
+            }
+
+            #[doc = #invalidate_doc]
+            #(#cfgs)*
+            #[allow(dead_code, clippy::clone_on_copy)]
+            #vis #async_kw fn #invalidate_fn(&self, args: #tuple) -> ::core::result::Result<bool, ::cachier::Error> {
+                Self::#cache_fn()?.invalidate(&(::cachier::__private::Receiver(::core::clone::Clone::clone(self)), args)) #dot_await
             }
         }
     });

@@ -4,6 +4,7 @@
 mod args;
 mod context;
 mod expand;
+mod version;
 
 use proc_macro::TokenStream;
 use quote::quote;

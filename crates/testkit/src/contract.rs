@@ -634,6 +634,120 @@ pub fn clear_cache_is_per_namespace(open: Open) {
     assert_completed(&*s.core, &key(0), b"again");
 }
 
+/// `remove` deletes one key's value and reports it; other keys, other namespaces and other
+/// keys' claims stay; removing again, or a key never stored, reports nothing.
+pub fn remove_deletes_one_entry(open: Open) {
+    let Some(s) = Store::open(open, "remove_deletes_one_entry") else {
+        return;
+    };
+    let sibling = s.sibling("remove_deletes_one_entry");
+    for n in 1..=3 {
+        s.core.put(&key(n), b"mine", None).expect("put");
+    }
+    sibling.put(&key(1), b"theirs", None).expect("put");
+    let other_claim = claim(&*s.core, &key(4), LEASE);
+    assert!(
+        s.core.remove(&key(1)).expect("remove"),
+        "a stored value is reported removed"
+    );
+    assert_eq!(s.core.get(&key(1)).expect("get"), None);
+    assert_eq!(
+        completed(&*s.another_caller(), &key(1)),
+        None,
+        "gone for every caller"
+    );
+    assert_completed(&*s.core, &key(2), b"mine");
+    assert_completed(&*s.core, &key(3), b"mine");
+    assert_completed(&*sibling, &key(1), b"theirs");
+    assert!(
+        being_calculated(&*s.core, &key(4)),
+        "another key's claim stays"
+    );
+    assert_busy(&*s.another_caller(), &key(4), "another key's claim stays");
+    assert_eq!(
+        s.core.len().expect("len"),
+        3,
+        "two entries and a placeholder"
+    );
+    assert!(
+        !s.core.remove(&key(1)).expect("remove again"),
+        "nothing left to remove"
+    );
+    assert!(!s
+        .core
+        .remove(&key(9))
+        .expect("remove of a key never stored"));
+    s.core
+        .put(&key(1), b"again", None)
+        .expect("put after remove");
+    assert_completed(&*s.core, &key(1), b"again");
+    s.core.release(&key(4), &other_claim).expect("release");
+}
+
+/// `remove` under a live claim deletes the value but keeps the claim: other callers still
+/// find the key busy and wait, the holder's `put` stores the new value and releases its claim,
+/// so an invalidation never lets a second computation start. A placeholder (claimed, nothing
+/// stored) has no value to remove.
+pub fn remove_under_a_claim_keeps_the_claim(open: Open) {
+    let Some(s) = Store::open(open, "remove_under_a_claim_keeps_the_claim") else {
+        return;
+    };
+    s.core.put(&key(1), b"old", None).expect("put");
+    let refresh = claim(&*s.core, &key(1), LEASE);
+    let placeholder = claim(&*s.core, &key(2), LEASE);
+    assert!(
+        s.core.remove(&key(1)).expect("remove"),
+        "the value under the claim went"
+    );
+    assert!(
+        !s.core.remove(&key(2)).expect("remove"),
+        "a placeholder holds no value"
+    );
+    for n in [1, 2] {
+        let entry = s.core.get(&key(n)).expect("get");
+        let entry = entry.unwrap_or_else(|| panic!("key {n}: the claim went with the value"));
+        assert_eq!(entry.value, None, "key {n}: a value survived remove");
+        assert!(entry.being_calculated(), "key {n}: {entry:?}");
+        assert_busy(
+            &*s.another_caller(),
+            &key(n),
+            "the claim stays after remove",
+        );
+        assert!(
+            !s.another_caller()
+                .wait(&key(n), Duration::from_millis(100))
+                .expect("wait"),
+            "key {n}: a waiter still waits for the holder"
+        );
+    }
+    s.core.put(&key(1), b"new", Some(&refresh)).expect("put");
+    s.core
+        .put(&key(2), b"two", Some(&placeholder))
+        .expect("put");
+    assert_completed(&*s.core, &key(1), b"new");
+    assert_completed(&*s.core, &key(2), b"two");
+}
+
+/// A key whose value was removed under a claim, then released, reads as a miss and can be
+/// claimed: nothing of it lingers as a value or a claim.
+pub fn remove_then_release_leaves_a_miss(open: Open) {
+    let Some(s) = Store::open(open, "remove_then_release_leaves_a_miss") else {
+        return;
+    };
+    s.core.put(&key(1), b"old", None).expect("put");
+    let token = claim(&*s.core, &key(1), LEASE);
+    assert!(s.core.remove(&key(1)).expect("remove"));
+    s.core.release(&key(1), &token).expect("release");
+    let seen = s.core.get(&key(1)).expect("get");
+    assert!(
+        seen.as_ref()
+            .is_none_or(|e| !e.is_completed() && !e.being_calculated()),
+        "{seen:?}"
+    );
+    let again = claim(&*s.another_caller(), &key(1), LEASE);
+    s.core.release(&key(1), &again).expect("release");
+}
+
 /// `clear_being_calculated` drops every claim of its namespace (values stay, keys become
 /// claimable) and none of another namespace.
 pub fn clear_being_calculated_drops_claims_and_keeps_values(open: Open) {

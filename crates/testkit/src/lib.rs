@@ -224,6 +224,8 @@ macro_rules! store_contract_tests {
             release_is_idempotent, release_with_a_wrong_token_keeps_the_claim,
             wait_without_a_claim_returns_at_once, wait_times_out_while_claimed,
             wait_wakes_promptly_after_release, wait_wakes_promptly_after_put,
+            remove_deletes_one_entry, remove_under_a_claim_keeps_the_claim,
+            remove_then_release_leaves_a_miss,
             clear_cache_is_per_namespace, clear_cache_under_a_claim_leaves_get_and_claim_agreeing,
             clear_being_calculated_drops_claims_and_keeps_values,
             delete_stale_entries_deletes_only_older_ones,
@@ -253,7 +255,7 @@ macro_rules! __store_contract_async_tests {
     ($open:expr) => {
         $crate::store_contract_tests!(@cases $open;
             async_get_and_put, async_claim_busy_and_release, async_foreign_tokens_keep_the_claim,
-            async_claim_is_atomic, async_wait, async_management
+            async_claim_is_atomic, async_wait, async_management, async_remove
         );
     };
 }

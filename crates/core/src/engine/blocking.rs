@@ -159,6 +159,17 @@ where
         Ok(value)
     }
 
+    /// Deletes the entry cached for `args` (in every process sharing the store); returns
+    /// whether there was one, so the next call for `args` computes again. Other entries stay.
+    ///
+    /// A computation of `args` in flight is left alone: its claim stays, its result is stored
+    /// when it ends, and the callers waiting for it get that result. Invalidating never
+    /// starts a second computation of a key that is being computed.
+    pub fn invalidate(&self, args: &A) -> Result<bool, Error> {
+        let key = self.inner.shared.key(args)?;
+        self.inner.shared.core.remove(&key)
+    }
+
     /// Deletes every entry of this function.
     pub fn clear_cache(&self) -> Result<(), Error> {
         self.inner.shared.core.clear_cache()

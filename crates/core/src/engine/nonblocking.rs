@@ -225,6 +225,15 @@ where
         Ok(value)
     }
 
+    /// Deletes the entry cached for `args` (in every process sharing the store); returns
+    /// whether there was one. Other entries stay, and so does a computation of `args` in
+    /// flight: its result is stored when it ends, and its waiters get it (see
+    /// [`Memoized::invalidate`](crate::Memoized::invalidate)).
+    pub async fn invalidate(&self, args: &A) -> Result<bool, Error> {
+        let key = self.inner.shared.key(args)?;
+        self.inner.store.remove(&key).await
+    }
+
     /// Deletes every entry of this function.
     pub async fn clear_cache(&self) -> Result<(), Error> {
         self.inner.store.clear_cache().await

@@ -265,3 +265,42 @@ pub fn async_management(open: Open) {
     });
     assert_eq!(s.core.len().expect("len"), 0);
 }
+
+/// `remove` through the async store: one key's value goes, another key stays, and a value
+/// under a live claim goes while the claim stays until its holder's `put`.
+pub fn async_remove(open: Open) {
+    let Some((s, store)) = open_async(open, "async_remove") else {
+        return;
+    };
+    runtime().block_on(async {
+        store.put(&key(1), b"one", None).await.expect("put");
+        store.put(&key(2), b"two", None).await.expect("put");
+        assert!(store.remove(&key(1)).await.expect("remove"));
+        assert!(!store.remove(&key(1)).await.expect("remove again"));
+        assert_eq!(store.get(&key(1)).await.expect("get"), None);
+        assert_eq!(
+            completed(&*store, &key(2)).await.as_deref(),
+            Some(&b"two"[..])
+        );
+
+        let token = claim(&*store, &key(2)).await;
+        assert!(store.remove(&key(2)).await.expect("remove under a claim"));
+        assert_eq!(completed(&*store, &key(2)).await, None);
+        assert!(being_calculated(&*store, &key(2)).await, "the claim stays");
+        assert_eq!(
+            store.claim(&key(2), LEASE).await.expect("claim"),
+            Claim::Busy
+        );
+        store.put(&key(2), b"new", Some(&token)).await.expect("put");
+        assert!(!being_calculated(&*store, &key(2)).await);
+        assert_eq!(
+            completed(&*store, &key(2)).await.as_deref(),
+            Some(&b"new"[..])
+        );
+    });
+    assert_eq!(
+        super::completed(&*s.core, &key(2)).as_deref(),
+        Some(&b"new"[..]),
+        "the blocking store reads what the async one did"
+    );
+}
