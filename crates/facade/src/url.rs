@@ -18,6 +18,7 @@ use crate::{store::Backend, Error, Result};
 /// | `postgres://user@host/db` | SQL on PostgreSQL | `sql-postgres` |
 /// | `redis://host/db`, `rediss://…`, `redis+unix:///path` | Redis | `redis` (`redis-tls`) |
 /// | `mongodb://host/db`, `mongodb+srv://…` | MongoDB | `mongo` |
+/// | `s3://bucket/prefix?endpoint=…&region=…` | S3 | `s3` |
 ///
 /// # Errors
 /// [`Error::Config`] naming `backend` for an unknown scheme, a malformed URL, or a backend
@@ -36,6 +37,7 @@ pub fn backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
         "redis" | "redis+unix" => redis(url, "redis"),
         "rediss" => redis(url, "redis-tls"),
         "mongodb" | "mongodb+srv" => mongo(url),
+        "s3" => s3(url),
         other => Err(bad(
             url,
             &format!(
@@ -171,4 +173,13 @@ fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
 #[cfg(not(feature = "mongo"))]
 fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
     Err(not_compiled(url, "mongo"))
+}
+
+#[cfg(feature = "s3")]
+fn s3(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(crate::backends::s3::S3Backend::from_url(url)?))
+}
+#[cfg(not(feature = "s3"))]
+fn s3(url: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(url, "s3"))
 }
