@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The one test command (README, .ci/run): makes sure Redis, PostgreSQL and the MongoDB-wire test
-# server run on loopback (installing or starting what is missing), exports their URLs, then runs
-# rustfmt, clippy, every test of the workspace and every example.
+# The one test command (README, .ci/run): makes sure Redis, PostgreSQL, the MongoDB-wire test
+# server and the S3 test server run on loopback (installing or starting what is missing),
+# exports their URLs, then runs rustfmt, clippy, every test of the workspace and every example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +77,32 @@ if ! port_open "$MONGO_PORT"; then
   wait_port "$MONGO_PORT" 20 secantusd-py || { cat "$LOG_DIR/secantusd.log"; exit 1; }
 fi
 export CACHIER_TEST_MONGO_URL="${CACHIER_TEST_MONGO_URL:-mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true}"
+
+# --- S3 test server (moto, from PyPI) ---------------------------------------------------------
+step "S3 server"
+S3_VENV="$STATE_DIR/moto-venv"
+S3_PID=""
+if [ ! -x "$S3_VENV/bin/moto_server" ]; then   # the outage test starts private servers too
+  python3 -m venv "$S3_VENV"
+  "$S3_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+fi
+export CACHIER_TEST_MOTO_SERVER="$S3_VENV/bin/moto_server"
+stop_started() {
+  for pid in "$MONGO_PID" "$S3_PID"; do
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  done
+}
+trap stop_started EXIT
+if [ -z "${CACHIER_TEST_S3_URL:-}" ]; then
+  S3_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$S3_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$LOG_DIR/moto.log" 2>&1 &
+  S3_PID=$!
+  wait_port "$S3_PORT" 30 moto_server || { cat "$LOG_DIR/moto.log"; exit 1; }
+  # moto accepts any credentials; the bucket is the tests' (the backend creates none).
+  python3 -c 'import sys, urllib.request as r; r.urlopen(r.Request(sys.argv[1], method="PUT"))' \
+    "http://127.0.0.1:$S3_PORT/cachier-test"
+  export CACHIER_TEST_S3_URL="s3://test:test@cachier-test?endpoint=http://127.0.0.1:$S3_PORT&region=us-east-1"
+fi
 
 # --- Checks -----------------------------------------------------------------------------------
 step "rustfmt"
