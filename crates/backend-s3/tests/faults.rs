@@ -64,8 +64,10 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
+// The child is returned and waited for by `PrivateMoto`'s `Drop` (or `give_up`).
+#[allow(clippy::zombie_processes)]
 fn spawn(binary: &str, port: u16) -> Child {
-    let mut child = Command::new(binary)
+    let child = Command::new(binary)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -86,11 +88,20 @@ fn spawn(binary: &str, port: u16) -> Child {
             return child;
         }
         if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("moto_server did not open port {port} within 30 s");
+            give_up(
+                child,
+                &format!("moto_server did not open port {port} within 30 s"),
+            );
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Stops a server that never came up, then fails the test.
+fn give_up(mut child: Child, why: &str) -> ! {
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("{why}");
 }
 
 #[test]

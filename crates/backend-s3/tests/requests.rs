@@ -9,8 +9,10 @@ use cachier_testkit::{service_url, unique_name};
 
 #[test]
 fn a_hit_is_one_request_and_a_miss_three() {
-    let Some(url) = service_url("CACHIER_TEST_S3_URL", "a_hit_is_one_request_and_a_miss_three")
-    else {
+    let Some(url) = service_url(
+        "CACHIER_TEST_S3_URL",
+        "a_hit_is_one_request_and_a_miss_three",
+    ) else {
         return;
     };
     // A backend of its own: no other test's requests in the count.

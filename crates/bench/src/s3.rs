@@ -50,10 +50,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
         }
         prefill(&f, n);
         // The raw baseline reads the very objects the hits read.
-        let dir = backend
-            .prefix()
-            .clone()
-            .join(f.namespace().as_str());
+        let dir = backend.prefix().clone().join(f.namespace().as_str());
         let paths: Vec<Path> = (0..n as u64)
             .map(|k| dir.clone().join(f.key(&k).expect("key").to_hex()))
             .collect();
@@ -106,10 +103,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
             });
             misses += calls;
             miss_requests += backend.requests_sent() - sent;
-            for (slot, new) in best
-                .iter_mut()
-                .zip([raw, hit, async_hit, raw_async, miss])
-            {
+            for (slot, new) in best.iter_mut().zip([raw, hit, async_hit, raw_async, miss]) {
                 if slot.is_none_or(|old: Summary| new.median_ns < old.median_ns) {
                     *slot = Some(new);
                 }
