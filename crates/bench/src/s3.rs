@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachier::backends::s3::S3Backend;
 use cachier_backend_s3::object_store::path::Path;
-use cachier_backend_s3::object_store::{ObjectStore, ObjectStoreExt};
+use cachier_backend_s3::object_store::ObjectStoreExt;
 
 use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
 
