@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The one test command (README, .ci/run): makes sure Redis, a Redis Cluster, PostgreSQL and the
-# MongoDB-wire test server run on loopback (installing or starting what is missing), exports their
-# URLs, then runs rustfmt, clippy, every test of the workspace and every example.
+# The one test command (README, .ci/run): makes sure Redis, a Redis Cluster, PostgreSQL, the
+# MongoDB-wire test server and the S3 test server run on loopback (installing or starting what is
+# missing), exports their URLs, then runs rustfmt, clippy, every test of the workspace and every
+# example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,18 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# The servers this script starts, stopped when it exits (and only those).
+CLUSTER_DIR=""
+MONGO_PID=""
+S3_PID=""
+stop_started() {
+  if [ -n "$CLUSTER_DIR" ]; then scripts/redis-cluster.sh stop "$CLUSTER_DIR" || true; fi
+  for pid in "$MONGO_PID" "$S3_PID"; do
+    if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
+  done
+}
+trap stop_started EXIT
+
 # --- Redis ------------------------------------------------------------------------------------
 step "Redis"
 if ! port_open 6379; then
@@ -42,12 +55,6 @@ export CACHIER_TEST_REDIS_URL="${CACHIER_TEST_REDIS_URL:-redis://127.0.0.1:6379/
 
 # --- Redis Cluster (three primaries, three replicas) ------------------------------------------
 step "Redis Cluster"
-CLUSTER_DIR=""
-stop_started() {   # what this script started, and only that
-  if [ -n "$CLUSTER_DIR" ]; then scripts/redis-cluster.sh stop "$CLUSTER_DIR" || true; fi
-  if [ -n "${MONGO_PID:-}" ]; then kill "$MONGO_PID" 2>/dev/null || true; wait "$MONGO_PID" 2>/dev/null || true; fi
-}
-trap stop_started EXIT
 if [ -z "${CACHIER_TEST_REDIS_CLUSTER_URL:-}" ]; then
   command -v redis-cli >/dev/null || apt_install redis-tools
   CLUSTER_DIR="$STATE_DIR/redis-cluster"
@@ -78,7 +85,6 @@ export CACHIER_TEST_POSTGRES_URL="${CACHIER_TEST_POSTGRES_URL:-postgres://postgr
 step "MongoDB-wire server"
 MONGO_PORT=27017
 MONGO_VENV="$STATE_DIR/secantus-venv"
-MONGO_PID=""
 if [ ! -x "$MONGO_VENV/bin/secantusd-py" ]; then   # the restart test starts private servers too
   python3 -m venv "$MONGO_VENV"
   "$MONGO_VENV/bin/pip" install --quiet --disable-pip-version-check "SecantusDB==0.7.0b3"
@@ -91,6 +97,25 @@ if ! port_open "$MONGO_PORT"; then
   wait_port "$MONGO_PORT" 20 secantusd-py || { cat "$LOG_DIR/secantusd.log"; exit 1; }
 fi
 export CACHIER_TEST_MONGO_URL="${CACHIER_TEST_MONGO_URL:-mongodb://127.0.0.1:$MONGO_PORT/?directConnection=true}"
+
+# --- S3 test server (moto, from PyPI) ---------------------------------------------------------
+step "S3 server"
+S3_VENV="$STATE_DIR/moto-venv"
+if [ ! -x "$S3_VENV/bin/moto_server" ]; then   # the outage test starts private servers too
+  python3 -m venv "$S3_VENV"
+  "$S3_VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==5.2.5"
+fi
+export CACHIER_TEST_MOTO_SERVER="$S3_VENV/bin/moto_server"
+if [ -z "${CACHIER_TEST_S3_URL:-}" ]; then
+  S3_PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$S3_VENV/bin/moto_server" -H 127.0.0.1 -p "$S3_PORT" >"$LOG_DIR/moto.log" 2>&1 &
+  S3_PID=$!   # stopped on exit by stop_started
+  wait_port "$S3_PORT" 30 moto_server || { cat "$LOG_DIR/moto.log"; exit 1; }
+  # moto accepts any credentials; the bucket is the tests' (the backend creates none).
+  python3 -c 'import sys, urllib.request as r; r.urlopen(r.Request(sys.argv[1], method="PUT"))' \
+    "http://127.0.0.1:$S3_PORT/cachier-test"
+  export CACHIER_TEST_S3_URL="s3://test:test@cachier-test?endpoint=http://127.0.0.1:$S3_PORT&region=us-east-1"
+fi
 
 # --- Checks -----------------------------------------------------------------------------------
 step "rustfmt"

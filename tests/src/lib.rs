@@ -83,6 +83,27 @@ pub fn backend_from_spec(spec: &str) -> Arc<dyn Backend> {
             };
             Arc::new(backend)
         }
+        #[cfg(feature = "s3")]
+        "s3" => {
+            // One client per URL for the whole process: it keeps its connections and its
+            // measure of the server's clock.
+            type Backends = parking_lot::Mutex<
+                std::collections::HashMap<String, cachier::backends::s3::S3Backend>,
+            >;
+            static BACKENDS: std::sync::LazyLock<Backends> =
+                std::sync::LazyLock::new(Default::default);
+            let mut backends = BACKENDS.lock();
+            let backend = match backends.get(rest) {
+                Some(backend) => backend.clone(),
+                None => {
+                    let backend = cachier::backends::s3::S3Backend::from_url(rest)
+                        .unwrap_or_else(|e| panic!("backend spec {spec:?}: {e}"));
+                    backends.insert(rest.to_owned(), backend.clone());
+                    backend
+                }
+            };
+            Arc::new(backend)
+        }
         other => panic!("backend spec {spec:?}: unknown or not compiled in ({other})"),
     }
 }

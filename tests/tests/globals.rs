@@ -61,3 +61,12 @@ mod mongo {
     )
     .map(|url| format!("mongo:{url}")));
 }
+
+#[cfg(feature = "s3")]
+mod s3 {
+    cachier_conformance::global_conformance_tests!(|| cachier_conformance::service_url(
+        "CACHIER_TEST_S3_URL",
+        "globals::s3"
+    )
+    .map(|url| format!("s3:{url}")));
+}

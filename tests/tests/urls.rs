@@ -55,6 +55,7 @@ fn server_urls() {
         "CACHIER_TEST_REDIS_URL",
         "CACHIER_TEST_POSTGRES_URL",
         "CACHIER_TEST_MONGO_URL",
+        "CACHIER_TEST_S3_URL",
     ] {
         if let Some(url) = service_url(var, "urls::server_urls") {
             works(&url);
@@ -85,6 +86,8 @@ fn broken_server_urls_fail_cleanly() {
         "redis://",
         "postgres://:not-a-port",
         "mongodb://",
+        "s3://",
+        "s3://bucket?colour=blue",
         "sqlite:",
     ] {
         assert!(backend_from_url(url).is_err(), "{url} should not open");
@@ -99,6 +102,8 @@ fn credentials_never_show_in_debug() {
     let backend = backend_from_url("postgres://user:s3cret@127.0.0.1:1/db").unwrap();
     assert!(!format!("{backend:?}").contains("s3cret"));
     let backend = backend_from_url("mongodb://user:s3cret@127.0.0.1:1/db").unwrap();
+    assert!(!format!("{backend:?}").contains("s3cret"));
+    let backend = backend_from_url("s3://KEY:s3cret@bucket?endpoint=http://127.0.0.1:1").unwrap();
     assert!(!format!("{backend:?}").contains("s3cret"));
 }
 

@@ -24,5 +24,7 @@ fn main() {
     rows.extend(cachier_bench::sql::postgres_rows(&config));
     #[cfg(feature = "mongo")]
     rows.extend(cachier_bench::mongo::rows(&config));
+    #[cfg(feature = "s3")]
+    rows.extend(cachier_bench::s3::rows(&config));
     cachier_bench::print_table(&rows);
 }

@@ -14,6 +14,8 @@ pub mod memory;
 pub mod mongo;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod sql;
 

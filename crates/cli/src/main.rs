@@ -22,7 +22,7 @@ use report::{NamespaceReport, Output};
 #[derive(Parser, Debug)]
 #[command(name = "cachier", version, about, long_about = None)]
 struct Cli {
-    /// The store: file:///dir, sqlite:///path, postgres://…, redis://…, mongodb://…
+    /// The store: file:///dir, sqlite:///path, postgres://…, redis://…, mongodb://…, s3://bucket/prefix
     /// [default: the file backend in the global cache directory]
     #[arg(long, global = true, env = "CACHIER_BACKEND_URL")]
     backend: Option<String>,

@@ -226,6 +226,13 @@ fn mongo_backend() {
 }
 
 #[test]
+fn s3_backend() {
+    if let Some(url) = service_url("CACHIER_TEST_S3_URL", "cli s3_backend") {
+        exercise(&url);
+    }
+}
+
+#[test]
 fn empty_cache() {
     let dir = fresh_dir("cli-empty");
     let url = format!("file://{}", dir.display());

@@ -51,6 +51,12 @@ pub mod backends {
     pub mod mongo {
         pub use cachier_backend_mongo::{MongoBackend, MongoBackendBuilder};
     }
+    /// S3 and S3-compatible object stores (feature `s3`).
+    #[cfg(feature = "s3")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "s3")))]
+    pub mod s3 {
+        pub use cachier_backend_s3::{S3Backend, S3BackendBuilder};
+    }
 }
 
 /// For implementing a store: the traits the engine calls, what crosses them, and helpers for

@@ -19,6 +19,7 @@ use crate::{store::Backend, Error, Result};
 /// | `redis://host/db`, `rediss://…`, `redis+unix:///path` | Redis | `redis` (`redis-tls`) |
 /// | `redis+cluster://host1:port,host2:port/`, `rediss+cluster://…` | Redis Cluster (seed nodes) | `redis` (`redis-tls`) |
 /// | `mongodb://host/db`, `mongodb+srv://…` | MongoDB | `mongo` |
+/// | `s3://bucket/prefix?endpoint=…&region=…` | S3 | `s3` |
 ///
 /// # Errors
 /// [`Error::Config`] naming `backend` for an unknown scheme, a malformed URL, or a backend
@@ -37,6 +38,7 @@ pub fn backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
         "redis" | "redis+unix" | "redis+cluster" => redis(url, "redis"),
         "rediss" | "rediss+cluster" => redis(url, "redis-tls"),
         "mongodb" | "mongodb+srv" => mongo(url),
+        "s3" => s3(url),
         other => Err(bad(
             url,
             &format!(
@@ -191,4 +193,13 @@ fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
 #[cfg(not(feature = "mongo"))]
 fn mongo(url: &str) -> Result<Arc<dyn Backend>> {
     Err(not_compiled(url, "mongo"))
+}
+
+#[cfg(feature = "s3")]
+fn s3(url: &str) -> Result<Arc<dyn Backend>> {
+    Ok(Arc::new(crate::backends::s3::S3Backend::from_url(url)?))
+}
+#[cfg(not(feature = "s3"))]
+fn s3(url: &str) -> Result<Arc<dyn Backend>> {
+    Err(not_compiled(url, "s3"))
 }

@@ -40,7 +40,7 @@ pub struct Settings {
     pub caching_enabled: bool,
     /// The backend used when a function names none: `"pickle"` (the file backend),
     /// `"memory"`, or a backend URL (`redis://…`, `postgres://…`, `sqlite:///path`,
-    /// `mongodb://…`, `file:///dir`, `memory:`), by default from [`BACKEND_URL_ENV`].
+    /// `mongodb://…`, `s3://bucket/prefix`, `file:///dir`, `memory:`), by default from [`BACKEND_URL_ENV`].
     pub backend: BackendSpec,
     /// Age after which an entry is stale; `None` = never.
     pub stale_after: Option<Duration>,
@@ -393,6 +393,7 @@ pub const BACKEND_URL_SCHEMES: &[&str] = &[
     "rediss+cluster",
     "mongodb",
     "mongodb+srv",
+    "s3",
 ];
 
 /// The global default backend: a name (`"pickle"`, `"memory"`) or a URL. Its `Debug` and
