@@ -1,58 +1,19 @@
-//! The small tokio runtime the synchronous [`Core`](cachier_core::Core) calls run the async
-//! driver on, so callers need no runtime of their own.
+//! The runtime the synchronous [`Core`](cachier_core::Core) calls run the async driver on, so
+//! callers need no runtime of their own.
 
 use std::future::Future;
-use std::sync::LazyLock;
 
-use cachier_core::Error;
-use tokio::runtime::{Handle, Runtime};
+use cachier_core::{DriverRuntime, Error};
 
 use crate::backend::NAME;
 
-/// Two worker threads: the driver's work is I/O-bound, and they only drive sockets, the
-/// connection pool and server monitoring.
-static RUNTIME: LazyLock<Result<Runtime, String>> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("cachier-mongo")
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-});
+static RUNTIME: DriverRuntime = DriverRuntime::new(NAME, "cachier-mongo");
 
-fn runtime(operation: &'static str) -> Result<&'static Runtime, Error> {
-    RUNTIME.as_ref().map_err(|message| {
-        Error::backend(
-            NAME,
-            operation,
-            format!("cannot start the driver's runtime: {message}"),
-        )
-    })
-}
-
-/// Runs `future` to completion on the backend's runtime and returns its output.
-///
-/// Outside any tokio runtime the calling thread drives the future itself (the fast path).
-/// Inside one (a synchronous call made from async code), `block_on` would panic, so the
-/// future is spawned on the backend's runtime and the calling thread waits for its answer.
+/// Runs `future` to completion on the backend's runtime (see [`DriverRuntime::block_on`]).
 pub(crate) fn block_on<F>(operation: &'static str, future: F) -> Result<F::Output, Error>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let runtime = runtime(operation)?;
-    if Handle::try_current().is_err() {
-        return Ok(runtime.block_on(future));
-    }
-    let (send, receive) = std::sync::mpsc::sync_channel(1);
-    runtime.spawn(async move {
-        let _ = send.send(future.await);
-    });
-    receive.recv().map_err(|_| {
-        Error::backend(
-            NAME,
-            operation,
-            "the driver's task ended without an answer (runtime shut down)",
-        )
-    })
+    RUNTIME.block_on(operation, future)
 }

@@ -11,6 +11,8 @@ mod key;
 mod lease;
 mod options;
 mod pool;
+#[cfg(feature = "runtime")]
+mod runtime;
 pub mod stats;
 mod unheard;
 
@@ -33,5 +35,7 @@ pub use key::{push_hex, Key, KeyHasher, KeyHasherBuilder, Namespace};
 pub use options::{CallOptions, MaxAge};
 #[cfg(feature = "async")]
 pub use r#async::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
+#[cfg(feature = "runtime")]
+pub use runtime::DriverRuntime;
 pub use stats::{all_stats, FunctionStats, LatencySnapshot, StatsSnapshot};
 pub use unheard::{eprint_if_unheard, warnings_unheard};
