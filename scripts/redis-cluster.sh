@@ -15,6 +15,7 @@ ACTION=$1
 DIR=$2
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+bindable() { python3 -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null; }
 
 stop() {
   for pidfile in "$DIR"/*/redis.pid; do
@@ -36,13 +37,15 @@ start() {
   stop
   rm -rf "$DIR"
   mkdir -p "$DIR"
-  # Six free ports whose bus ports (+10000) are free too.
+  # Six ports that can be bound, with their bus ports (+10000), all below the kernel's
+  # ephemeral range: a port in that range can be taken at any moment by an outgoing connection.
+  ephemeral_low="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
   ports=()
-  port=30001
+  port=$((ephemeral_low - 12000))
   while [ "${#ports[@]}" -lt 6 ]; do
-    if ! port_open "$port" && ! port_open $((port + 10000)); then ports+=("$port"); fi
+    [ $((port + 10000)) -lt "$ephemeral_low" ] || { echo "no free ports for the cluster" >&2; exit 1; }
+    if bindable "$port" && bindable $((port + 10000)); then ports+=("$port"); fi
     port=$((port + 1))
-    [ "$port" -lt 32000 ] || { echo "no free ports for the cluster" >&2; exit 1; }
   done
   for port in "${ports[@]}"; do
     mkdir -p "$DIR/$port"
