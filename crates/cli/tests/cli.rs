@@ -475,6 +475,8 @@ fn progress_shows_on_a_terminal_only() {
         .args(["-qec", &command])
         .arg(&transcript)
         .env_remove("CACHIER_BACKEND_URL")
+        // A terminal session names its terminal; without `TERM` it counts as a dumb one.
+        .env("TERM", "xterm")
         .stdout(std::process::Stdio::null())
         .status()
         .expect("`script` (util-linux) runs the tool on a terminal");
