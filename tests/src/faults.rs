@@ -94,6 +94,12 @@ impl Core for FaultyCore {
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         self.inner.wait(key, max)
     }
+    fn watch(
+        &self,
+        sink: Arc<dyn cachier::store::watch::ChangeSink>,
+    ) -> Result<cachier::store::watch::Watch, Error> {
+        self.inner.watch(sink)
+    }
     fn remove(&self, key: &Key) -> Result<bool, Error> {
         self.inner.remove(key)
     }

@@ -138,6 +138,7 @@ impl<L: Layout> Core for FileCore<L> {
             leases: false,
             listing: true,
             cache_dir: Some(self.cache_dir.clone()),
+            in_process: false,
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use cachier_core::watch::{ChangeHub, ChangeSink, Watch};
 use cachier_core::{
     CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key, KeyHasherBuilder,
     LiveClaim,
@@ -22,7 +23,13 @@ pub(crate) struct MemoryCore {
     /// The store's capacity, shared with the other functions of the store; `None` when
     /// unbounded (then nothing below keeps a last-use order).
     budget: Option<Arc<Budget>>,
+    /// Tells the near caches of the function (every memoized function built on this store
+    /// in this process) of each change.
+    changes: Arc<ChangeHub>,
 }
+
+/// The memory store's changes have one channel per function, always up.
+const CHANNEL: &str = "";
 
 #[derive(Default)]
 struct Table {
@@ -119,10 +126,13 @@ impl Table {
 
 impl MemoryCore {
     pub(crate) fn new(budget: Option<Arc<Budget>>) -> MemoryCore {
+        let changes = ChangeHub::new();
+        changes.set_connected(true);
         MemoryCore {
             table: Mutex::default(),
             changed: Condvar::new(),
             budget,
+            changes,
         }
     }
 
@@ -189,6 +199,7 @@ impl Core for MemoryCore {
             leases: false,
             listing: true,
             cache_dir: None,
+            in_process: true,
         }
     }
 
@@ -227,6 +238,7 @@ impl Core for MemoryCore {
         }
         drop(table);
         self.changed.notify_all();
+        self.changes.deliver(CHANNEL, Some(key));
         self.fit();
         Ok(())
     }
@@ -261,6 +273,10 @@ impl Core for MemoryCore {
         Ok(())
     }
 
+    fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        Ok(Watch::Pushed(self.changes.subscribe(CHANNEL, sink)))
+    }
+
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let deadline = Instant::now() + max;
         let mut table = self.table.lock();
@@ -288,6 +304,8 @@ impl Core for MemoryCore {
         } else {
             table.set_value(key, None, budget);
         }
+        drop(table);
+        self.changes.deliver(CHANNEL, Some(key));
         Ok(had_value)
     }
 
@@ -299,6 +317,7 @@ impl Core for MemoryCore {
         }
         drop(table);
         self.changed.notify_all();
+        self.changes.deliver(CHANNEL, None);
         Ok(())
     }
 
@@ -339,6 +358,10 @@ impl Core for MemoryCore {
             .collect();
         for key in &stale {
             table.drop_slot(key, self.budget.as_deref());
+        }
+        drop(table);
+        if !stale.is_empty() {
+            self.changes.deliver(CHANNEL, None);
         }
         Ok(stale.len() as u64)
     }

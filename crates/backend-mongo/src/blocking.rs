@@ -47,6 +47,7 @@ impl Core for MongoCore {
             leases: true,
             listing: true,
             cache_dir: None,
+            in_process: false,
         }
     }
 

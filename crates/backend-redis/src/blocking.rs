@@ -66,6 +66,7 @@ impl Core for RedisCore {
             leases: true,
             listing: true,
             cache_dir: None,
+            in_process: false,
         }
     }
 

@@ -49,6 +49,7 @@ impl Core for S3Core {
             leases: true,
             listing: true,
             cache_dir: None,
+            in_process: false,
         }
     }
 

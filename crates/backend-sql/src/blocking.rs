@@ -107,6 +107,7 @@ impl Core for SqlCore {
             listing: true,
             // A database, not a directory of entries (as in cachier).
             cache_dir: None,
+            in_process: false,
         }
     }
 

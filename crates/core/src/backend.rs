@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
+use crate::watch::{ChangeSink, Watch};
 use crate::{Error, Key, Namespace};
 
 /// One stored entry, as a [`Core`] reports it. Its fields cannot disagree: a value is there
@@ -134,6 +135,9 @@ pub struct Capabilities {
     /// The directory holding this function's cache, for stores kept in local files
     /// (`Memoized::cache_dpath`).
     pub cache_dir: Option<PathBuf>,
+    /// The store lives in this process (memory): a near cache in front of it costs no
+    /// coherence traffic, so functions get one by default.
+    pub in_process: bool,
 }
 
 /// Proof of a claim on one key: only its holder's [`Core::put`] or [`Core::release`] clears it.
@@ -281,6 +285,18 @@ pub trait Core: Send + Sync {
 
     /// Drops `claim` on `key` if it is still the live one; stored values are kept.
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error>;
+
+    /// How this function's near caches, in every process, learn of changes to its entries:
+    /// `sink` is told of them ([`Watch::Pushed`]), or every process counts them in shared
+    /// counters ([`Watch::Counted`]). The default, [`Watch::Unwatched`], serves near entries
+    /// for a bounded time only.
+    ///
+    /// # Errors
+    /// The store cannot set up its notifications.
+    fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        let _ = sink;
+        Ok(Watch::Unwatched)
+    }
 
     /// Blocks until `key` has no live claim (true) or `max` has passed (false).
     ///
@@ -432,6 +448,7 @@ impl Core for Inert {
             leases: true,
             listing: false,
             cache_dir: None,
+            in_process: false,
         }
     }
     fn get(&self, _: &Key) -> Result<Option<CacheEntry>, Error> {

@@ -27,23 +27,7 @@ pub struct Key([u8; 32]);
 impl Key {
     /// The key of `value`'s canonical encoding.
     pub fn of<T: Serialize + ?Sized>(value: &T) -> Result<Key, Error> {
-        // Small arguments are encoded on the stack: no allocation on the hit path.
-        let mut stack = [0u8; 128];
-        stack[0] = KEY_FORMAT_VERSION;
-        let value = canonical::Canonical(value);
-        let digest = match postcard::to_slice(&value, &mut stack[1..]) {
-            Ok(bytes) => {
-                let len = bytes.len();
-                Sha256::digest(&stack[..=len])
-            }
-            Err(postcard::Error::SerializeBufferFull) => {
-                let bytes = postcard::to_extend(&value, vec![KEY_FORMAT_VERSION])
-                    .map_err(|e| encode_error(&e))?;
-                Sha256::digest(&bytes)
-            }
-            Err(e) => return Err(encode_error(&e)),
-        };
-        Ok(Key(digest.into()))
+        ArgBytes::of(value).map(|bytes| bytes.key())
     }
 
     /// A key from its 32 raw bytes (as stored by a backend).
@@ -80,6 +64,55 @@ impl Key {
             *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
         }
         Some(Key(out))
+    }
+}
+
+/// The canonical encoding of a function's arguments (or of a key function's result), after
+/// the key format byte: what a [`Key`] hashes, and what the near cache looks values up by.
+/// Small encodings stay on the stack (no allocation on a hit).
+pub(crate) struct ArgBytes {
+    stack: [u8; 128],
+    len: usize,
+    heap: Option<Vec<u8>>,
+}
+
+impl ArgBytes {
+    pub(crate) fn of<T: Serialize + ?Sized>(value: &T) -> Result<ArgBytes, Error> {
+        let mut stack = [0u8; 128];
+        stack[0] = KEY_FORMAT_VERSION;
+        let value = canonical::Canonical(value);
+        match postcard::to_slice(&value, &mut stack[1..]) {
+            Ok(bytes) => {
+                let len = bytes.len() + 1;
+                Ok(ArgBytes {
+                    stack,
+                    len,
+                    heap: None,
+                })
+            }
+            Err(postcard::Error::SerializeBufferFull) => {
+                let bytes = postcard::to_extend(&value, vec![KEY_FORMAT_VERSION])
+                    .map_err(|e| encode_error(&e))?;
+                Ok(ArgBytes {
+                    stack,
+                    len: 0,
+                    heap: Some(bytes),
+                })
+            }
+            Err(e) => Err(encode_error(&e)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        match &self.heap {
+            Some(bytes) => bytes,
+            None => &self.stack[..self.len],
+        }
+    }
+
+    pub(crate) fn key(&self) -> Key {
+        Key(Sha256::digest(self.as_bytes()).into())
     }
 }
 

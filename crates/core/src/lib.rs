@@ -15,13 +15,14 @@ mod pool;
 mod runtime;
 pub mod stats;
 mod unheard;
+pub mod watch;
 
 pub use backend::{
     claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Capabilities, Claim,
     ClaimAndGet, ClaimToken, Core, EntryInfo, LiveClaim,
 };
 pub use cachier_settings::{
-    chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
+    chain_message, parse_bytes, NearCache, parse_duration, redact_message, redact_url, BoxError, Error,
     ErrorKind, Result, SharedError,
 };
 pub use drive::block_on;

@@ -12,7 +12,8 @@ pub use cachier_core::{Async, AsyncMemoized};
 pub use cachier_core::{Blocking, CallOptions, MaxAge, Memoize, Memoized, DEFAULT_LEASE};
 pub use cachier_settings::{
     default_cache_dir, disable_caching, enable_caching, get_global_params, reset_global_params,
-    set_global_params, Error, ErrorKind, ParamsUpdate, Result, Settings, SizeSpec, BACKEND_URL_ENV,
+    set_global_params, Error, ErrorKind, NearCache, ParamsUpdate, Result, Settings, SizeSpec,
+    BACKEND_URL_ENV,
 };
 
 /// The stores, one module per backend, each behind its cargo feature. A memoized function
@@ -67,6 +68,8 @@ pub mod store {
         CacheEntry, Capabilities, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Key, LiveClaim,
         Namespace,
     };
+    /// How a store tells near caches of changes (`Core::watch`).
+    pub use cachier_core::watch;
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub use cachier_core::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};
@@ -112,7 +115,7 @@ use serde::Serialize;
 pub fn memoize<A, V, F>(name: &str, func: F) -> Memoize<A, V>
 where
     A: Serialize + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + 'static,
     F: Fn(A) -> V + Send + Sync + 'static,
 {
     cachier_core::memoize(name, func).default_backend(default_backend)
@@ -123,7 +126,7 @@ where
 pub fn memoize_fallible<A, T, E, F>(name: &str, func: F) -> Memoize<A, Result<T, E>>
 where
     A: Serialize + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Clone + Send + 'static,
     E: Send + 'static,
     F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
 {
@@ -136,7 +139,7 @@ where
 pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> Memoize<A, V, Async>
 where
     A: Serialize + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + 'static,
     F: Fn(A) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = V> + Send + 'static,
 {
@@ -152,7 +155,7 @@ pub fn memoize_async_fallible<A, T, E, F, Fut>(
 ) -> Memoize<A, Result<T, E>, Async>
 where
     A: Serialize + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Clone + Send + 'static,
     E: Send + 'static,
     F: Fn(A) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Result<T, E>> + Send + 'static,
@@ -375,12 +378,12 @@ pub mod __private {
     /// What a `#[cachier]` function can store; named in the generated code at the return
     /// type, so that a missing derive is reported there, in these words.
     #[diagnostic::on_unimplemented(
-        message = "the value of a #[cachier] function is stored, so `{Self}` must implement `Serialize` and `Deserialize`",
-        label = "derive `Deserialize` (and `Serialize`) for this type",
-        note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or return a type that has them"
+        message = "the value of a #[cachier] function is stored and handed out again, so `{Self}` must implement `Serialize`, `Deserialize` and `Clone`",
+        label = "derive `Deserialize`, `Serialize` and `Clone` for this type",
+        note = "add `#[derive(Clone, serde::Serialize, serde::Deserialize)]` to `{Self}`, or return a type that has them"
     )]
-    pub trait CachedValue: Serialize + DeserializeOwned + Send + 'static {}
-    impl<T: Serialize + DeserializeOwned + Send + 'static> CachedValue for T {}
+    pub trait CachedValue: Serialize + DeserializeOwned + Clone + Send + 'static {}
+    impl<T: Serialize + DeserializeOwned + Clone + Send + 'static> CachedValue for T {}
 
     /// [`crate::memoize`], with the value bound by [`CachedValue`].
     pub fn memoize<A, V, F>(name: &str, func: F) -> crate::Memoize<A, V>

@@ -303,6 +303,12 @@ mod tests {
         fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
             self.inner.release(key, claim)
         }
+        fn watch(
+            &self,
+            sink: Arc<dyn cachier_core::watch::ChangeSink>,
+        ) -> Result<cachier_core::watch::Watch, Error> {
+            self.inner.watch(sink)
+        }
         fn clear_cache(&self) -> Result<(), Error> {
             self.inner.clear_cache()
         }

@@ -65,6 +65,80 @@ pub struct Settings {
     pub max_workers: usize,
     /// Let the `#[cachier]` macro memoize `&self` methods with `self` left out of the key.
     pub allow_non_static_methods: bool,
+    /// The near cache of functions that set none: `None` (the default) keeps one in front of
+    /// in-process stores only (the memory backend), [`NearCache::OFF`] none anywhere. Read when
+    /// a function is built.
+    pub near_cache: Option<NearCache>,
+}
+
+/// The near cache of a function: its values kept typed in this process, in front of its
+/// store, so that a hit costs no hashing of the key, no decoding and no store access. Other
+/// processes' changes reach it through the store's change notifications; a store without
+/// them has its near entries served for at most [`NearCache::unwatched_ttl`].
+///
+/// Bounded in entries, bytes or both (bytes count each value's encoded size, its arguments'
+/// and a fixed overhead per entry); past a bound, the least recently hit entries go first
+/// (CLOCK, per shard of the cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearCache {
+    /// At most this many entries (`None`: no bound in entries).
+    pub max_entries: Option<usize>,
+    /// At most about this many bytes (`None`: no bound in bytes).
+    pub max_bytes: Option<u64>,
+    /// How long an entry of a store that cannot tell of changes is served.
+    pub unwatched_ttl: Duration,
+}
+
+impl NearCache {
+    /// No near cache.
+    pub const OFF: NearCache = NearCache::entries(0);
+
+    /// A near cache of at most `n` entries (0 turns it off).
+    pub const fn entries(n: usize) -> NearCache {
+        NearCache {
+            max_entries: Some(n),
+            max_bytes: None,
+            unwatched_ttl: Duration::from_secs(1),
+        }
+    }
+
+    /// A near cache of at most about `n` bytes.
+    pub const fn bytes(n: u64) -> NearCache {
+        NearCache {
+            max_entries: None,
+            max_bytes: Some(n),
+            unwatched_ttl: Duration::from_secs(1),
+        }
+    }
+
+    /// Also at most about `n` bytes.
+    pub const fn max_bytes(mut self, n: u64) -> NearCache {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// How long an entry is served when the store cannot tell of changes (default 1 s).
+    pub const fn unwatched_ttl(mut self, ttl: Duration) -> NearCache {
+        self.unwatched_ttl = ttl;
+        self
+    }
+
+    /// Whether this keeps anything.
+    pub const fn is_on(&self) -> bool {
+        !matches!(self.max_entries, Some(0)) && !matches!(self.max_bytes, Some(0))
+    }
+}
+
+impl Default for NearCache {
+    /// [`NearCache::DEFAULT_ENTRIES`] entries.
+    fn default() -> Self {
+        NearCache::entries(NearCache::DEFAULT_ENTRIES)
+    }
+}
+
+impl NearCache {
+    /// The size of the default near cache, in entries.
+    pub const DEFAULT_ENTRIES: usize = 10_000;
 }
 
 impl Default for Settings {
@@ -84,6 +158,7 @@ impl Default for Settings {
             entry_size_limit: None,
             max_workers: max_workers_from_env(),
             allow_non_static_methods: false,
+            near_cache: None,
         }
     }
 }
@@ -256,6 +331,7 @@ pub struct ParamsUpdate {
     entry_size_limit: Option<Option<SizeSpec>>,
     max_workers: Option<usize>,
     allow_non_static_methods: Option<bool>,
+    near_cache: Option<Option<NearCache>>,
 }
 
 impl ParamsUpdate {
@@ -345,6 +421,18 @@ impl ParamsUpdate {
         self
     }
 
+    /// See [`Settings::near_cache`]: every function that sets none gets this near cache
+    /// ([`NearCache::OFF`]: none, not even in front of the memory backend).
+    pub fn near_cache(mut self, near: NearCache) -> Self {
+        self.near_cache = Some(Some(near));
+        self
+    }
+    /// Back to the default near cache (in front of in-process stores only).
+    pub fn default_near_cache(mut self) -> Self {
+        self.near_cache = Some(None);
+        self
+    }
+
     fn apply_to(self, s: &mut Settings) -> Result<()> {
         if let Some(name) = self.backend {
             s.backend = BackendSpec::parse(&name)?;
@@ -373,7 +461,8 @@ impl ParamsUpdate {
             wait_for_calc_timeout,
             allow_none,
             cleanup_stale,
-            allow_non_static_methods
+            allow_non_static_methods,
+            near_cache
         );
         Ok(())
     }

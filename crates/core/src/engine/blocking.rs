@@ -154,7 +154,9 @@ where
         let shared = &self.inner.shared;
         let key = shared.key(args)?;
         if let Some(bytes) = shared.encode_for_store(&value, &shared.trace(false)) {
-            shared.core.put(&key, &bytes, None)?;
+            let stored = shared.core.put(&key, &bytes, None);
+            shared.forget_near(Some(&key));
+            stored?;
         }
         Ok(value)
     }
@@ -167,12 +169,16 @@ where
     /// starts a second computation of a key that is being computed.
     pub fn invalidate(&self, args: &A) -> Result<bool, Error> {
         let key = self.inner.shared.key(args)?;
-        self.inner.shared.core.remove(&key)
+        let removed = self.inner.shared.core.remove(&key);
+        self.inner.shared.forget_near(Some(&key));
+        removed
     }
 
     /// Deletes every entry of this function.
     pub fn clear_cache(&self) -> Result<(), Error> {
-        self.inner.shared.core.clear_cache()
+        let cleared = self.inner.shared.core.clear_cache();
+        self.inner.shared.forget_near(None);
+        cleared
     }
 
     /// Drops every claim of this function, so the next caller computes.
@@ -184,7 +190,9 @@ where
     /// Deletes entries older than `older_than` now (what `cleanup_stale` does in the
     /// background); returns how many.
     pub fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        self.inner.shared.core.delete_stale_entries(older_than)
+        let deleted = self.inner.shared.core.delete_stale_entries(older_than);
+        self.inner.shared.forget_near(None);
+        deleted
     }
 
     shared_accessors!();

@@ -15,7 +15,9 @@ use super::params::CallParams;
 use super::value::ValueCodec;
 use super::{FailureLog, Memoized, Shared, DEFAULT_LEASE};
 use crate::stats;
-use crate::{Backend, Error, Key, Namespace};
+use super::near::Near;
+use crate::key::ArgBytes;
+use crate::{Backend, Error, NearCache, Namespace};
 
 /// Builds the backend of a function that names none, from the global settings with the
 /// function's own `cache_dir` and `separate_files` applied. Core cannot build one itself (it
@@ -32,7 +34,8 @@ pub(super) fn no_default_backend(settings: &Settings) -> Result<Arc<dyn Backend>
     ))
 }
 
-pub(super) type KeyFn<A> = Arc<dyn Fn(&A) -> Result<Key, Error> + Send + Sync>;
+/// A custom key function: the canonical encoding of what it returns for the arguments.
+pub(super) type KeyFn<A> = Arc<dyn Fn(&A) -> Result<ArgBytes, Error> + Send + Sync>;
 
 /// How the memoized function is called: the blocking and the async kinds of [`Memoize`].
 pub trait Kind<A, R>: Sized + 'static {
@@ -77,7 +80,7 @@ where
 pub fn memoize<A, V, F>(name: &str, func: F) -> Memoize<A, V, Blocking>
 where
     A: Serialize + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + 'static,
     F: Fn(A) -> V + Send + Sync + 'static,
 {
     let func: Arc<dyn Fn(A) -> V + Send + Sync> = Arc::new(func);
@@ -89,7 +92,7 @@ where
 pub fn memoize_fallible<A, T, E, F>(name: &str, func: F) -> Memoize<A, Result<T, E>, Blocking>
 where
     A: Serialize + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Clone + Send + 'static,
     E: Send + 'static,
     F: Fn(A) -> Result<T, E> + Send + Sync + 'static,
 {
@@ -115,6 +118,7 @@ pub struct Memoize<A, R, M: Kind<A, R> = Blocking> {
     separate_files: Option<bool>,
     lease: Duration,
     statistics: bool,
+    near_cache: Option<NearCache>,
 }
 
 impl<A, R, M> Memoize<A, R, M>
@@ -138,6 +142,7 @@ where
             separate_files: None,
             lease: DEFAULT_LEASE,
             statistics: true,
+            near_cache: None,
         }
     }
 
@@ -174,7 +179,7 @@ where
         K: Serialize,
         KF: Fn(&A) -> K + Send + Sync + 'static,
     {
-        self.key_fn = Some(Arc::new(move |args: &A| Key::of(&key(args))));
+        self.key_fn = Some(Arc::new(move |args: &A| ArgBytes::of(&key(args))));
         self
     }
 
@@ -253,6 +258,22 @@ where
         self
     }
 
+    /// Keeps this function's values typed in this process too, in front of its store (see
+    /// [`NearCache`]): a near hit costs a hash of the arguments' encoding, a lookup and a
+    /// clone. Other processes' changes reach it through the store's notifications; a store
+    /// without them has its near entries served for at most [`NearCache::unwatched_ttl`].
+    /// Default: the global `near_cache`, which keeps one in front of in-process stores only.
+    pub fn near_cache(mut self, near: NearCache) -> Self {
+        self.near_cache = Some(near);
+        self
+    }
+
+    /// No near cache, whatever the global says.
+    pub fn no_near_cache(mut self) -> Self {
+        self.near_cache = Some(NearCache::OFF);
+        self
+    }
+
     /// How long a claim outlives its holder's last heartbeat (default 10 s): a crashed
     /// computation is taken over after at most this long.
     pub fn lease(mut self, lease: Duration) -> Self {
@@ -297,11 +318,22 @@ where
             }
         };
         let core = backend.core(&namespace)?;
+        let capabilities = core.capabilities();
+        let near = match self.near_cache.or(settings.near_cache) {
+            Some(near) => near,
+            None if capabilities.in_process => NearCache::default(),
+            None => NearCache::OFF,
+        };
+        let near = match near.is_on() {
+            true => Some(Near::open(&near, &*core, self.codec.clone_stored)?),
+            false => None,
+        };
         let shared = Shared {
             namespace,
             backend_name: backend.name(),
-            capabilities: core.capabilities(),
+            capabilities,
             core,
+            near,
             codec: self.codec,
             key_fn: self.key_fn,
             params: self.params,

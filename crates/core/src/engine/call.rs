@@ -10,6 +10,7 @@ use cachier_settings::caching_enabled;
 use serde::Serialize;
 
 use super::flight::{Flight, Joined, Landing, Lead};
+use super::near::Keep;
 use super::params::{threshold, Threshold, Want};
 use super::Shared;
 use crate::lease::Heartbeat;
@@ -179,8 +180,8 @@ where
     }
     let started = (shared.statistics && Stats::sample_this_call()).then(Instant::now);
     let trace = shared.trace(options.verbose);
-    let key = match shared.key(&args) {
-        Ok(key) => key,
+    let encoded = match shared.encode_args(&args) {
+        Ok(encoded) => encoded,
         Err(error) => {
             shared.tolerate(error, strict)?;
             shared.count(|s| &s.misses);
@@ -192,10 +193,29 @@ where
         threshold: threshold(stale_after, options.max_age),
         allow_none: resolved.allow_none,
     };
+    let near = shared.near.as_ref().filter(|_| !options.overwrite_cache);
+    let near_hash = near.map_or(0, |near| near.hash(encoded.as_bytes()));
+    if let Some(near) = near {
+        if let Some(value) = near.get(
+            near_hash,
+            encoded.as_bytes(),
+            want.threshold,
+            want.allow_none,
+        ) {
+            trace.note("Fresh value kept in this process.");
+            shared.count(|s| &s.hits);
+            if let Some(started) = started {
+                shared.stats.hit_latency.record(started.elapsed());
+            }
+            return Ok(value);
+        }
+    }
+    let key = encoded.key();
     let mut store_failed = false;
     if options.overwrite_cache {
         trace.note("Overwriting the cache.");
     } else {
+        let before = near.map(|near| near.before(&key));
         let entry = match d.get(&key).await {
             Ok(entry) => entry,
             Err(error) => {
@@ -204,8 +224,20 @@ where
                 None
             }
         };
+        let read = entry
+            .as_ref()
+            .and_then(|entry| Some((entry.value.clone()?, entry.age)));
         match examine(shared, &key, entry, &mut want, resolved.next_time, &trace) {
             Found::Fresh(value) => {
+                if let (Some(near), Some(before), Some((bytes, age))) = (near, before, read) {
+                    let keep = Keep {
+                        key,
+                        value: &value,
+                        bytes: &bytes,
+                        age,
+                    };
+                    near.keep(near_hash, encoded.as_bytes(), before, keep);
+                }
                 shared.count(|s| &s.hits);
                 if let Some(started) = started {
                     shared.stats.hit_latency.record(started.elapsed());
@@ -512,7 +544,10 @@ where
     let value = d.compute(args).await;
     let stored = match shared.encode_and_land(&value, lead, trace) {
         Some(bytes) => match d.put(&key, &bytes, Some(claim.token())).await {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                shared.forget_near(Some(&key));
+                Ok(())
+            }
             Err(error) => {
                 // The store refused the value: free the key now, so that waiters take over
                 // at once instead of after the lease.
@@ -581,7 +616,11 @@ where
     shared.count(|s| &s.recalculations);
     let value = d.compute(args).await;
     let stored = match shared.encode_and_land(&value, lead, trace) {
-        Some(bytes) => d.put(&key, &bytes, None).await,
+        Some(bytes) => {
+            let stored = d.put(&key, &bytes, None).await;
+            shared.forget_near(Some(&key));
+            stored
+        }
         None => Ok(()),
     };
     if shared.statistics {

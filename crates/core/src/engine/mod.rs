@@ -62,6 +62,7 @@ mod call;
 mod flight;
 #[cfg(feature = "async")]
 mod nonblocking;
+mod near;
 mod params;
 mod value;
 
@@ -80,6 +81,8 @@ use serde::Serialize;
 use self::builder::KeyFn;
 use self::call::Trace;
 use self::flight::{Flights, Lead};
+use self::near::Near;
+use crate::key::ArgBytes;
 pub(crate) use self::params::CallParams;
 use self::value::ValueCodec;
 use crate::stats::Stats;
@@ -102,6 +105,8 @@ pub struct Shared<A, R> {
     capabilities: Capabilities,
     codec: ValueCodec<R>,
     key_fn: Option<KeyFn<A>>,
+    /// The near cache, when the function keeps one.
+    near: Option<Near<R>>,
     params: CallParams,
     entry_size_limit: Option<u64>,
     lease: Duration,
@@ -136,9 +141,14 @@ impl FailureLog {
 
 impl<A: Serialize, R> Shared<A, R> {
     fn key(&self, args: &A) -> Result<Key, Error> {
+        self.encode_args(args).map(|bytes| bytes.key())
+    }
+
+    /// What the key hashes: the encoding of the arguments, or of the key function's result.
+    fn encode_args(&self, args: &A) -> Result<ArgBytes, Error> {
         match &self.key_fn {
             Some(key_fn) => key_fn(args),
-            None => Key::of(args),
+            None => ArgBytes::of(args),
         }
     }
 }
@@ -236,6 +246,17 @@ impl<A, R> Shared<A, R> {
             lead.land(bytes.clone());
         }
         self.storable(&bytes, trace).then_some(bytes)
+    }
+
+    /// This process changed `key` (or, with `None`, any entry) in the store: its near cache
+    /// drops what it kept (messages from the store may come later, or never).
+    fn forget_near(&self, key: Option<&Key>) {
+        if let Some(near) = &self.near {
+            match key {
+                Some(key) => near.forget(key),
+                None => near.forget_all(),
+            }
+        }
     }
 
     /// `cleanup_stale`: at most once per `interval`, delete stale entries in the background.

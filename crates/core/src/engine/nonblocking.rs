@@ -64,7 +64,7 @@ where
 pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> Memoize<A, V, Async>
 where
     A: Serialize + Send + 'static,
-    V: Serialize + DeserializeOwned + Send + 'static,
+    V: Serialize + DeserializeOwned + Clone + Send + 'static,
     F: Fn(A) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = V> + Send + 'static,
 {
@@ -79,7 +79,7 @@ pub fn memoize_async_fallible<A, T, E, F, Fut>(
 ) -> Memoize<A, Result<T, E>, Async>
 where
     A: Serialize + Send + 'static,
-    T: Serialize + DeserializeOwned + Send + 'static,
+    T: Serialize + DeserializeOwned + Clone + Send + 'static,
     E: Send + 'static,
     F: Fn(A) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -220,7 +220,9 @@ where
         let shared = &self.inner.shared;
         let key = shared.key(args)?;
         if let Some(bytes) = shared.encode_for_store(&value, &shared.trace(false)) {
-            self.inner.store.put(&key, &bytes, None).await?;
+            let stored = self.inner.store.put(&key, &bytes, None).await;
+            self.inner.shared.forget_near(Some(&key));
+            stored?;
         }
         Ok(value)
     }
@@ -231,12 +233,16 @@ where
     /// [`Memoized::invalidate`](crate::Memoized::invalidate)).
     pub async fn invalidate(&self, args: &A) -> Result<bool, Error> {
         let key = self.inner.shared.key(args)?;
-        self.inner.store.remove(&key).await
+        let removed = self.inner.store.remove(&key).await;
+        self.inner.shared.forget_near(Some(&key));
+        removed
     }
 
     /// Deletes every entry of this function.
     pub async fn clear_cache(&self) -> Result<(), Error> {
-        self.inner.store.clear_cache().await
+        let cleared = self.inner.store.clear_cache().await;
+        self.inner.shared.forget_near(None);
+        cleared
     }
 
     /// Drops every claim of this function, so the next caller computes.
@@ -247,7 +253,9 @@ where
 
     /// Deletes entries older than `older_than` now; returns how many.
     pub async fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        self.inner.store.delete_stale_entries(older_than).await
+        let deleted = self.inner.store.delete_stale_entries(older_than).await;
+        self.inner.shared.forget_near(None);
+        deleted
     }
 
     shared_accessors!();

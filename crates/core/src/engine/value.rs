@@ -14,6 +14,8 @@ pub(super) struct ValueCodec<R> {
     /// `None` when the result must not be cached (an `Err`).
     pub(super) encode: fn(&R) -> Encoded,
     pub(super) decode: fn(&[u8]) -> Result<R, Error>,
+    /// A copy of a result that is stored (for the near cache); `None` for one that is not.
+    pub(super) clone_stored: fn(&R) -> Option<R>,
 }
 
 impl<R> Clone for ValueCodec<R> {
@@ -23,22 +25,24 @@ impl<R> Clone for ValueCodec<R> {
 }
 impl<R> Copy for ValueCodec<R> {}
 
-impl<V: Serialize + DeserializeOwned> ValueCodec<V> {
+impl<V: Serialize + DeserializeOwned + Clone> ValueCodec<V> {
     /// Every value is cached.
     pub(super) fn plain() -> Self {
         ValueCodec {
             encode: encode_plain::<V>,
             decode: decode_plain::<V>,
+            clone_stored: |value| Some(value.clone()),
         }
     }
 }
 
-impl<T: Serialize + DeserializeOwned, E> ValueCodec<Result<T, E>> {
+impl<T: Serialize + DeserializeOwned + Clone, E> ValueCodec<Result<T, E>> {
     /// `Ok` values are cached, errors never.
     pub(super) fn fallible() -> Self {
         ValueCodec {
             encode: encode_ok::<T, E>,
             decode: decode_ok::<T, E>,
+            clone_stored: |result| result.as_ref().ok().map(|value| Ok(value.clone())),
         }
     }
 }

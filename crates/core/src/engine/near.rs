@@ -1,0 +1,496 @@
+//! The near cache: a bounded tier of a function's values, kept typed in this process in front
+//! of its store, so that a hit costs a hash of the encoded arguments, a map lookup and a clone
+//! (no SHA-256, no decoding, no store access).
+//!
+//! It stays coherent with the store through the store's [`Watch`]: pushed messages remove the
+//! entries other processes change (and stop all serving while the channel is down), shared
+//! counters are compared on every hit, and an unwatched store's entries are served for a
+//! bounded time only. A value read from the store is kept only if no change was heard since
+//! just before it was read (the `epoch`), so a message that overtakes the read is not lost.
+//!
+//! Entries are spread over shards by the hash of their arguments; each shard is bounded in
+//! entries and bytes and evicts with CLOCK (second chance): a hit sets a bit, eviction sweeps
+//! past set bits (clearing them) to the first clear one. That approximates LRU without a write
+//! to shared order on every hit.
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashbrown::HashTable;
+use parking_lot::Mutex;
+
+use super::params::Threshold;
+use crate::watch::{ChangeCounters, ChangeSink, Stamp, Subscription, Watch};
+use crate::{Core, Error, Key, NearCache};
+
+/// Shards of a near cache (a power of two): enough that two threads seldom meet on one lock.
+const SHARDS: usize = 16;
+
+/// What an entry costs beyond its encoded value and arguments, for the byte bound: the slot,
+/// its two table entries and allocation headers, roughly.
+const ENTRY_OVERHEAD: u64 = 160;
+
+/// A function's near cache.
+pub(crate) struct Near<R> {
+    state: Arc<State<R>>,
+    hasher: foldhash::fast::RandomState,
+    /// Bounds of each shard.
+    max_entries: usize,
+    max_bytes: u64,
+    /// Shared change counters (a counted store).
+    counters: Option<Arc<dyn ChangeCounters>>,
+    /// How long an entry is served (an unwatched store).
+    ttl: Option<Duration>,
+    /// Keeps the store's messages coming (a pushed store).
+    _subscription: Option<Subscription>,
+    /// Copies a stored result (the value codec's).
+    clone: fn(&R) -> Option<R>,
+}
+
+/// What the store's messages reach.
+struct State<R> {
+    shards: Box<[Mutex<Shard<R>>]>,
+    /// False while the store's change channel is down (or not up yet): nothing is served.
+    serving: AtomicBool,
+    /// Bumped before every invalidation: a value read before it is not kept.
+    epoch: AtomicU64,
+}
+
+struct Shard<R> {
+    /// Slot indices by the hash of the arguments' encoding.
+    by_args: HashTable<u32>,
+    /// Slot indices by the store key (for messages, which name keys).
+    by_key: HashTable<u32>,
+    slots: Vec<Option<Slot<R>>>,
+    free: Vec<u32>,
+    hand: usize,
+    len: usize,
+    bytes: u64,
+}
+
+struct Slot<R> {
+    hash: u64,
+    args: Box<[u8]>,
+    key: Key,
+    value: R,
+    /// The value's age by the store's clock when read, and when that was by ours: its age
+    /// now is their sum.
+    age: Duration,
+    read_at: Instant,
+    none: bool,
+    stamp: Option<Stamp>,
+    charge: u64,
+    referenced: bool,
+}
+
+/// Taken just before the store is read: what a value read then must still match to be kept.
+pub(crate) struct Before {
+    epoch: u64,
+    stamp: Option<Stamp>,
+}
+
+/// A value to keep, with what the store said of it.
+pub(crate) struct Keep<'a, R> {
+    pub(crate) key: Key,
+    pub(crate) value: &'a R,
+    /// The encoded value (its size counts toward the byte bound; a `None` is not served
+    /// unless allowed).
+    pub(crate) bytes: &'a [u8],
+    /// Its age by the store's clock.
+    pub(crate) age: Duration,
+}
+
+fn key_hash(key: &Key) -> u64 {
+    let bytes = key.as_bytes();
+    u64::from_le_bytes(bytes[..8].try_into().expect("eight bytes"))
+}
+
+impl<R: Send + 'static> Near<R> {
+    /// A near cache of `config`'s size in front of `core`, subscribed to its changes.
+    pub(crate) fn open(
+        config: &NearCache,
+        core: &dyn Core,
+        clone: fn(&R) -> Option<R>,
+    ) -> Result<Near<R>, Error> {
+        let per_shard = |total: u64| total.div_ceil(SHARDS as u64).max(1);
+        let state = Arc::new(State {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            // A pushed store says when its channel is up; until then nothing is served.
+            serving: AtomicBool::new(false),
+            epoch: AtomicU64::new(0),
+        });
+        let mut near = Near {
+            state: state.clone(),
+            hasher: foldhash::fast::RandomState::default(),
+            max_entries: config
+                .max_entries
+                .map_or(usize::MAX, |n| per_shard(n as u64) as usize),
+            max_bytes: config.max_bytes.map_or(u64::MAX, per_shard),
+            counters: None,
+            ttl: None,
+            _subscription: None,
+            clone,
+        };
+        match core.watch(Arc::new(SinkOf(Arc::downgrade(&state))))? {
+            Watch::Pushed(subscription) => near._subscription = Some(subscription),
+            Watch::Counted(counters) => {
+                near.counters = Some(counters);
+                state.serving.store(true, Ordering::Release);
+            }
+            Watch::Unwatched => {
+                near.ttl = Some(config.unwatched_ttl);
+                state.serving.store(true, Ordering::Release);
+            }
+        }
+        Ok(near)
+    }
+
+}
+
+impl<R> Near<R> {
+    /// The hash the shards and tables use for `args`.
+    #[inline]
+    pub(crate) fn hash(&self, args: &[u8]) -> u64 {
+        self.hasher.hash_one(args)
+    }
+
+    /// The value kept for `args` (of hash `hash`), if it is served under `threshold` and
+    /// `allow_none`.
+    #[inline]
+    pub(crate) fn get(
+        &self,
+        hash: u64,
+        args: &[u8],
+        threshold: Threshold,
+        allow_none: bool,
+    ) -> Option<R> {
+        let state = &*self.state;
+        if !state.serving.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut shard = state.shard(hash).lock();
+        let index = *shard
+            .by_args
+            .find(hash, |&i| shard.slot(i).args[..] == *args)?;
+        let slot = shard.slots[index as usize].as_mut().expect("indexed slot");
+        if slot.none && !allow_none {
+            return None;
+        }
+        let clocked = matches!(threshold, Threshold::Within(_)) || self.ttl.is_some();
+        let elapsed = if clocked { slot.read_at.elapsed() } else { Duration::ZERO };
+        let expired = self.ttl.is_some_and(|ttl| elapsed > ttl);
+        let changed = match (&self.counters, &slot.stamp) {
+            (Some(counters), Some(stamp)) => !counters.unchanged(stamp),
+            _ => false,
+        };
+        if !expired && !changed {
+            let fresh = match threshold {
+                Threshold::Never => true,
+                Threshold::Always => false,
+                Threshold::Within(limit) => slot.age + elapsed <= limit,
+            };
+            if !fresh {
+                return None;
+            }
+            slot.referenced = true;
+            return (self.clone)(&slot.value);
+        }
+        shard.remove(index);
+        None
+    }
+
+    /// To be taken just before the store is read for `key`.
+    pub(crate) fn before(&self, key: &Key) -> Before {
+        Before {
+            epoch: self.state.epoch.load(Ordering::Acquire),
+            stamp: self.counters.as_ref().map(|c| c.stamp(key)),
+        }
+    }
+
+    /// Keeps `keep` for `args` if nothing was heard to change since `before`.
+    pub(crate) fn keep(&self, hash: u64, args: &[u8], before: Before, keep: Keep<'_, R>) {
+        let state = &*self.state;
+        let charge = keep.bytes.len() as u64 + args.len() as u64 + ENTRY_OVERHEAD;
+        if charge > self.max_bytes {
+            return;
+        }
+        let Some(value) = (self.clone)(keep.value) else {
+            return;
+        };
+        let mut shard = state.shard(hash).lock();
+        // Read under the shard's lock: an invalidation bumps the epoch before it takes the
+        // lock, so either it is seen here or it removes what is kept now.
+        if state.epoch.load(Ordering::Acquire) != before.epoch
+            || !state.serving.load(Ordering::Acquire)
+        {
+            return;
+        }
+        if let Some(&index) = shard.by_args.find(hash, |&i| shard.slot(i).args[..] == *args) {
+            shard.remove(index);
+        }
+        while shard.len > 0 && (shard.len >= self.max_entries || shard.bytes + charge > self.max_bytes)
+        {
+            shard.evict_one();
+        }
+        shard.insert(Slot {
+            hash,
+            args: args.into(),
+            key: keep.key,
+            value,
+            age: keep.age,
+            read_at: Instant::now(),
+            none: crate::codec::encodes_none(keep.bytes),
+            stamp: before.stamp,
+            charge,
+            referenced: false,
+        });
+    }
+
+    /// Forgets `key` (this process changed it).
+    pub(crate) fn forget(&self, key: &Key) {
+        self.state.forget(key);
+    }
+
+    /// Forgets everything (this process cleared the function).
+    pub(crate) fn forget_all(&self) {
+        self.state.forget_all();
+    }
+
+    /// How many entries are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.state.shards.iter().map(|s| s.lock().len).sum()
+    }
+}
+
+impl<R> State<R> {
+    #[inline]
+    fn shard(&self, hash: u64) -> &Mutex<Shard<R>> {
+        // The table uses the hash's low bits; the shard its high ones.
+        &self.shards[(hash >> 60) as usize & (SHARDS - 1)]
+    }
+
+    fn forget(&self, key: &Key) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let hash = key_hash(key);
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            if let Some(&index) = shard.by_key.find(hash, |&i| shard.slot(i).key == *key) {
+                shard.remove(index);
+            }
+        }
+    }
+
+    fn forget_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        for shard in self.shards.iter() {
+            *shard.lock() = Shard::new();
+        }
+    }
+}
+
+/// The near cache as the store's messages see it (weakly: the store's hub must not keep a
+/// dropped function's cache alive).
+struct SinkOf<R>(std::sync::Weak<State<R>>);
+
+impl<R: Send + 'static> ChangeSink for SinkOf<R> {
+    fn changed(&self, key: &Key) {
+        if let Some(state) = self.0.upgrade() {
+            state.forget(key);
+        }
+    }
+    fn changed_all(&self) {
+        if let Some(state) = self.0.upgrade() {
+            state.forget_all();
+        }
+    }
+    fn connected(&self, up: bool) {
+        if let Some(state) = self.0.upgrade() {
+            if !up {
+                state.serving.store(false, Ordering::Release);
+            }
+            // Whatever was missed while down (or before the channel first came up) is gone.
+            state.forget_all();
+            if up {
+                state.serving.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
+impl<R> Shard<R> {
+    fn new() -> Shard<R> {
+        Shard {
+            by_args: HashTable::new(),
+            by_key: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            hand: 0,
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    #[inline]
+    fn slot(&self, index: u32) -> &Slot<R> {
+        self.slots[index as usize].as_ref().expect("indexed slot")
+    }
+
+    fn insert(&mut self, slot: Slot<R>) {
+        let (hash, key_hash_) = (slot.hash, key_hash(&slot.key));
+        self.len += 1;
+        self.bytes += slot.charge;
+        let index = match self.free.pop() {
+            Some(index) => {
+                self.slots[index as usize] = Some(slot);
+                index
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slots = &self.slots;
+        let args_hash = |&i: &u32| slots[i as usize].as_ref().expect("indexed slot").hash;
+        self.by_args.insert_unique(hash, index, args_hash);
+        let slots = &self.slots;
+        let by_key = |&i: &u32| key_hash(&slots[i as usize].as_ref().expect("indexed slot").key);
+        self.by_key.insert_unique(key_hash_, index, by_key);
+    }
+
+    fn remove(&mut self, index: u32) {
+        let Some(slot) = self.slots[index as usize].take() else {
+            return;
+        };
+        if let Ok(found) = self.by_args.find_entry(slot.hash, |&i| i == index) {
+            found.remove();
+        }
+        if let Ok(found) = self.by_key.find_entry(key_hash(&slot.key), |&i| i == index) {
+            found.remove();
+        }
+        self.len -= 1;
+        self.bytes -= slot.charge;
+        self.free.push(index);
+    }
+
+    /// CLOCK: the first slot past the hand whose bit is clear goes; set bits are cleared on
+    /// the way.
+    fn evict_one(&mut self) {
+        let n = self.slots.len();
+        for _ in 0..2 * n + 1 {
+            self.hand = (self.hand + 1) % n;
+            match &mut self.slots[self.hand] {
+                Some(slot) if slot.referenced => slot.referenced = false,
+                Some(_) => {
+                    self.remove(self.hand as u32);
+                    return;
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Inert;
+
+    /// A near cache in front of a store that tells of no change (entries live a minute).
+    fn near(config: NearCache) -> Near<u64> {
+        let config = config.unwatched_ttl(Duration::from_secs(60));
+        Near::open(&config, &Inert::default(), |v| Some(*v)).unwrap()
+    }
+
+    fn keep(n: &Near<u64>, i: u64) {
+        let args = i.to_le_bytes();
+        let before = n.before(&Key::of(&i).unwrap());
+        let bytes = crate::codec::encode(&i).unwrap();
+        n.keep(
+            n.hash(&args),
+            &args,
+            before,
+            Keep {
+                key: Key::of(&i).unwrap(),
+                value: &i,
+                bytes: &bytes,
+                age: Duration::ZERO,
+            },
+        );
+    }
+
+    fn get(n: &Near<u64>, i: u64) -> Option<u64> {
+        let args = i.to_le_bytes();
+        n.get(n.hash(&args), &args, Threshold::Never, false)
+    }
+
+    #[test]
+    fn kept_values_are_served_and_forgotten() {
+        let n = near(NearCache::entries(100));
+        keep(&n, 1);
+        keep(&n, 2);
+        assert_eq!(get(&n, 1), Some(1));
+        assert_eq!(get(&n, 3), None);
+        n.forget(&Key::of(&1u64).unwrap());
+        assert_eq!(get(&n, 1), None);
+        assert_eq!(get(&n, 2), Some(2));
+        n.forget_all();
+        assert_eq!(get(&n, 2), None);
+    }
+
+    #[test]
+    fn a_value_read_before_a_change_is_not_kept() {
+        let n = near(NearCache::entries(100));
+        let args = 7u64.to_le_bytes();
+        let key = Key::of(&7u64).unwrap();
+        let before = n.before(&key);
+        n.forget(&key); // a message arrives while the store is read
+        let bytes = crate::codec::encode(&7u64).unwrap();
+        let keep = Keep {
+            key,
+            value: &7,
+            bytes: &bytes,
+            age: Duration::ZERO,
+        };
+        n.keep(n.hash(&args), &args, before, keep);
+        assert_eq!(get(&n, 7), None);
+    }
+
+    #[test]
+    fn entries_stay_within_their_bound_and_recent_hits_survive() {
+        let n = near(NearCache::entries(160));
+        for i in 0..10_000u64 {
+            keep(&n, i);
+            if i % 4 == 0 {
+                get(&n, 0);
+            }
+        }
+        assert!(n.len() <= 160, "{} entries", n.len());
+        assert_eq!(get(&n, 0), Some(0), "a value hit all along is kept");
+    }
+
+    #[test]
+    fn bytes_stay_within_their_bound() {
+        let n = near(NearCache::bytes(100 * (ENTRY_OVERHEAD + 16)));
+        for i in 0..10_000u64 {
+            keep(&n, i);
+        }
+        let bytes: u64 = n.state.shards.iter().map(|s| s.lock().bytes).sum();
+        assert!(bytes <= 100 * (ENTRY_OVERHEAD + 16) + SHARDS as u64 * (ENTRY_OVERHEAD + 16));
+        assert!(n.len() > 0);
+    }
+
+    #[test]
+    fn stale_values_and_nones_are_not_served() {
+        let n = near(NearCache::entries(10));
+        keep(&n, 5);
+        let args = 5u64.to_le_bytes();
+        let h = n.hash(&args);
+        assert_eq!(n.get(h, &args, Threshold::Always, false), None);
+        assert_eq!(n.get(h, &args, Threshold::Within(Duration::from_secs(60)), false), Some(5));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(n.get(h, &args, Threshold::Within(Duration::from_millis(1)), false), None);
+    }
+}

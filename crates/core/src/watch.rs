@@ -1,0 +1,308 @@
+//! How a store tells the near caches of a function, in every process, that its entries
+//! changed: pushed messages ([`Watch::Pushed`], fanned out by a [`ChangeHub`]), counters
+//! shared by the processes of a machine and read on each near hit ([`Watch::Counted`]), or
+//! nothing ([`Watch::Unwatched`]: near entries then live a bounded time).
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::{Error, Key};
+
+/// Told of the changes made to one function's entries by any process.
+pub trait ChangeSink: Send + Sync {
+    /// The entry of `key` changed: a new value, its deletion, or the end of its claim.
+    fn changed(&self, key: &Key);
+    /// Any entry may have changed (`clear_cache`, `delete_stale_entries`).
+    fn changed_all(&self);
+    /// The channel went down (`false`; nothing is heard until it is back) or came up
+    /// (`true`; everything may have changed meanwhile).
+    fn connected(&self, up: bool);
+}
+
+/// How a store keeps the near caches of a function coherent ([`crate::Core::watch`]).
+pub enum Watch {
+    /// Changes are pushed to the sink given to `watch` for as long as this lives.
+    Pushed(Subscription),
+    /// Every process counts changes in counters they share, which a near hit reads.
+    Counted(Arc<dyn ChangeCounters>),
+    /// Nothing tells of changes: a near entry is served for a bounded time only.
+    Unwatched,
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Watch::Pushed(_) => "Watch::Pushed",
+            Watch::Counted(_) => "Watch::Counted",
+            Watch::Unwatched => "Watch::Unwatched",
+        })
+    }
+}
+
+/// Keeps a push registration alive; dropping it stops the messages.
+pub struct Subscription(#[allow(dead_code)] Box<dyn Any + Send + Sync>);
+
+impl Subscription {
+    /// A subscription that ends when `guard` is dropped.
+    pub fn new(guard: impl Any + Send + Sync) -> Subscription {
+        Subscription(Box::new(guard))
+    }
+}
+
+/// Change counters shared by the processes that use a store: each write bumps the counter of
+/// its key's slot (or the whole function's), so a reader notices a change with two loads.
+pub trait ChangeCounters: Send + Sync {
+    /// The counters of `key`, read now (before the store is read).
+    fn stamp(&self, key: &Key) -> Stamp;
+    /// Whether nothing that concerns `stamp`'s key has changed since it was read.
+    fn unchanged(&self, stamp: &Stamp) -> bool;
+}
+
+/// What [`ChangeCounters::stamp`] read: a slot, its counter and the whole function's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// The key's slot.
+    pub slot: u32,
+    /// Its counter.
+    pub key: u64,
+    /// The whole function's counter.
+    pub all: u64,
+}
+
+/// Fans the messages of one channel (a Redis subscription, a PostgreSQL `LISTEN`) out to the
+/// near caches of each namespace and to the callers waiting for a key. A backend holds one
+/// per connection it listens on, feeds it from its listening thread, and implements
+/// [`crate::Core::watch`] with [`ChangeHub::subscribe`] and `wait` with [`ChangeHub::wait`].
+#[derive(Default)]
+pub struct ChangeHub {
+    state: Mutex<HubState>,
+    /// The channel is up: messages are being heard.
+    up: AtomicBool,
+    /// Bumped by every message, so a waiter notices one that arrived before it slept.
+    generation: AtomicU64,
+    woken: Condvar,
+}
+
+#[derive(Default)]
+struct HubState {
+    next_id: u64,
+    sinks: HashMap<String, Vec<(u64, Weak<dyn ChangeSink>)>>,
+}
+
+impl fmt::Debug for ChangeHub {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeHub")
+            .field("up", &self.up.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+struct Registration {
+    hub: Weak<ChangeHub>,
+    namespace: String,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            let mut state = hub.state.lock();
+            if let Some(sinks) = state.sinks.get_mut(&self.namespace) {
+                sinks.retain(|(id, _)| *id != self.id);
+                if sinks.is_empty() {
+                    state.sinks.remove(&self.namespace);
+                }
+            }
+        }
+    }
+}
+
+impl ChangeHub {
+    /// A hub whose channel is not up yet.
+    pub fn new() -> Arc<ChangeHub> {
+        Arc::default()
+    }
+
+    /// Delivers the messages of `namespace` to `sink` until the subscription is dropped. The
+    /// sink is told at once whether the channel is up.
+    pub fn subscribe(self: &Arc<Self>, namespace: &str, sink: Arc<dyn ChangeSink>) -> Subscription {
+        let id = {
+            let mut state = self.state.lock();
+            state.next_id += 1;
+            let id = state.next_id;
+            state
+                .sinks
+                .entry(namespace.to_owned())
+                .or_default()
+                .push((id, Arc::downgrade(&sink)));
+            id
+        };
+        sink.connected(self.is_up());
+        Subscription::new(Registration {
+            hub: Arc::downgrade(self),
+            namespace: namespace.to_owned(),
+            id,
+        })
+    }
+
+    /// Whether the channel is up.
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Whether any near cache listens (a backend may start its channel lazily).
+    pub fn has_subscribers(&self) -> bool {
+        !self.state.lock().sinks.is_empty()
+    }
+
+    /// A message heard: `key` of `namespace` changed, or (`None`) any of its entries.
+    pub fn deliver(&self, namespace: &str, key: Option<&Key>) {
+        for sink in self.sinks_of(Some(namespace)) {
+            match key {
+                Some(key) => sink.changed(key),
+                None => sink.changed_all(),
+            }
+        }
+        self.wake();
+    }
+
+    /// The channel went down or came back up; every near cache is told.
+    pub fn set_connected(&self, up: bool) {
+        if self.up.swap(up, Ordering::AcqRel) != up {
+            for sink in self.sinks_of(None) {
+                sink.connected(up);
+            }
+        }
+        self.wake();
+    }
+
+    fn sinks_of(&self, namespace: Option<&str>) -> Vec<Arc<dyn ChangeSink>> {
+        let state = self.state.lock();
+        let live = |list: &Vec<(u64, Weak<dyn ChangeSink>)>| {
+            list.iter()
+                .filter_map(|(_, sink)| sink.upgrade())
+                .collect::<Vec<_>>()
+        };
+        match namespace {
+            Some(namespace) => state.sinks.get(namespace).map(live).unwrap_or_default(),
+            None => state.sinks.values().flat_map(live).collect(),
+        }
+    }
+
+    fn wake(&self) {
+        let _state = self.state.lock();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.woken.notify_all();
+    }
+
+    /// Blocks until `released()` says a key's claim ended (true) or `max` passed (false).
+    /// `released` is asked at once, then after every message the channel delivers, and at
+    /// least every `poll` (the fallback when a message is lost or the channel is down).
+    ///
+    /// # Errors
+    /// `released`'s error.
+    pub fn wait(
+        &self,
+        max: Duration,
+        poll: Duration,
+        mut released: impl FnMut() -> Result<bool, Error>,
+    ) -> Result<bool, Error> {
+        let deadline = Instant::now() + max;
+        loop {
+            let seen = self.generation.load(Ordering::Acquire);
+            if released()? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let until = deadline.min(now + poll);
+            let mut state = self.state.lock();
+            while self.generation.load(Ordering::Acquire) == seen {
+                if self.woken.wait_until(&mut state, until).timed_out() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Log(Mutex<Vec<String>>);
+    impl ChangeSink for Log {
+        fn changed(&self, key: &Key) {
+            self.0.lock().push(format!("changed {}", &key.to_hex()[..4]));
+        }
+        fn changed_all(&self) {
+            self.0.lock().push("all".into());
+        }
+        fn connected(&self, up: bool) {
+            self.0.lock().push(format!("up {up}"));
+        }
+    }
+
+    #[test]
+    fn messages_reach_the_sinks_of_their_namespace_until_unsubscribed() {
+        let hub = ChangeHub::new();
+        let (a, b) = (Arc::new(Log::default()), Arc::new(Log::default()));
+        let sub_a = hub.subscribe("a", a.clone());
+        let _sub_b = hub.subscribe("b", b.clone());
+        hub.set_connected(true);
+        let key = Key::of(&1).unwrap();
+        hub.deliver("a", Some(&key));
+        hub.deliver("b", None);
+        drop(sub_a);
+        hub.deliver("a", None);
+        let hex = &key.to_hex()[..4];
+        assert_eq!(
+            *a.0.lock(),
+            ["up false", "up true", &format!("changed {hex}")]
+        );
+        assert_eq!(*b.0.lock(), ["up false", "up true", "all"]);
+        assert!(hub.has_subscribers());
+    }
+
+    #[test]
+    fn a_waiter_wakes_on_a_message_long_before_its_poll() {
+        let hub = ChangeHub::new();
+        let done = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (hub, done) = (hub.clone(), done.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let released = hub.wait(Duration::from_secs(10), Duration::from_secs(5), || {
+                    Ok(done.load(Ordering::Acquire))
+                });
+                (released.unwrap(), started.elapsed())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        done.store(true, Ordering::Release);
+        hub.deliver("f", None);
+        let (released, waited) = waiter.join().unwrap();
+        assert!(released);
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_deadline() {
+        let hub = ChangeHub::new();
+        let started = Instant::now();
+        let released = hub
+            .wait(Duration::from_millis(30), Duration::from_millis(10), || Ok(false))
+            .unwrap();
+        assert!(!released);
+        assert!(started.elapsed() >= Duration::from_millis(30));
+    }
+}
