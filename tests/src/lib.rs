@@ -215,7 +215,7 @@ macro_rules! multiprocess_tests {
             value_from_one_process_is_a_hit_in_another, processes_compute_once,
             killed_computation_is_taken_over, stress_no_duplicate_computations,
             hash_map_argument_is_a_hit_in_another_process,
-            invalidation_reaches_other_processes
+            invalidation_reaches_other_processes, near_cache_sees_other_processes_changes
         );
     };
     (@cases $spec:expr; $($case:ident),* $(,)?) => {

@@ -488,3 +488,54 @@ pub fn killed_computation_is_taken_over(spec: &str, worker: &str) {
     );
     assert_eq!(lines(&count_file).len(), 2);
 }
+
+/// What the worker's `write overwrite` stores.
+pub const OVERWRITTEN: u64 = 777_777;
+
+/// How long after another process's change a near cache may still serve the old value, at
+/// most, on any backend: a store that cannot tell of changes serves near entries for one
+/// second (`NearCache::unwatched_ttl`); the others are told within milliseconds.
+pub const NEAR_COHERENCE_BOUND: Duration = Duration::from_secs(3);
+
+/// A near cache in this process hears of another process's overwrite, invalidation and
+/// clear: within [`NEAR_COHERENCE_BOUND`] it stops serving the old value (and serves the
+/// overwritten one).
+pub fn near_cache_sees_other_processes_changes(spec: &str, worker: &str) {
+    let namespace = unique_name("mp_near");
+    let calls = crate::Counter::new();
+    let counted = calls.clone();
+    let f = cachier::memoize(&namespace, move |x: u64| x * 1000 + counted.bump() as u64)
+        .shared_backend(backend_from_spec(spec))
+        .near_cache(cachier::NearCache::default())
+        .build()
+        .expect("build");
+    for op in ["overwrite", "invalidate", "clear"] {
+        let old = f.call(1);
+        // The second call reads the store and keeps the value; the third is a near hit.
+        assert_eq!(f.call(1), old);
+        assert_eq!(f.call(1), old);
+        let out = Command::new(worker)
+            .args(["write", spec, &namespace, op, "1"])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run worker");
+        assert!(out.status.success(), "worker failed: {out:?}");
+        let changed = Instant::now();
+        let seen = loop {
+            let value = f.call(1);
+            if value != old {
+                break value;
+            }
+            assert!(
+                changed.elapsed() < NEAR_COHERENCE_BOUND,
+                "{op} by another process not seen after {:?}",
+                changed.elapsed()
+            );
+            thread::sleep(Duration::from_millis(1));
+        };
+        if op == "overwrite" {
+            assert_eq!(seen, OVERWRITTEN);
+        }
+        println!("near cache on {spec}: {op} seen after {:?}", changed.elapsed());
+    }
+}

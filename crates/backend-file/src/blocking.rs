@@ -11,14 +11,16 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use cachier_core::watch::{ChangeSink, Watch};
 use cachier_core::{
     Backoff, CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key, LiveClaim,
     Namespace,
 };
 use parking_lot::Mutex;
 
+use crate::changes::Changes;
 use crate::claims::{create_dir, create_owned_dir, Claims};
 use crate::clock::cutoff;
 use crate::error::io_error;
@@ -85,7 +87,17 @@ pub(crate) struct FileCore<L> {
     claims: Claims,
     store: OnceLock<L>,
     opening: Mutex<()>,
+    changes_path: PathBuf,
+    /// The change counters shared with the other processes, mapped when the store opens
+    /// (`None` where they cannot be: near caches then fall back to a bounded age).
+    changes: OnceLock<Option<Arc<Changes>>>,
 }
+
+/// The file next to a function's store that holds its change counters.
+const CHANGES_SUFFIX: &str = ".changes";
+
+/// How often a waiter looks at its key's change counter, at most (a load, then a sleep).
+const COUNTER_POLL: Duration = Duration::from_micros(500);
 
 impl<L> fmt::Debug for FileCore<L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -109,6 +121,8 @@ impl<L: Layout> FileCore<L> {
             claims: L::claims(cache_dir, &stem),
             store: OnceLock::new(),
             opening: Mutex::new(()),
+            changes_path: cache_dir.join(format!("{stem}{CHANGES_SUFFIX}")),
+            changes: OnceLock::new(),
         };
         if let Err(error) = core.store() {
             tracing::debug!(namespace = %namespace, %error, "cachier: file store not available yet");
@@ -127,7 +141,42 @@ impl<L: Layout> FileCore<L> {
         }
         create_dir(&self.cache_dir).map_err(|e| io_error("open", &self.cache_dir, e))?;
         let store = L::open(&self.store_path, &self.namespace)?;
+        self.changes.get_or_init(|| match Changes::open(&self.changes_path) {
+            Ok(changes) => Some(Arc::new(changes)),
+            Err(error) => {
+                tracing::warn!(path = %self.changes_path.display(), %error, "cachier: change counters unavailable; near caches of this function fall back to a bounded age");
+                None
+            }
+        });
         Ok(self.store.get_or_init(|| store))
+    }
+
+    fn changes(&self) -> Option<&Changes> {
+        self.changes.get()?.as_deref()
+    }
+
+    /// A write is done: tell the other processes (their near caches and waiters).
+    fn changed(&self, key: Option<&Key>) {
+        if let Some(changes) = self.changes() {
+            changes.bump(key);
+        }
+    }
+
+    /// Sleeps `pause`, or less if `key`'s change counters move meanwhile.
+    fn pause_unless_changed(&self, key: &Key, pause: Duration) {
+        let Some(changes) = self.changes() else {
+            return std::thread::sleep(pause);
+        };
+        let seen = changes.read(key);
+        let until = Instant::now() + pause;
+        let mut tick = Duration::from_micros(50);
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if left.is_zero() || changes.read(key) != seen {
+                return;
+            }
+            std::thread::sleep(tick.min(left));
+            tick = (tick * 2).min(COUNTER_POLL);
+        }
     }
 }
 
@@ -157,6 +206,7 @@ impl<L: Layout> Core for FileCore<L> {
                 .map_err(|e| self.claims.error("put", e)),
             None => Ok(()),
         };
+        self.changed(Some(key));
         stored.and(released)
     }
 
@@ -184,11 +234,23 @@ impl<L: Layout> Core for FileCore<L> {
             .release(key, claim)
             .map(drop)
             .map_err(|e| self.claims.error("release", e));
+        self.changed(Some(key));
         unmarked.and(released)
     }
 
-    /// Polls the key's lock file (1 ms, doubling to 25 ms): a waiter wakes within about 25 ms
-    /// of the result landing, and at once when the computing process dies.
+    /// Shared change counters: every process's near cache compares them on each hit.
+    fn watch(&self, _sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        self.store()?;
+        Ok(match self.changes.get().cloned().flatten() {
+            Some(changes) => Watch::Counted(changes),
+            None => Watch::Unwatched,
+        })
+    }
+
+    /// Looks at the key's lock file (1 ms, doubling to 25 ms apart) and, in between, at its
+    /// change counter (every 50 µs, doubling to 500 µs): a waiter wakes within about half a
+    /// millisecond of the result landing, and within 25 ms when the computing process dies
+    /// (the kernel drops its lock; nothing bumps a counter).
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let mut backoff = Backoff::until(max);
         loop {
@@ -196,18 +258,22 @@ impl<L: Layout> Core for FileCore<L> {
                 return Ok(true);
             }
             match backoff.next_pause() {
-                Some(pause) => std::thread::sleep(pause),
+                Some(pause) => self.pause_unless_changed(key, pause),
                 None => return Ok(false),
             }
         }
     }
 
     fn remove(&self, key: &Key) -> Result<bool, Error> {
-        self.store()?.remove(key, &self.claims)
+        let removed = self.store()?.remove(key, &self.claims);
+        self.changed(Some(key));
+        removed
     }
 
     fn clear_cache(&self) -> Result<(), Error> {
-        self.store()?.clear_cache()
+        let cleared = self.store()?.clear_cache();
+        self.changed(None);
+        cleared
     }
 
     fn clear_being_calculated(&self) -> Result<(), Error> {
@@ -215,12 +281,18 @@ impl<L: Layout> Core for FileCore<L> {
         self.claims
             .clear_all()
             .map_err(|e| self.claims.error("clear_being_calculated", e))?;
-        store.clear_claim_marks()
+        let cleared = store.clear_claim_marks();
+        self.changed(None);
+        cleared
     }
 
     fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
         let cutoff = cutoff(older_than);
-        self.store()?.delete_stale_entries(cutoff, &self.claims)
+        let deleted = self.store()?.delete_stale_entries(cutoff, &self.claims);
+        if deleted.as_ref().is_ok_and(|&n| n > 0) {
+            self.changed(None);
+        }
+        deleted
     }
 
     /// Lists rows (single store: `length(value)`, never the values) or entry files (their

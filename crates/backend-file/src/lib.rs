@@ -4,6 +4,7 @@
 mod backend;
 mod blocking;
 mod builder;
+mod changes;
 mod claims;
 mod clock;
 mod error;

@@ -166,6 +166,9 @@ impl MemoryCore {
             slot.used = None; // already out of the order
         }
         table.drop_slot(&key, self.budget.as_deref());
+        drop(table);
+        // Near caches hold no more than the store.
+        self.changes.deliver(CHANNEL, Some(&key));
         true
     }
 

@@ -12,6 +12,8 @@ pub mod macros;
 pub mod memory;
 #[cfg(feature = "mongo")]
 pub mod mongo;
+#[cfg(feature = "memory")]
+pub mod near;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(feature = "s3")]

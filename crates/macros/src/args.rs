@@ -24,6 +24,7 @@ const PARAMS: &[&str] = &[
     "cleanup_stale",
     "cleanup_interval",
     "lease",
+    "near_cache",
     "key",
     "allow_non_static_methods",
 ];
@@ -212,6 +213,26 @@ impl Args {
                     required(&param).and_then(|value| duration(&name, value)).map(|value| {
                         args.builder.push(quote_spanned!(span=> .#ident(#value)));
                     })
+                }
+                "near_cache" => {
+                    // Alone or `= true`: the default size; `= false`: none; a number: that
+                    // many entries; any other expression: a `NearCache`.
+                    let near = match &param.value {
+                        Some(Expr::Lit(ExprLit {
+                            lit: Lit::Bool(on), ..
+                        })) if !on.value => quote_spanned!(span=> ::cachier::NearCache::OFF),
+                        None
+                        | Some(Expr::Lit(ExprLit {
+                            lit: Lit::Bool(_), ..
+                        })) => quote_spanned!(span=> ::cachier::NearCache::default()),
+                        Some(Expr::Lit(ExprLit {
+                            lit: Lit::Int(entries),
+                            ..
+                        })) => quote_spanned!(span=> ::cachier::NearCache::entries(#entries)),
+                        Some(other) => quote!(#other),
+                    };
+                    args.builder.push(quote_spanned!(span=> .near_cache(#near)));
+                    Ok(())
                 }
                 "entry_size_limit" => required(&param).and_then(size).map(|value| {
                     args.builder.push(quote_spanned!(span=> .entry_size_limit(#value)));

@@ -66,8 +66,9 @@ pub struct Settings {
     /// Let the `#[cachier]` macro memoize `&self` methods with `self` left out of the key.
     pub allow_non_static_methods: bool,
     /// The near cache of functions that set none: `None` (the default) keeps one in front of
-    /// in-process stores only (the memory backend), [`NearCache::OFF`] none anywhere. Read when
-    /// a function is built.
+    /// in-process stores only (the memory backend, as large as the store:
+    /// [`NearCache::unbounded`]), [`NearCache::OFF`] none anywhere. Read when a function is
+    /// built.
     pub near_cache: Option<NearCache>,
 }
 
@@ -97,6 +98,16 @@ impl NearCache {
     pub const fn entries(n: usize) -> NearCache {
         NearCache {
             max_entries: Some(n),
+            max_bytes: None,
+            unwatched_ttl: Duration::from_secs(1),
+        }
+    }
+
+    /// A near cache with no bound of its own: in front of an in-process store (the default
+    /// there), which tells it of every value it evicts, it holds no more than the store.
+    pub const fn unbounded() -> NearCache {
+        NearCache {
+            max_entries: None,
             max_bytes: None,
             unwatched_ttl: Duration::from_secs(1),
         }

@@ -14,14 +14,19 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cachier_conformance::multiprocess::{
     map_argument, map_worker_function, stress_calls, worker_function, MAP_ARGUMENT_SIZE,
+    OVERWRITTEN,
 };
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 6 && args[1] == "write" {
+        return write(&args[2], &args[3], &args[4], &args[5]);
+    }
     let calls = args.len() == 10 && ["call", "call-async", "call-map"].contains(&args[1].as_str());
     let stress = args.len() == 11 && args[1] == "stress";
     if !calls && !stress {
         eprintln!("usage: conformance-worker call|call-async|call-map SPEC NAMESPACE ARG THREADS PAUSE_MS COUNT_FILE LEASE_MS START_AT_UNIX_MS [stress: DURATION_MS]");
+        eprintln!("       conformance-worker write SPEC NAMESPACE overwrite|invalidate|clear ARG");
         std::process::exit(2);
     }
     let number = |i: usize| -> u64 {
@@ -137,4 +142,23 @@ fn call_async(
 ) -> Vec<u64> {
     eprintln!("call-async needs the `async` feature of cachier-conformance");
     std::process::exit(2);
+}
+
+/// `write`: one change to the entry of `arg` (`overwrite` stores [`OVERWRITTEN`]) or to every
+/// entry (`clear`) of the worker function, made by this process.
+fn write(spec: &str, namespace: &str, op: &str, arg: &str) {
+    let arg: u64 = arg.parse().expect("ARG is a number");
+    let f = worker_function(
+        spec,
+        namespace,
+        &std::env::temp_dir().join("cachier-write-worker-unused"),
+        Duration::ZERO,
+        Duration::from_secs(10),
+    );
+    match op {
+        "overwrite" => drop(f.precache_value(&arg, OVERWRITTEN).expect("overwrite")),
+        "invalidate" => drop(f.invalidate(&arg).expect("invalidate")),
+        "clear" => f.clear_cache().expect("clear"),
+        other => panic!("unknown write {other}"),
+    }
 }

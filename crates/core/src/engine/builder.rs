@@ -321,7 +321,7 @@ where
         let capabilities = core.capabilities();
         let near = match self.near_cache.or(settings.near_cache) {
             Some(near) => near,
-            None if capabilities.in_process => NearCache::default(),
+            None if capabilities.in_process => NearCache::unbounded(),
             None => NearCache::OFF,
         };
         let near = match near.is_on() {

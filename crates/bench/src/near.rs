@@ -1,0 +1,188 @@
+//! Near cache rows: a hit served in this process in front of each store, next to the memory
+//! backend's hit (itself a near hit by default) measured in the same run, and two threads
+//! hitting one memoized function next to two threads reading a `moka` cache.
+//!
+//! Server stores come from the same variables as their own rows (`CACHIER_BENCH_*_URL`, else
+//! `CACHIER_TEST_*_URL`); a store that cannot be reached is skipped with a note.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cachier::NearCache;
+
+use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
+
+/// The stores a near cache is measured in front of: (label, URL).
+fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    let mut stores = Vec::new();
+    #[cfg(feature = "file")]
+    stores.push(("file", format!("file://{}", dir.join("file").display())));
+    #[cfg(feature = "sqlite")]
+    stores.push(("SQLite", format!("sqlite://{}", dir.join("near.db").display())));
+    #[cfg(feature = "postgres")]
+    stores.push((
+        "PostgreSQL",
+        crate::server_url(
+            &["CACHIER_BENCH_POSTGRES_URL", "CACHIER_TEST_POSTGRES_URL"],
+            "postgres://postgres@127.0.0.1:5432/test",
+        ),
+    ));
+    #[cfg(feature = "redis")]
+    stores.push((
+        "Redis",
+        crate::server_url(
+            &["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"],
+            "redis://127.0.0.1:6379/0",
+        ),
+    ));
+    #[cfg(feature = "mongo")]
+    stores.push((
+        "MongoDB",
+        crate::server_url(
+            &["CACHIER_BENCH_MONGO_URL", "CACHIER_TEST_MONGO_URL"],
+            "mongodb://127.0.0.1:27017/?directConnection=true",
+        ),
+    ));
+    let _ = dir;
+    stores
+}
+
+/// Near hits in front of every store, and the two-thread rows.
+pub fn rows(config: &Config) -> Vec<Row> {
+    let dir = std::env::temp_dir().join(run_name("near").replace("::", "-"));
+    let mut rows = Vec::new();
+    for &n in &config.sizes {
+        let memory = overhead_fn(&run_name("near-memory"))
+            .backend(cachier::backends::memory::MemoryBackend::new())
+            .build()
+            .expect("build");
+        prefill(&memory, n);
+        warm(&memory, n);
+        for (label, url) in stores(&dir) {
+            let backend = match cachier::backend_from_url(&url) {
+                Ok(backend) => backend,
+                Err(error) => {
+                    eprintln!("near {label} rows skipped: {error}");
+                    continue;
+                }
+            };
+            let f = match overhead_fn(&run_name(&format!("near-{label}")))
+                .shared_backend(backend)
+                .near_cache(NearCache::entries(n))
+                .build()
+            {
+                Ok(f) => f,
+                Err(error) => {
+                    eprintln!("near {label} rows skipped: {error}");
+                    continue;
+                }
+            };
+            if let Err(error) = f.try_call(u64::MAX) {
+                eprintln!("near {label} rows skipped: no server ({error})");
+                continue;
+            }
+            prefill(&f, n.min(10_000));
+            let n_near = n.min(10_000);
+            warm(&f, n_near);
+            let (near, mem) = config.paired(
+                |i| {
+                    std::hint::black_box(f.call(scattered(i, n_near)));
+                },
+                |i| {
+                    std::hint::black_box(memory.call(scattered(i, n)));
+                },
+            );
+            rows.push(Row::new(
+                format!("near cache in front of {label}"),
+                n_near,
+                "hit",
+                near,
+                "memory backend hit",
+                mem,
+            ));
+            let _ = f.clear_cache();
+        }
+        rows.push(two_threads(config, &memory, n));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    rows
+}
+
+/// Reads every key once, so the near cache keeps it (a value stored by `precache_value` is
+/// kept at its first read).
+fn warm(f: &cachier::Memoized<u64, u64>, n: usize) {
+    for k in 0..n as u64 {
+        std::hint::black_box(f.call(k));
+    }
+}
+
+/// Two threads hitting `f`, next to two threads reading a `moka` cache of the same keys: the
+/// wall time per call of all threads (its inverse is the throughput).
+fn two_threads(config: &Config, f: &cachier::Memoized<u64, u64>, n: usize) -> Row {
+    let moka = moka::sync::Cache::new(n as u64 * 2);
+    for k in 0..n as u64 {
+        moka.insert(k, k.wrapping_mul(2));
+    }
+    let rounds = config.samples.clamp(3, 11);
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..rounds {
+        let f = f.clone();
+        ours.push(per_call(move |i| {
+            std::hint::black_box(f.call(scattered(i, n)));
+        }));
+        let moka = moka.clone();
+        theirs.push(per_call(move |i| {
+            std::hint::black_box(moka.get(&scattered(i, n)));
+        }));
+    }
+    Row::new(
+        "memory, 2 threads on one function",
+        n,
+        "hit (wall time per call)",
+        summary(ours),
+        "moka::sync::Cache::get, 2 threads",
+        summary(theirs),
+    )
+}
+
+/// Wall time per call of two threads calling `op` for 100 ms.
+fn per_call(op: impl Fn(u64) + Send + Sync + Clone + 'static) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..2u64)
+        .map(|t| {
+            let (op, stop, calls) = (op.clone(), stop.clone(), calls.clone());
+            thread::spawn(move || {
+                let mut i = t << 40;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..256 {
+                        op(i);
+                        i += 1;
+                    }
+                    calls.fetch_add(256, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().expect("bench thread");
+    }
+    started.elapsed().as_nanos() as f64 / calls.load(Ordering::Relaxed) as f64
+}
+
+fn summary(mut per_call: Vec<f64>) -> Summary {
+    per_call.sort_by(f64::total_cmp);
+    let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
+    Summary {
+        median_ns: at(0.5),
+        p10_ns: at(0.1),
+        p90_ns: at(0.9),
+        calls: 0,
+    }
+}
