@@ -140,7 +140,10 @@ pub fn async_next_time_refreshes_once(spec: &str) {
         for t in tasks {
             assert_eq!(t.await.expect("task"), first, "stale value served");
         }
-        assert!(started.elapsed() < MS(1500), "stale callers waited for the refresh");
+        assert!(
+            started.elapsed() < MS(1500),
+            "stale callers waited for the refresh"
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let v = f.call(1).await;

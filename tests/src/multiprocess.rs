@@ -536,6 +536,9 @@ pub fn near_cache_sees_other_processes_changes(spec: &str, worker: &str) {
         if op == "overwrite" {
             assert_eq!(seen, OVERWRITTEN);
         }
-        println!("near cache on {spec}: {op} seen after {:?}", changed.elapsed());
+        println!(
+            "near cache on {spec}: {op} seen after {:?}",
+            changed.elapsed()
+        );
     }
 }

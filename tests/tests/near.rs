@@ -31,7 +31,9 @@ mod file {
         super::near_everywhere();
         Some(format!(
             "file:{}",
-            cachier_conformance::fresh_dir("near-file").join("cache").display()
+            cachier_conformance::fresh_dir("near-file")
+                .join("cache")
+                .display()
         ))
     });
     cachier_conformance::multiprocess_tests!(@cases || {
@@ -57,7 +59,8 @@ mod mongo {
 mod redis {
     fn spec() -> Option<String> {
         super::near_everywhere();
-        super::service_url("CACHIER_TEST_REDIS_URL", "redis near cache").map(|url| format!("redis:{url}"))
+        super::service_url("CACHIER_TEST_REDIS_URL", "redis near cache")
+            .map(|url| format!("redis:{url}"))
     }
     cachier_conformance::conformance_tests!(spec);
     cachier_conformance::multiprocess_tests!(@cases spec;

@@ -185,6 +185,9 @@ mod tests {
         let changes = Changes::open(&path).unwrap();
         changes.bump(None);
         assert_eq!(fs::read(&target).unwrap(), b"keep me");
-        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(!fs::symlink_metadata(&path)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 }

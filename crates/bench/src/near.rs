@@ -20,7 +20,10 @@ fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
     #[cfg(feature = "file")]
     stores.push(("file", format!("file://{}", dir.join("file").display())));
     #[cfg(feature = "sqlite")]
-    stores.push(("SQLite", format!("sqlite://{}", dir.join("near.db").display())));
+    stores.push((
+        "SQLite",
+        format!("sqlite://{}", dir.join("near.db").display()),
+    ));
     #[cfg(feature = "postgres")]
     stores.push((
         "PostgreSQL",

@@ -22,8 +22,8 @@ pub use backend::{
     ClaimAndGet, ClaimToken, Core, EntryInfo, LiveClaim,
 };
 pub use cachier_settings::{
-    chain_message, parse_bytes, NearCache, parse_duration, redact_message, redact_url, BoxError, Error,
-    ErrorKind, Result, SharedError,
+    chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,
+    ErrorKind, NearCache, Result, SharedError,
 };
 pub use drive::block_on;
 pub use engine::{

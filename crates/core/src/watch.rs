@@ -89,10 +89,13 @@ pub struct ChangeHub {
     woken: Condvar,
 }
 
+/// The sinks of one namespace, each with its registration's id.
+type Sinks = Vec<(u64, Weak<dyn ChangeSink>)>;
+
 #[derive(Default)]
 struct HubState {
     next_id: u64,
-    sinks: HashMap<String, Vec<(u64, Weak<dyn ChangeSink>)>>,
+    sinks: HashMap<String, Sinks>,
 }
 
 impl fmt::Debug for ChangeHub {
@@ -184,7 +187,7 @@ impl ChangeHub {
 
     fn sinks_of(&self, namespace: Option<&str>) -> Vec<Arc<dyn ChangeSink>> {
         let state = self.state.lock();
-        let live = |list: &Vec<(u64, Weak<dyn ChangeSink>)>| {
+        let live = |list: &Sinks| {
             list.iter()
                 .filter_map(|(_, sink)| sink.upgrade())
                 .collect::<Vec<_>>()
@@ -242,7 +245,9 @@ mod tests {
     struct Log(Mutex<Vec<String>>);
     impl ChangeSink for Log {
         fn changed(&self, key: &Key) {
-            self.0.lock().push(format!("changed {}", &key.to_hex()[..4]));
+            self.0
+                .lock()
+                .push(format!("changed {}", &key.to_hex()[..4]));
         }
         fn changed_all(&self) {
             self.0.lock().push("all".into());
@@ -300,7 +305,9 @@ mod tests {
         let hub = ChangeHub::new();
         let started = Instant::now();
         let released = hub
-            .wait(Duration::from_millis(30), Duration::from_millis(10), || Ok(false))
+            .wait(Duration::from_millis(30), Duration::from_millis(10), || {
+                Ok(false)
+            })
             .unwrap();
         assert!(!released);
         assert!(started.elapsed() >= Duration::from_millis(30));

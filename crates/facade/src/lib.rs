@@ -63,13 +63,13 @@ pub mod backends {
 /// For implementing a store: the traits the engine calls, what crosses them, and helpers for
 /// their default behaviour. See docs/ARCHITECTURE.md in the repository for the contract.
 pub mod store {
+    /// How a store tells near caches of changes (`Core::watch`).
+    pub use cachier_core::watch;
     pub use cachier_core::{
         block_on, claim_then_get, codec, poll_until_released, push_hex, Backend, Backoff,
         CacheEntry, Capabilities, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Key, LiveClaim,
         Namespace,
     };
-    /// How a store tells near caches of changes (`Core::watch`).
-    pub use cachier_core::watch;
     #[cfg(feature = "async")]
     #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
     pub use cachier_core::{claim_then_get_async, AsyncCore, BoxFuture, OffloadedCore};

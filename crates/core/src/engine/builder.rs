@@ -11,13 +11,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::flight::Flights;
+use super::near::Near;
 use super::params::CallParams;
 use super::value::ValueCodec;
 use super::{FailureLog, Memoized, Shared, DEFAULT_LEASE};
-use crate::stats;
-use super::near::Near;
 use crate::key::ArgBytes;
-use crate::{Backend, Error, NearCache, Namespace};
+use crate::stats;
+use crate::{Backend, Error, Namespace, NearCache};
 
 /// Builds the backend of a function that names none, from the global settings with the
 /// function's own `cache_dir` and `separate_files` applied. Core cannot build one itself (it

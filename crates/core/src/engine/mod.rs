@@ -60,9 +60,9 @@ mod blocking;
 mod builder;
 mod call;
 mod flight;
+mod near;
 #[cfg(feature = "async")]
 mod nonblocking;
-mod near;
 mod params;
 mod value;
 
@@ -82,9 +82,9 @@ use self::builder::KeyFn;
 use self::call::Trace;
 use self::flight::{Flights, Lead};
 use self::near::Near;
-use crate::key::ArgBytes;
 pub(crate) use self::params::CallParams;
 use self::value::ValueCodec;
+use crate::key::ArgBytes;
 use crate::stats::Stats;
 use crate::{pool, Capabilities, Core, Error, Key, Namespace};
 

@@ -146,7 +146,6 @@ impl<R: Send + 'static> Near<R> {
         }
         Ok(near)
     }
-
 }
 
 impl<R> Near<R> {
@@ -179,7 +178,11 @@ impl<R> Near<R> {
             return None;
         }
         let clocked = matches!(threshold, Threshold::Within(_)) || self.ttl.is_some();
-        let elapsed = if clocked { slot.read_at.elapsed() } else { Duration::ZERO };
+        let elapsed = if clocked {
+            slot.read_at.elapsed()
+        } else {
+            Duration::ZERO
+        };
         let expired = self.ttl.is_some_and(|ttl| elapsed > ttl);
         let changed = match (&self.counters, &slot.stamp) {
             (Some(counters), Some(stamp)) => !counters.unchanged(stamp),
@@ -227,10 +230,14 @@ impl<R> Near<R> {
         {
             return;
         }
-        if let Some(&index) = shard.by_args.find(hash, |&i| shard.slot(i).args[..] == *args) {
+        if let Some(&index) = shard
+            .by_args
+            .find(hash, |&i| shard.slot(i).args[..] == *args)
+        {
             shard.remove(index);
         }
-        while shard.len > 0 && (shard.len >= self.max_entries || shard.bytes + charge > self.max_bytes)
+        while shard.len > 0
+            && (shard.len >= self.max_entries || shard.bytes + charge > self.max_bytes)
         {
             shard.evict_one();
         }
@@ -489,8 +496,14 @@ mod tests {
         let args = 5u64.to_le_bytes();
         let h = n.hash(&args);
         assert_eq!(n.get(h, &args, Threshold::Always, false), None);
-        assert_eq!(n.get(h, &args, Threshold::Within(Duration::from_secs(60)), false), Some(5));
+        assert_eq!(
+            n.get(h, &args, Threshold::Within(Duration::from_secs(60)), false),
+            Some(5)
+        );
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(n.get(h, &args, Threshold::Within(Duration::from_millis(1)), false), None);
+        assert_eq!(
+            n.get(h, &args, Threshold::Within(Duration::from_millis(1)), false),
+            None
+        );
     }
 }
