@@ -16,6 +16,7 @@ use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
 
 /// The stores a near cache is measured in front of: (label, URL).
 fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    #[allow(unused_mut)] // each store is pushed under its own feature
     let mut stores = Vec::new();
     #[cfg(feature = "file")]
     stores.push(("file", format!("file://{}", dir.join("file").display())));

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::call::{compute_claimed, run, Held, Runner};
+use super::call::{compute_claimed, near_hit, run, Held, Runner};
 use super::flight::{Flight, Landing};
 use super::params::Want;
 use super::Shared;
@@ -132,6 +132,9 @@ where
 
     /// [`Memoized::call`] with per-call options.
     pub fn call_with(&self, args: A, options: &CallOptions) -> R {
+        if let Some(value) = near_hit(&self.inner.shared, &args, options) {
+            return value;
+        }
         match block_on(run(&Direct(&self.inner), args, options, false)) {
             Ok(value) => value,
             Err(_) => unreachable!("lenient calls handle every store error"),
@@ -146,6 +149,9 @@ where
 
     /// [`Memoized::try_call`] with per-call options.
     pub fn try_call_with(&self, args: A, options: &CallOptions) -> Result<R, Error> {
+        if let Some(value) = near_hit(&self.inner.shared, &args, options) {
+            return Ok(value);
+        }
         block_on(run(&Direct(&self.inner), args, options, true))
     }
 

@@ -193,23 +193,9 @@ where
         threshold: threshold(stale_after, options.max_age),
         allow_none: resolved.allow_none,
     };
+    // A near hit was served before this (`near_hit`); what a store read serves is kept.
     let near = shared.near.as_ref().filter(|_| !options.overwrite_cache);
     let near_hash = near.map_or(0, |near| near.hash(encoded.as_bytes()));
-    if let Some(near) = near {
-        if let Some(value) = near.get(
-            near_hash,
-            encoded.as_bytes(),
-            want.threshold,
-            want.allow_none,
-        ) {
-            trace.note("Fresh value kept in this process.");
-            shared.count(|s| &s.hits);
-            if let Some(started) = started {
-                shared.stats.hit_latency.record(started.elapsed());
-            }
-            return Ok(value);
-        }
-    }
     let key = encoded.key();
     let mut store_failed = false;
     if options.overwrite_cache {
@@ -275,6 +261,38 @@ where
         &trace,
     )
     .await
+}
+
+/// The near cache's value for `args`, if it serves one to this call: checked by the drivers
+/// before the algorithm's future is even made, so that a near hit costs no more than the
+/// lookup itself.
+#[inline]
+pub(super) fn near_hit<A: Serialize, R>(
+    shared: &Shared<A, R>,
+    args: &A,
+    options: &CallOptions,
+) -> Option<R> {
+    let near = shared.near.as_ref()?;
+    if options.skip_cache || options.overwrite_cache || !caching_enabled() {
+        return None;
+    }
+    let started = (shared.statistics && Stats::sample_this_call()).then(Instant::now);
+    let resolved = shared.resolve(options);
+    if resolved.cleanup_stale {
+        shared.maybe_cleanup(resolved.stale_after, resolved.cleanup_interval);
+    }
+    let encoded = shared.encode_args(args).ok()?;
+    let bytes = encoded.as_bytes();
+    let threshold = threshold(resolved.stale_after, options.max_age);
+    let value = near.get(near.hash(bytes), bytes, threshold, resolved.allow_none)?;
+    shared
+        .trace(options.verbose)
+        .note("Fresh value kept in this process.");
+    shared.count(|s| &s.hits);
+    if let Some(started) = started {
+        shared.stats.hit_latency.record(started.elapsed());
+    }
+    Some(value)
 }
 
 /// What a call's read of the store offers it.

@@ -404,6 +404,7 @@ impl<R> Shard<R> {
 mod tests {
     use super::*;
     use crate::backend::Inert;
+    use crate::watch::ChangeHub;
 
     /// A near cache in front of a store that tells of no change (entries live a minute).
     fn near(config: NearCache) -> Near<u64> {
@@ -479,14 +480,28 @@ mod tests {
     }
 
     #[test]
-    fn bytes_stay_within_their_bound() {
-        let n = near(NearCache::bytes(100 * (ENTRY_OVERHEAD + 16)));
-        for i in 0..10_000u64 {
+    fn a_million_keys_stay_within_the_byte_bound() {
+        let bound = 1 << 20;
+        let n = near(NearCache::bytes(bound));
+        let bytes = |n: &Near<u64>| -> u64 { n.state.shards.iter().map(|s| s.lock().bytes).sum() };
+        let mut most = 0;
+        for i in 0..1_000_000u64 {
             keep(&n, i);
+            if i % 1024 == 0 {
+                most = most.max(bytes(&n));
+            }
         }
-        let bytes: u64 = n.state.shards.iter().map(|s| s.lock().bytes).sum();
-        assert!(bytes <= 100 * (ENTRY_OVERHEAD + 16) + SHARDS as u64 * (ENTRY_OVERHEAD + 16));
-        assert!(n.len() > 0);
+        // Each shard keeps within its sixteenth (rounded up) of the bound.
+        assert!(most <= bound + SHARDS as u64, "{most} bytes kept");
+        assert!(bytes(&n) <= bound + SHARDS as u64);
+        let entries = n.len() as u64;
+        assert!(entries > 1000, "the bound is used: {entries} entries");
+        // The slots' vectors never outgrow what the bound lets them hold.
+        let slots: usize = n.state.shards.iter().map(|s| s.lock().slots.len()).sum();
+        assert!(
+            slots as u64 <= entries + SHARDS as u64,
+            "{slots} slots for {entries} entries"
+        );
     }
 
     #[test]
@@ -505,5 +520,92 @@ mod tests {
             n.get(h, &args, Threshold::Within(Duration::from_millis(1)), false),
             None
         );
+    }
+
+    #[test]
+    fn an_unwatched_entry_is_served_for_its_ttl_only() {
+        let config = NearCache::entries(10).unwatched_ttl(Duration::from_millis(30));
+        let n = Near::open(&config, &Inert::default(), |v: &u64| Some(*v)).unwrap();
+        keep(&n, 1);
+        assert_eq!(get(&n, 1), Some(1));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(get(&n, 1), None);
+    }
+
+    /// A store that pushes its changes through a hub the test drives.
+    struct Pushing {
+        inert: Inert,
+        hub: Arc<ChangeHub>,
+    }
+
+    impl Core for Pushing {
+        fn capabilities(&self) -> crate::Capabilities {
+            self.inert.capabilities()
+        }
+        fn get(&self, key: &Key) -> Result<Option<crate::CacheEntry>, Error> {
+            self.inert.get(key)
+        }
+        fn put(
+            &self,
+            key: &Key,
+            value: &[u8],
+            claim: Option<&crate::ClaimToken>,
+        ) -> Result<(), Error> {
+            self.inert.put(key, value, claim)
+        }
+        fn claim(&self, key: &Key, lease: Duration) -> Result<crate::Claim, Error> {
+            self.inert.claim(key, lease)
+        }
+        fn release(&self, key: &Key, claim: &crate::ClaimToken) -> Result<(), Error> {
+            self.inert.release(key, claim)
+        }
+        fn clear_cache(&self) -> Result<(), Error> {
+            self.inert.clear_cache()
+        }
+        fn clear_being_calculated(&self) -> Result<(), Error> {
+            self.inert.clear_being_calculated()
+        }
+        fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
+            self.inert.delete_stale_entries(older_than)
+        }
+        fn len(&self) -> Result<u64, Error> {
+            self.inert.len()
+        }
+        fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+            Ok(Watch::Pushed(self.hub.subscribe("f", sink)))
+        }
+    }
+
+    #[test]
+    fn a_pushed_cache_serves_only_while_its_channel_is_up() {
+        let hub = ChangeHub::new();
+        let store = Pushing {
+            inert: Inert::default(),
+            hub: hub.clone(),
+        };
+        let n = Near::open(&NearCache::entries(10), &store, |v: &u64| Some(*v)).unwrap();
+        keep(&n, 1);
+        assert_eq!(get(&n, 1), None, "nothing is kept before the channel is up");
+        hub.set_connected(true);
+        keep(&n, 1);
+        keep(&n, 2);
+        assert_eq!((get(&n, 1), get(&n, 2)), (Some(1), Some(2)));
+        hub.deliver("f", Some(&Key::of(&1u64).unwrap()));
+        assert_eq!(
+            (get(&n, 1), get(&n, 2)),
+            (None, Some(2)),
+            "a change forgets its key"
+        );
+        hub.set_connected(false);
+        assert_eq!(
+            get(&n, 2),
+            None,
+            "nothing is served while the channel is down"
+        );
+        hub.set_connected(true);
+        assert_eq!(get(&n, 2), None, "what was kept before the outage is gone");
+        keep(&n, 2);
+        hub.deliver("f", None);
+        assert_eq!(get(&n, 2), None, "a change to every entry forgets them all");
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::call::{compute_claimed, run, Held, Runner};
+use super::call::{compute_claimed, near_hit, run, Held, Runner};
 use super::flight::{Flight, Landing};
 use super::params::Want;
 use super::value::ValueCodec;
@@ -199,6 +199,9 @@ where
 
     /// [`AsyncMemoized::call`] with per-call options.
     pub async fn call_with(&self, args: A, options: &CallOptions) -> R {
+        if let Some(value) = near_hit(&self.inner.shared, &args, options) {
+            return value;
+        }
         match run(&Awaiting(&self.inner), args, options, false).await {
             Ok(value) => value,
             Err(_) => unreachable!("lenient calls handle every store error"),
@@ -212,6 +215,9 @@ where
 
     /// [`AsyncMemoized::try_call`] with per-call options.
     pub async fn try_call_with(&self, args: A, options: &CallOptions) -> Result<R, Error> {
+        if let Some(value) = near_hit(&self.inner.shared, &args, options) {
+            return Ok(value);
+        }
         run(&Awaiting(&self.inner), args, options, true).await
     }
 
