@@ -26,5 +26,7 @@ fn main() {
     rows.extend(cachier_bench::mongo::rows(&config));
     #[cfg(feature = "s3")]
     rows.extend(cachier_bench::s3::rows(&config));
+    #[cfg(feature = "metrics")]
+    rows.extend(cachier_bench::metrics::rows(&config));
     cachier_bench::print_table(&rows);
 }

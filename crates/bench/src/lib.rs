@@ -10,6 +10,8 @@ pub mod file;
 pub mod macros;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 #[cfg(feature = "redis")]
@@ -116,8 +118,9 @@ impl Config {
     }
 }
 
-/// Per-call statistics from per-call times of batches.
-fn summarize(mut per_call: Vec<f64>, calls: u64) -> Summary {
+/// Per-call statistics from per-call times of batches (or of single calls), in nanoseconds;
+/// `calls` is how many calls they cover.
+pub(crate) fn summarize(mut per_call: Vec<f64>, calls: u64) -> Summary {
     per_call.sort_by(f64::total_cmp);
     let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
     Summary {
