@@ -28,12 +28,14 @@ pub struct Config {
     pub sizes: Vec<usize>,
     /// Batches per measurement; the median batch is reported.
     pub samples: usize,
-    /// Target duration of one batch.
+    /// Target duration of one batch (`CACHIER_BENCH_BATCH_MS`, default 20 ms): shorter batches
+    /// interleave a pair's two sides more finely, for a machine whose load comes in bursts.
     pub batch_time: Duration,
 }
 
 impl Config {
-    /// From the environment: `CACHIER_BENCH_SIZES` (comma-separated), `CACHIER_BENCH_SAMPLES`.
+    /// From the environment: `CACHIER_BENCH_SIZES` (comma-separated), `CACHIER_BENCH_SAMPLES`,
+    /// `CACHIER_BENCH_BATCH_MS`.
     pub fn from_env() -> Config {
         let sizes = std::env::var("CACHIER_BENCH_SIZES")
             .ok()
@@ -48,10 +50,15 @@ impl Config {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(31);
+        let batch_ms = std::env::var("CACHIER_BENCH_BATCH_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|ms| *ms > 0)
+            .unwrap_or(20);
         Config {
             sizes,
             samples,
-            batch_time: Duration::from_millis(20),
+            batch_time: Duration::from_millis(batch_ms),
         }
     }
 
