@@ -148,7 +148,10 @@ impl SizeReader {
         loop {
             let Some((id, core)) = state.queue.pop_front() else {
                 self.idle.notify_all();
-                state = self.work.wait(state).unwrap_or_else(PoisonError::into_inner);
+                state = self
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
                 continue;
             };
             // A function dropped since its request: nothing to read.
