@@ -53,24 +53,6 @@ impl Dialect {
         }
     }
 
-    /// A time column as microseconds since the Unix epoch.
-    fn epoch_us(self, column: &str) -> String {
-        match self {
-            Dialect::Sqlite => column.to_owned(),
-            Dialect::Postgres => format!("(extract(epoch from {column}) * 1000000)::int8"),
-        }
-    }
-
-    /// How old a time column is, in microseconds, by the store's clock.
-    fn age_us(self, column: &str) -> String {
-        match self {
-            Dialect::Sqlite => format!("({} - {column})", self.now()),
-            Dialect::Postgres => {
-                format!("(extract(epoch from (now() - {column})) * 1000000)::int8")
-            }
-        }
-    }
-
     fn blob_type(self) -> &'static str {
         match self {
             Dialect::Sqlite => "BLOB",
@@ -155,7 +137,8 @@ impl TableName {
 /// The statements a core runs, in the order of [`Statements::sql`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stmt {
-    /// `(function_id, key)` → value, stored (µs), age (µs), completed, claim owner, live claim.
+    /// `(function_id, key)` → value, stored, the store's clock now, completed, claim owner,
+    /// live claim. Times are the dialect's time type (see [`Dialect`]).
     Get,
     /// `(function_id, key, value, token or NULL)`: store and release `token`'s claim.
     Put,
@@ -179,7 +162,8 @@ pub(crate) enum Stmt {
     DeleteStale,
     /// `(function_id)` → count.
     Len,
-    /// `(function_id)` → key, value size, stored (µs), age (µs), completed, claim owner, live.
+    /// `(function_id)` → key, value size, stored, the store's clock now, completed, claim
+    /// owner, live.
     Entries,
     /// `()` → every function id with rows.
     Namespaces,
@@ -219,11 +203,11 @@ impl Statements {
         let live = format!("(claim_owner IS NOT NULL AND claim_expires > {now})");
         let row = format!("function_id = {} AND key = {}", p(1), p(2));
         let sql = [
-            // Get: one query per hit, age and lease judged by the store's clock.
+            // Get: one query per hit. The store's clock comes with the row (ages are judged by
+            // it) and judges the lease; times travel as the column type itself (`TIMESTAMPTZ`
+            // is 8 bytes on PostgreSQL's wire), with no arithmetic in the statement.
             format!(
-                "SELECT value, {}, {}, completed, claim_owner, {live} FROM {t} WHERE {row}",
-                d.epoch_us("stored_at"),
-                d.age_us("stored_at"),
+                "SELECT value, stored_at, {now}, completed, claim_owner, {live} FROM {t} WHERE {row}"
             ),
             // Put: write the value and release the caller's own claim in one statement.
             format!(
@@ -283,12 +267,10 @@ impl Statements {
             ),
             // Len.
             format!("SELECT COUNT(*) FROM {t} WHERE function_id = {}", p(1)),
-            // Entries: everything but the values.
+            // Entries: everything but the values; the store's clock as in Get.
             format!(
-                "SELECT key, CAST(COALESCE(length(value), 0) AS BIGINT), {}, {}, completed, claim_owner, {live} \
+                "SELECT key, CAST(COALESCE(length(value), 0) AS BIGINT), stored_at, {now}, completed, claim_owner, {live} \
                  FROM {t} WHERE function_id = {}",
-                d.epoch_us("stored_at"),
-                d.age_us("stored_at"),
                 p(1),
             ),
             // Namespaces.

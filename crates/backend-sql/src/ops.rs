@@ -31,6 +31,11 @@ fn time_of(stored_us: i64) -> SystemTime {
     UNIX_EPOCH + from_micros(stored_us)
 }
 
+/// How old a value stored at `stored_us` is at `now_us`, both by the store's clock.
+fn age_of(stored_us: i64, now_us: i64) -> Duration {
+    from_micros(now_us.saturating_sub(stored_us))
+}
+
 /// A statement parameter, converted by each driver to its own type.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Param<'a> {
@@ -40,12 +45,14 @@ pub(crate) enum Param<'a> {
     Micros(i64),
 }
 
-/// One row of [`Stmt::Get`], as every driver reads it.
+/// One row of [`Stmt::Get`], as every driver reads it: times in microseconds since the Unix
+/// epoch, both by the store's clock.
 #[derive(Debug)]
 pub(crate) struct Row {
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) stored_us: i64,
-    pub(crate) age_us: i64,
+    /// The store's clock when it ran the statement, which the value's age is measured by.
+    pub(crate) now_us: i64,
     pub(crate) completed: bool,
     pub(crate) claim_owner: Option<String>,
     pub(crate) live: bool,
@@ -57,7 +64,7 @@ pub(crate) struct Listed {
     pub(crate) key: String,
     pub(crate) size: i64,
     pub(crate) stored_us: i64,
-    pub(crate) age_us: i64,
+    pub(crate) now_us: i64,
     pub(crate) completed: bool,
     pub(crate) claim_owner: Option<String>,
     pub(crate) live: bool,
@@ -129,7 +136,7 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
         Ok(Some(CacheEntry {
             value: row.value.filter(|_| row.completed).map(Arc::from),
             time: time_of(row.stored_us),
-            age: from_micros(row.age_us),
+            age: age_of(row.stored_us, row.now_us),
             claim: LiveClaim::if_live(row.live, row.claim_owner),
         }))
     }
@@ -261,7 +268,7 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
                     key,
                     size: row.size.max(0).unsigned_abs(),
                     time: time_of(row.stored_us),
-                    age: from_micros(row.age_us),
+                    age: age_of(row.stored_us, row.now_us),
                     completed: row.completed,
                     claim: LiveClaim::if_live(row.live, row.claim_owner),
                 })
@@ -273,6 +280,16 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ages_are_measured_by_the_store_clock_and_never_negative() {
+        assert_eq!(age_of(1_000, 3_500), Duration::from_micros(2_500));
+        assert_eq!(age_of(5_000, 3_500), Duration::ZERO, "a clock set back");
+        assert_eq!(
+            age_of(i64::MIN, i64::MAX),
+            Duration::from_micros(i64::MAX as u64)
+        );
+    }
 
     #[test]
     fn durations_are_clamped_for_sql() {

@@ -138,7 +138,7 @@ fn read_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
         value: row.get(0)?,
         stored_us: row.get(1)?,
-        age_us: row.get(2)?,
+        now_us: row.get(2)?,
         completed: row.get(3)?,
         claim_owner: row.get(4)?,
         live: row.get::<_, Option<bool>>(5)?.unwrap_or(false),
@@ -150,7 +150,7 @@ fn read_listed(row: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
         key: row.get(0)?,
         size: row.get(1)?,
         stored_us: row.get(2)?,
-        age_us: row.get(3)?,
+        now_us: row.get(3)?,
         completed: row.get(4)?,
         claim_owner: row.get(5)?,
         live: row.get::<_, Option<bool>>(6)?.unwrap_or(false),

@@ -28,5 +28,7 @@ fn main() {
     rows.extend(cachier_bench::s3::rows(&config));
     #[cfg(feature = "memory")]
     rows.extend(cachier_bench::near::rows(&config));
+    #[cfg(feature = "metrics")]
+    rows.extend(cachier_bench::metrics::rows(&config));
     cachier_bench::print_table(&rows);
 }

@@ -10,6 +10,8 @@ pub mod file;
 pub mod macros;
 #[cfg(feature = "memory")]
 pub mod memory;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 #[cfg(feature = "memory")]
@@ -28,12 +30,14 @@ pub struct Config {
     pub sizes: Vec<usize>,
     /// Batches per measurement; the median batch is reported.
     pub samples: usize,
-    /// Target duration of one batch.
+    /// Target duration of one batch (`CACHIER_BENCH_BATCH_MS`, default 20 ms): shorter batches
+    /// interleave a pair's two sides more finely, for a machine whose load comes in bursts.
     pub batch_time: Duration,
 }
 
 impl Config {
-    /// From the environment: `CACHIER_BENCH_SIZES` (comma-separated), `CACHIER_BENCH_SAMPLES`.
+    /// From the environment: `CACHIER_BENCH_SIZES` (comma-separated), `CACHIER_BENCH_SAMPLES`,
+    /// `CACHIER_BENCH_BATCH_MS`.
     pub fn from_env() -> Config {
         let sizes = std::env::var("CACHIER_BENCH_SIZES")
             .ok()
@@ -48,10 +52,15 @@ impl Config {
             .ok()
             .and_then(|s| s.parse().ok())
             .unwrap_or(31);
+        let batch_ms = std::env::var("CACHIER_BENCH_BATCH_MS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|ms| *ms > 0)
+            .unwrap_or(20);
         Config {
             sizes,
             samples,
-            batch_time: Duration::from_millis(20),
+            batch_time: Duration::from_millis(batch_ms),
         }
     }
 
@@ -118,8 +127,9 @@ impl Config {
     }
 }
 
-/// Per-call statistics from per-call times of batches.
-fn summarize(mut per_call: Vec<f64>, calls: u64) -> Summary {
+/// Per-call statistics from per-call times of batches (or of single calls), in nanoseconds;
+/// `calls` is how many calls they cover.
+pub(crate) fn summarize(mut per_call: Vec<f64>, calls: u64) -> Summary {
     per_call.sort_by(f64::total_cmp);
     let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
     Summary {

@@ -1,7 +1,8 @@
 //! SQL backend rows: SQLite (a file in a temporary directory) and PostgreSQL
 //! (`CACHIER_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`), each next
 //! to the raw driver's prepared point SELECT (hits) and prepared upsert (misses) on the same
-//! table, measured in the same run.
+//! table, measured in the same run. With `CACHIER_BENCH_PIN_CPU=<n>` the PostgreSQL rows run
+//! pinned to one CPU, with the server processes of their connections (see [`Pinning`]).
 
 use crate::{overhead_fn, run_name, scattered, Config, Row};
 
@@ -85,6 +86,82 @@ pub fn sqlite_rows(config: &Config) -> Vec<Row> {
     rows
 }
 
+/// The CPU affinity of this process and of the server processes of its PostgreSQL
+/// connections, with `CACHIER_BENCH_PIN_CPU=<n>`: each connection is served by a process of its
+/// own, and whether the scheduler runs it on the caller's CPU or the other one changes what a
+/// round trip costs by 1.5–3× for as long as it stays there. Unpinned, a row and its baseline
+/// (two connections, two processes) can each land either way, and their ratio measures that
+/// luck rather than the code; pinned to one CPU, both pay the same.
+#[cfg(feature = "postgres")]
+struct Pinning {
+    cpu: String,
+    /// This process's mask before, restored on drop.
+    restore: String,
+}
+
+#[cfg(feature = "postgres")]
+impl Pinning {
+    /// Pins this process (every thread) to the CPU of `CACHIER_BENCH_PIN_CPU`; `None` when
+    /// unset or when `taskset` fails (with a note).
+    fn from_env() -> Option<Pinning> {
+        let cpu = std::env::var("CACHIER_BENCH_PIN_CPU").ok()?;
+        let me = std::process::id().to_string();
+        let restore = taskset(&["-p", &me])?
+            .rsplit(':')
+            .next()
+            .map(|mask| mask.trim().to_owned())?;
+        taskset(&["-a", "-p", "-c", &cpu, &me])?;
+        Some(Pinning { cpu, restore })
+    }
+
+    /// Pins the server processes of the connections named `application_name` and of `raw`.
+    fn servers(&self, raw: &mut postgres::Client, application_name: &str) {
+        let pids: Vec<i32> = raw
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = $1 OR pid = pg_backend_pid()",
+                &[&application_name],
+            )
+            .expect("server processes")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        for pid in pids {
+            taskset(&["-p", "-c", &self.cpu, &pid.to_string()]);
+        }
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Drop for Pinning {
+    fn drop(&mut self) {
+        taskset(&["-a", "-p", &self.restore, &std::process::id().to_string()]);
+    }
+}
+
+/// Runs `taskset` (util-linux); its output, or `None` with a note.
+#[cfg(feature = "postgres")]
+fn taskset(args: &[&str]) -> Option<String> {
+    match std::process::Command::new("taskset").args(args).output() {
+        Ok(out) if out.status.success() => Some(String::from_utf8_lossy(&out.stdout).into_owned()),
+        Ok(out) => {
+            let why = String::from_utf8_lossy(&out.stderr);
+            eprintln!("postgres rows: taskset {args:?} failed: {}", why.trim());
+            None
+        }
+        Err(error) => {
+            eprintln!("postgres rows: cannot run taskset ({error}); not pinned");
+            None
+        }
+    }
+}
+
+/// `url` with `application_name` set, so the bench can find its connections' server processes.
+#[cfg(feature = "postgres")]
+fn named(url: &str, application_name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={application_name}")
+}
+
 /// PostgreSQL rows at every size; none (with a note) when the server cannot be reached.
 #[cfg(feature = "postgres")]
 pub fn postgres_rows(config: &Config) -> Vec<Row> {
@@ -92,6 +169,9 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let pinning = Pinning::from_env();
+    let application_name = format!("cachier-bench-{}", std::process::id());
+    let ours_url = named(&url, &application_name);
     let mut raw = match postgres::Client::connect(&url, postgres::NoTls) {
         Ok(client) => client,
         Err(error) => {
@@ -101,7 +181,8 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
     };
     let mut rows = Vec::new();
     for &n in &config.sizes {
-        let backend = cachier::backends::sql::SqlBackend::postgres(&url).expect("postgres backend");
+        let backend =
+            cachier::backends::sql::SqlBackend::postgres(&ours_url).expect("postgres backend");
         let f = overhead_fn(&run_name("postgres"))
             .backend(backend)
             .build()
@@ -123,6 +204,22 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
                 tx.execute(&insert, &[&fid, key, &value]).expect("prefill");
             }
             tx.commit().expect("commit");
+        }
+        // The same rows through the native async path (tokio-postgres), awaited on a
+        // current-thread runtime: `block_on` per call is included in the time.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let g = cachier::memoize_async(&fid, |x: u64| async move { x.wrapping_mul(2) })
+            .backend(
+                cachier::backends::sql::SqlBackend::postgres(&ours_url).expect("postgres backend"),
+            )
+            .build()
+            .expect("build");
+        rt.block_on(g.call(0)); // opens its connection
+        if let Some(pinning) = &pinning {
+            pinning.servers(&mut raw, &application_name);
         }
         let select = raw.prepare(SELECT).expect("prepare");
         let mut raw_select = |i| {
@@ -147,16 +244,6 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             "postgres prepared point SELECT",
             raw_hit,
         ));
-        // The same rows through the native async path (tokio-postgres), awaited on a
-        // current-thread runtime: `block_on` per call is included in the time.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let g = cachier::memoize_async(&fid, |x: u64| async move { x.wrapping_mul(2) })
-            .backend(cachier::backends::sql::SqlBackend::postgres(&url).expect("postgres backend"))
-            .build()
-            .expect("build");
         let (async_hit, raw_hit) = config.paired(
             |i| {
                 std::hint::black_box(rt.block_on(g.call(scattered(i, n))));

@@ -3,8 +3,9 @@
 //!
 //! Memoized functions never call the facade on their own hot path (a hit costs one relaxed
 //! atomic increment); [`publish`] copies every function's statistics into the installed
-//! recorder, and [`spawn_publisher`] does so periodically. Labels: `function` (the
-//! namespace) and `backend`.
+//! recorder, and [`spawn_publisher`] does so periodically. What a publish costs does not grow
+//! with what the stores hold: their entry counts and sizes are read by a thread of their own,
+//! at a bounded rate (see [`publish`]). Labels: `function` (the namespace) and `backend`.
 //!
 //! | metric | type | meaning |
 //! |---|---|---|
@@ -18,64 +19,177 @@
 //! | `cachier_uncached_total` | counter | computations run without the store (it failed) |
 //! | `cachier_cache_hit_rate` | gauge | hits / (hits + misses) |
 //! | `cachier_latency_seconds{path, quantile}` | gauge | p50/p90/p99 of hit and compute latency |
-//! | `cachier_entry_count` | gauge | stored entries (read at most every [`SIZE_REFRESH`]) |
-//! | `cachier_cache_size_bytes` | gauge | stored (encoded) bytes (likewise) |
+//! | `cachier_entry_count` | gauge | stored entries, as of at most [`SIZE_REFRESH`] ago (see [`publish`]) |
+//! | `cachier_cache_size_bytes` | gauge | stored (encoded) bytes, likewise |
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use cachier_core::{all_stats, LatencySnapshot};
+use cachier_core::{all_stats, FunctionStats, LatencySnapshot};
 use metrics::{counter, gauge, Label};
 
-/// How often [`publish`] reads a store's entry count and size: listing a store is a full scan
-/// (every key of a Redis namespace, every row of a function), too costly for every scrape.
+use crate::store::Core;
+
+/// How often a store's entry count and size are read again. Reading them lists the store (every
+/// key of a Redis namespace, every row of a function), so it happens in the background, never
+/// in [`publish`], and at most this often per store.
 pub const SIZE_REFRESH: Duration = Duration::from_secs(60);
 
-/// A store's entry count and size as last read, by the address of its `Core`.
-struct Size {
-    read: Instant,
-    entries: u64,
-    bytes: u64,
+/// How long [`PrometheusServer::start`] waits for the first readings of the stores of the live
+/// functions, so that its first scrape normally has them.
+#[cfg(feature = "prometheus")]
+const FIRST_READINGS_WAIT: Duration = Duration::from_secs(1);
+
+/// A store's entry count and encoded bytes, as last read.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    /// When the listing started.
+    at: Instant,
+    /// `None` when the store could not be listed.
+    size: Option<(u64, u64)>,
 }
 
-static SIZES: LazyLock<Mutex<HashMap<usize, Size>>> = LazyLock::new(Default::default);
+/// A store is known by the address of its `Core`.
+type StoreId = usize;
 
-/// The entry count and size of `core`, read again only when the last reading is older than
-/// [`SIZE_REFRESH`]; `None` for stores that cannot list.
-fn size_of(
-    core: &Arc<dyn crate::store::Core>,
-    sizes: &mut HashMap<usize, Size>,
-) -> Option<(u64, u64)> {
-    let id = Arc::as_ptr(core) as *const () as usize;
-    if let Some(size) = sizes.get(&id).filter(|s| s.read.elapsed() < SIZE_REFRESH) {
-        return Some((size.entries, size.bytes));
+fn store_id(core: &Arc<dyn Core>) -> StoreId {
+    Arc::as_ptr(core) as *const () as usize
+}
+
+#[derive(Default)]
+struct SizeState {
+    readings: HashMap<StoreId, Reading>,
+    /// Stores to read, each at most once, oldest request first.
+    queue: VecDeque<(StoreId, Weak<dyn Core>)>,
+    /// The store being read.
+    reading: Option<StoreId>,
+}
+
+/// Reads the sizes of stores on a thread of its own, one store at a time, so that what
+/// [`publish`] costs does not grow with what the stores hold.
+#[derive(Default)]
+struct SizeReader {
+    state: Mutex<SizeState>,
+    /// Work was queued.
+    work: Condvar,
+    /// The queue ran empty.
+    idle: Condvar,
+}
+
+static READER: LazyLock<&'static SizeReader> = LazyLock::new(|| {
+    let reader: &'static SizeReader = Box::leak(Box::default());
+    std::thread::Builder::new()
+        .name("cachier-metrics-sizes".into())
+        .spawn(move || reader.run())
+        .expect("cachier: cannot start the metrics size reader");
+    reader
+});
+
+impl SizeReader {
+    fn lock(&self) -> MutexGuard<'_, SizeState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
-    let entries = core.entries().ok()?;
-    let size = Size {
-        read: Instant::now(),
-        entries: entries.len() as u64,
-        bytes: entries.iter().map(|e| e.size).sum(),
-    };
-    let reading = (size.entries, size.bytes);
-    sizes.insert(id, size);
-    Some(reading)
+
+    /// The latest reading of each function's store (`None` before the first, or for a store
+    /// that cannot list), in the order of `functions`. Forgets the stores of functions gone,
+    /// and queues a reading for each store never read or last read [`SIZE_REFRESH`] ago.
+    /// Never lists a store itself.
+    fn latest(&self, functions: &[FunctionStats]) -> Vec<Option<(u64, u64)>> {
+        let mut state = self.lock();
+        let live: Vec<StoreId> = functions.iter().map(|f| store_id(&f.core)).collect();
+        state.readings.retain(|id, _| live.contains(id));
+        let mut queued = false;
+        let sizes = functions
+            .iter()
+            .zip(&live)
+            .map(|(f, &id)| {
+                let reading = state.readings.get(&id).copied();
+                if reading.is_none_or(|r| r.at.elapsed() >= SIZE_REFRESH)
+                    && state.reading != Some(id)
+                    && !state.queue.iter().any(|(queued, _)| *queued == id)
+                {
+                    state.queue.push_back((id, Arc::downgrade(&f.core)));
+                    queued = true;
+                }
+                reading.and_then(|r| r.size)
+            })
+            .collect();
+        drop(state);
+        if queued {
+            self.work.notify_one();
+        }
+        sizes
+    }
+
+    /// Waits until every queued reading is done, or `max` passed.
+    #[cfg_attr(not(any(test, feature = "prometheus")), allow(dead_code))]
+    fn settle(&self, max: Duration) {
+        let deadline = Instant::now() + max;
+        let mut state = self.lock();
+        while !state.queue.is_empty() || state.reading.is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            state = self
+                .idle
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    fn run(&self) {
+        let mut state = self.lock();
+        loop {
+            let Some((id, core)) = state.queue.pop_front() else {
+                self.idle.notify_all();
+                state = self
+                    .work
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            // A function dropped since its request: nothing to read.
+            let Some(core) = core.upgrade() else {
+                continue;
+            };
+            state.reading = Some(id);
+            drop(state);
+            let at = Instant::now();
+            // A store's own panic must not end the readings of every store.
+            let size = catch_unwind(AssertUnwindSafe(|| core.entries()))
+                .ok()
+                .and_then(Result::ok)
+                .map(|entries| {
+                    let bytes = entries.iter().map(|e| e.size).sum();
+                    (entries.len() as u64, bytes)
+                });
+            drop(core);
+            state = self.lock();
+            state.reading = None;
+            state.readings.insert(id, Reading { at, size });
+        }
+    }
 }
 
 /// Copies every live memoized function's statistics into the installed `metrics` recorder.
-/// Entry counts and sizes are read from the stores ([`Core::entries`](crate::store::Core::entries))
-/// at most every [`SIZE_REFRESH`]; stores that cannot list are skipped.
+///
+/// Its cost grows with the number of live functions, not with what their stores hold. The
+/// entry count and size gauges are the latest reading of a thread that lists one store at a
+/// time in the background: a publish requests a new reading of a store when its last one is
+/// [`SIZE_REFRESH`] old (or it has none) and publishes the last one meanwhile. So they
+/// describe the store as of at most [`SIZE_REFRESH`] plus one listing ago when publishes come
+/// at least that often (as of the previous publish otherwise), and appear with the first
+/// publish after a store's first reading. Stores that cannot list have none.
 pub fn publish() {
     let functions = all_stats();
-    let mut sizes = SIZES.lock().unwrap_or_else(PoisonError::into_inner);
-    let live: Vec<usize> = functions
-        .iter()
-        .map(|f| Arc::as_ptr(&f.core) as *const () as usize)
-        .collect();
-    sizes.retain(|id, _| live.contains(id));
-    for f in functions {
+    let sizes = READER.latest(&functions);
+    for (f, size) in functions.into_iter().zip(sizes) {
         let labels = vec![
             Label::new("function", f.namespace.to_string()),
             Label::new("backend", f.backend),
@@ -100,7 +214,7 @@ pub fn publish() {
         gauge!("cachier_cache_hit_rate", labels.clone()).set(s.hit_rate);
         publish_latency(&labels, "hit", &s.hit_latency);
         publish_latency(&labels, "compute", &s.compute_latency);
-        if let Some((entries, bytes)) = size_of(&f.core, &mut sizes) {
+        if let Some((entries, bytes)) = size {
             gauge!("cachier_entry_count", labels.clone()).set(entries as f64);
             gauge!("cachier_cache_size_bytes", labels.clone()).set(bytes as f64);
         }
@@ -166,7 +280,9 @@ pub struct PrometheusServer {
 
 #[cfg(feature = "prometheus")]
 impl PrometheusServer {
-    /// Binds `address` (use port 0 for any free port) and starts serving.
+    /// Binds `address` (use port 0 for any free port) and starts serving. Before it returns,
+    /// it waits up to a second for the first readings of the live functions' store sizes (see
+    /// [`publish`]), so that the first scrape normally has them.
     ///
     /// # Errors
     /// [`Error::Config`](crate::Error::Config) if another global `metrics` recorder is already
@@ -194,6 +310,9 @@ impl PrometheusServer {
             .map_err(|e| crate::Error::backend("prometheus", "bind", e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
+        // The first readings of the stores' sizes, so that the first scrape normally has them.
+        publish();
+        READER.settle(FIRST_READINGS_WAIT);
         let publisher = spawn_publisher(interval);
         let thread = std::thread::Builder::new()
             .name("cachier-prometheus".into())
@@ -255,24 +374,44 @@ impl Drop for PrometheusServer {
 
 #[cfg(all(test, feature = "memory"))]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicU64, AtomicUsize};
+
+    use metrics::{Counter, Gauge, GaugeFn, Histogram, Key as MetricKey, KeyName, Metadata};
+    use metrics::{Recorder, SharedString, Unit};
 
     use super::*;
     use crate::{
-        store::CacheEntry, store::Capabilities, store::Claim, store::ClaimToken, store::Core,
-        store::EntryInfo, store::Key, store::Namespace, Error,
+        store::CacheEntry, store::Capabilities, store::Claim, store::ClaimToken, store::EntryInfo,
+        store::Key, store::Namespace, Error,
     };
 
-    /// The memory backend, counting how often its stores are listed.
-    #[derive(Debug, Clone, Default)]
+    /// The memory backend, counting how often its stores are listed; a listing waits until
+    /// `gate` is open.
+    #[derive(Debug, Clone)]
     struct Counted {
         inner: crate::backends::memory::MemoryBackend,
         listings: Arc<AtomicUsize>,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+    }
+
+    impl Counted {
+        fn new(open: bool) -> Counted {
+            Counted {
+                inner: crate::backends::memory::MemoryBackend::new(),
+                listings: Arc::default(),
+                gate: Arc::new((Mutex::new(open), Condvar::new())),
+            }
+        }
+
+        fn open(&self) {
+            *self.gate.0.lock().unwrap() = true;
+            self.gate.1.notify_all();
+        }
     }
 
     struct CountedCore {
         inner: Arc<dyn Core>,
-        listings: Arc<AtomicUsize>,
+        backend: Counted,
     }
 
     impl crate::store::Backend for Counted {
@@ -282,7 +421,7 @@ mod tests {
         fn core(&self, namespace: &Namespace) -> Result<Arc<dyn Core>, Error> {
             Ok(Arc::new(CountedCore {
                 inner: self.inner.core(namespace)?,
-                listings: self.listings.clone(),
+                backend: self.clone(),
             }))
         }
     }
@@ -322,14 +461,71 @@ mod tests {
             self.inner.len()
         }
         fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-            self.listings.fetch_add(1, Ordering::SeqCst);
+            self.backend.listings.fetch_add(1, Ordering::SeqCst);
+            let (open, opened) = &*self.backend.gate;
+            let guard = opened
+                .wait_timeout_while(open.lock().unwrap(), Duration::from_secs(30), |o| !*o)
+                .unwrap();
+            drop(guard);
             self.inner.entries()
+        }
+    }
+
+    /// A recorder keeping the last value of each gauge, by name and `function` label.
+    #[derive(Default)]
+    struct Gauges(Mutex<HashMap<(String, String), Arc<GaugeValue>>>);
+
+    #[derive(Default)]
+    struct GaugeValue(AtomicU64);
+
+    impl GaugeFn for GaugeValue {
+        fn increment(&self, value: f64) {
+            self.set(f64::from_bits(self.0.load(Ordering::SeqCst)) + value);
+        }
+        fn decrement(&self, value: f64) {
+            self.increment(-value);
+        }
+        fn set(&self, value: f64) {
+            self.0.store(value.to_bits(), Ordering::SeqCst);
+        }
+    }
+
+    impl Gauges {
+        fn get(&self, name: &str, function: &str) -> Option<f64> {
+            let gauges = self.0.lock().unwrap();
+            let value = gauges.get(&(name.to_owned(), function.to_owned()))?;
+            Some(f64::from_bits(value.0.load(Ordering::SeqCst)))
+        }
+    }
+
+    impl Recorder for Gauges {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &MetricKey, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, key: &MetricKey, _: &Metadata<'_>) -> Gauge {
+            let function = key
+                .labels()
+                .find(|l| l.key() == "function")
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            let mut gauges = self.0.lock().unwrap();
+            let value = gauges
+                .entry((key.name().to_owned(), function))
+                .or_default()
+                .clone();
+            Gauge::from_arc(value)
+        }
+        fn register_histogram(&self, _: &MetricKey, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
         }
     }
 
     #[test]
     fn publishing_does_not_list_every_store_each_time() {
-        let backend = Counted::default();
+        let backend = Counted::new(true);
         let f = crate::memoize("metrics::tests::listed", |x: u64| x)
             .backend(backend.clone())
             .build()
@@ -338,10 +534,41 @@ mod tests {
         for _ in 0..5 {
             publish();
         }
+        READER.settle(Duration::from_secs(10));
+        publish();
         assert_eq!(
             backend.listings.load(Ordering::SeqCst),
             1,
-            "five scrapes within {SIZE_REFRESH:?} list the store once"
+            "six scrapes within {SIZE_REFRESH:?} list the store once"
         );
+    }
+
+    #[test]
+    fn publishing_never_waits_for_a_listing() {
+        let backend = Counted::new(false);
+        let name = "metrics::tests::slow_listing";
+        let f = crate::memoize(name, |x: u64| x)
+            .backend(backend.clone())
+            .build()
+            .unwrap();
+        for x in 0..3 {
+            f.call(x);
+        }
+        let gauges = Gauges::default();
+        // The listing this publish requests is held at the gate: the publish must not wait
+        // for it, and publishes no size it does not have.
+        let started = Instant::now();
+        metrics::with_local_recorder(&gauges, publish);
+        let took = started.elapsed();
+        backend.open();
+        assert!(took < Duration::from_secs(1), "publish took {took:?}");
+        assert_eq!(gauges.get("cachier_entry_count", name), None);
+        assert_eq!(gauges.get("cachier_cache_hit_rate", name), Some(0.0));
+        // Once the reading landed, the next publish has it.
+        READER.settle(Duration::from_secs(10));
+        metrics::with_local_recorder(&gauges, publish);
+        assert_eq!(gauges.get("cachier_entry_count", name), Some(3.0));
+        assert!(gauges.get("cachier_cache_size_bytes", name).unwrap() > 0.0);
+        assert_eq!(backend.listings.load(Ordering::SeqCst), 1);
     }
 }

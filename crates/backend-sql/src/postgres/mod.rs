@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::postgres::error::SqlState;
-use ::postgres::types::ToSql;
+use ::postgres::types::{FromSql, ToSql, Type};
 use ::postgres::Config;
 use cachier_core::Error;
 use parking_lot::Mutex;
@@ -210,11 +210,41 @@ fn decode_row(row: Option<::postgres::Row>) -> Option<Row> {
     })
 }
 
+/// A `TIMESTAMPTZ` as microseconds since the Unix epoch. On the wire it is 8 bytes,
+/// microseconds since 2000-01-01; read as they are, with no conversion that could overflow
+/// (`infinity` reads as the farthest time).
+struct Micros(i64);
+
+/// Microseconds from the Unix epoch to PostgreSQL's, 2000-01-01.
+const PG_EPOCH_US: i64 = 946_684_800_000_000;
+
+impl<'a> FromSql<'a> for Micros {
+    fn from_sql(
+        _: &Type,
+        raw: &'a [u8],
+    ) -> Result<Micros, Box<dyn std::error::Error + Sync + Send>> {
+        let bytes: [u8; 8] = raw
+            .try_into()
+            .map_err(|_| format!("a timestamp of {} bytes, not 8", raw.len()))?;
+        Ok(Micros(
+            i64::from_be_bytes(bytes).saturating_add(PG_EPOCH_US),
+        ))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::TIMESTAMPTZ
+    }
+}
+
+fn micros_at(row: &::postgres::Row, column: usize) -> Result<i64, ::postgres::Error> {
+    Ok(row.try_get::<_, Micros>(column)?.0)
+}
+
 fn read_row(row: &::postgres::Row) -> Result<Row, ::postgres::Error> {
     Ok(Row {
         value: row.try_get(0)?,
-        stored_us: row.try_get(1)?,
-        age_us: row.try_get(2)?,
+        stored_us: micros_at(row, 1)?,
+        now_us: micros_at(row, 2)?,
         completed: row.try_get(3)?,
         claim_owner: row.try_get(4)?,
         live: row.try_get::<_, Option<bool>>(5)?.unwrap_or(false),
@@ -239,8 +269,8 @@ fn read_listed(row: &::postgres::Row) -> Result<Listed, ::postgres::Error> {
     Ok(Listed {
         key: row.try_get(0)?,
         size: row.try_get(1)?,
-        stored_us: row.try_get(2)?,
-        age_us: row.try_get(3)?,
+        stored_us: micros_at(row, 2)?,
+        now_us: micros_at(row, 3)?,
         completed: row.try_get(4)?,
         claim_owner: row.try_get(5)?,
         live: row.try_get::<_, Option<bool>>(6)?.unwrap_or(false),
@@ -255,6 +285,21 @@ fn count_of(count: i64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_read_as_unix_microseconds() {
+        let read = |pg_us: i64| {
+            Micros::from_sql(&Type::TIMESTAMPTZ, &pg_us.to_be_bytes())
+                .unwrap()
+                .0
+        };
+        assert_eq!(read(0), PG_EPOCH_US, "2000-01-01");
+        assert_eq!(read(-PG_EPOCH_US), 0, "the Unix epoch");
+        assert_eq!(read(i64::MAX), i64::MAX, "infinity saturates");
+        assert!(Micros::from_sql(&Type::TIMESTAMPTZ, &[1, 2, 3]).is_err());
+        assert!(Micros::accepts(&Type::TIMESTAMPTZ));
+        assert!(!Micros::accepts(&Type::INT8));
+    }
 
     #[test]
     fn debug_and_errors_hide_the_password() {
