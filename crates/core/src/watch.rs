@@ -110,6 +110,9 @@ struct Registration {
     hub: Weak<ChangeHub>,
     namespace: String,
     id: u64,
+    /// The sink lives as long as its subscription (the hub only points at it), even when the
+    /// subscriber handed over its only reference.
+    _sink: Arc<dyn ChangeSink>,
 }
 
 impl Drop for Registration {
@@ -151,6 +154,7 @@ impl ChangeHub {
             hub: Arc::downgrade(self),
             namespace: namespace.to_owned(),
             id,
+            _sink: sink,
         })
     }
 
