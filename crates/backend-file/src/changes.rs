@@ -24,6 +24,8 @@ use cachier_core::watch::{ChangeCounters, Stamp};
 use cachier_core::Key;
 use cachier_sqlite::{move_link_aside, no_follow};
 
+use crate::claims::is_link;
+
 /// Slots of keys; a power of two.
 const SLOTS: usize = 4096;
 /// The function's own counter follows the slots.
@@ -149,10 +151,6 @@ impl Drop for Changes {
             libc::munmap(self.counters.as_ptr().cast(), LEN);
         }
     }
-}
-
-fn is_link(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 #[cfg(test)]

@@ -269,7 +269,8 @@ fn open_lock(path: &Path, create: bool) -> io::Result<File> {
     }
 }
 
-fn is_link(path: &Path) -> bool {
+/// Whether `path` is a symbolic link (not followed).
+pub(crate) fn is_link(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use cachier::NearCache;
 
-use crate::{overhead_fn, prefill, run_name, scattered, Config, Row, Summary};
+use crate::{overhead_fn, prefill, run_name, scattered, summarize, Config, Row};
 
 /// The stores a near cache is measured in front of: (label, URL).
 fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
@@ -146,9 +146,9 @@ fn two_threads(config: &Config, f: &cachier::Memoized<u64, u64>, n: usize) -> Ro
         "memory, 2 threads on one function",
         n,
         "hit (wall time per call)",
-        summary(ours),
+        summarize(ours, 0),
         "moka::sync::Cache::get, 2 threads",
-        summary(theirs),
+        summarize(theirs, 0),
     )
 }
 
@@ -178,15 +178,4 @@ fn per_call(op: impl Fn(u64) + Send + Sync + Clone + 'static) -> f64 {
         t.join().expect("bench thread");
     }
     started.elapsed().as_nanos() as f64 / calls.load(Ordering::Relaxed) as f64
-}
-
-fn summary(mut per_call: Vec<f64>) -> Summary {
-    per_call.sort_by(f64::total_cmp);
-    let at = |q: f64| per_call[((per_call.len() - 1) as f64 * q).round() as usize];
-    Summary {
-        median_ns: at(0.5),
-        p10_ns: at(0.1),
-        p90_ns: at(0.9),
-        calls: 0,
-    }
 }
