@@ -1,6 +1,6 @@
 use cachier::cachier;
 
-#[derive(serde::Serialize)]
+#[derive(Clone, serde::Serialize)]
 struct Report {
     total: u64,
 }
