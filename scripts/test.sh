@@ -128,13 +128,13 @@ step "tests"
 cargo test --workspace --all-features --no-fail-fast
 
 step "the default backend with backends compiled out (the facade's default features)"
-cargo test -p cachier --test default_backend
+cargo test -p cachier-rs --test default_backend
 
 step "examples"
 for example in crates/facade/examples/*.rs; do
   name="$(basename "$example" .rs)"
   echo "--- example $name"
-  cargo run -q -p cachier --all-features --example "$name"
+  cargo run -q -p cachier-rs --all-features --example "$name"
 done
 
 step "all green"

@@ -93,7 +93,7 @@ impl Target {
         }
         #[cfg(not(feature = "sqlite"))]
         {
-            Err(Error::config("url", "SQLite support is not compiled in: enable the `sqlite` feature of cachier-backend-sql (`sql-sqlite` of cachier)"))
+            Err(Error::config("url", "SQLite support is not compiled in: enable the `sqlite` feature of cachier-rs-backend-sql (`sql-sqlite` of cachier-rs)"))
         }
     }
 
@@ -107,7 +107,7 @@ impl Target {
             let _ = url;
             Err(Error::config(
                 "url",
-                "PostgreSQL support is not compiled in: enable the `postgres` feature of cachier-backend-sql (`sql-postgres` of cachier)",
+                "PostgreSQL support is not compiled in: enable the `postgres` feature of cachier-rs-backend-sql (`sql-postgres` of cachier-rs)",
             ))
         }
     }
