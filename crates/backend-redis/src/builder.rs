@@ -22,6 +22,22 @@ const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
 /// Configures a [`RedisBackend`]; made by [`RedisBackend::builder`] or
 /// [`RedisBackend::from_client`].
 #[must_use]
+///
+/// ```
+/// use std::time::Duration;
+/// use cachier_backend_redis::RedisBackend;
+///
+/// // Checks the configuration only: the server is first contacted by a call.
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
+///     .prefix("myapp")                                  // keys are `myapp:{function}:{key}`
+///     .evict_after(Duration::from_secs(7 * 24 * 3600)) // let Redis expire old entries
+///     .connect_timeout(Duration::from_secs(2))
+///     .build()?;
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// # let _ = square;
+/// // square.call(12) reads and writes Redis; with Redis down it computes uncached.
+/// # Ok::<(), cachier_core::Error>(())
+/// ```
 pub struct RedisBackendBuilder {
     source: Source,
     prefix: String,

@@ -115,6 +115,27 @@ impl Target {
 
 /// Configures an [`SqlBackend`]: the table name (validated), the pool size and the connect
 /// timeout.
+///
+/// ```
+/// # fn main() -> Result<(), cachier_core::Error> {
+/// # #[cfg(feature = "sqlite")] {
+/// use std::time::Duration;
+/// use cachier_backend_sql::SqlBackend;
+///
+/// // `postgres://user@host/db` the same way (feature `postgres`).
+/// let backend = SqlBackend::builder("sqlite::memory:")?
+///     .table("memoized")
+///     .pool_size(4)
+///     .connect_timeout(Duration::from_secs(2))
+///     .build()?;
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// assert_eq!(square.call(12), 144);
+/// assert_eq!(square.call(12), 144);
+/// assert_eq!(square.stats().hits, 1);
+/// # }
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 pub struct SqlBackendBuilder {
     target: Target,
