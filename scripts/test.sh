@@ -128,7 +128,7 @@ step "tests"
 cargo test --workspace --all-features --no-fail-fast
 
 step "the default backend with backends compiled out (the facade's default features)"
-cargo test -p cachier-rs --test default_backend
+cargo test -p cachier-rs --test default_backend --test file_store
 
 step "documentation (every crate, every feature; a warning fails)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps
@@ -148,7 +148,7 @@ if [ ! -f "$SQLITE_LIB_DIR/libsqlite3.so" ]; then
   mv "$SQLITE_LIB_DIR/libsqlite3.so.tmp" "$SQLITE_LIB_DIR/libsqlite3.so"
 fi
 SQLITE3_LIB_DIR="$SQLITE_LIB_DIR" LD_LIBRARY_PATH="$SQLITE_LIB_DIR" \
-  cargo test -p cachier-rs --no-default-features --features memory,file,macros --test default_backend
+  cargo test -p cachier-rs --no-default-features --features memory,file,macros --test default_backend --test file_store
 # The test binary must have linked that library, not compiled SQLite in.
 SQLITE_TEST_BINARY="$(SQLITE3_LIB_DIR="$SQLITE_LIB_DIR" cargo test -p cachier-rs --no-default-features \
   --features memory,file,macros --test default_backend --no-run --message-format=json 2>/dev/null \

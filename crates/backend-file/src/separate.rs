@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use cachier_core::Key;
-use sha2::{Digest, Sha256};
 use cachier_sqlite::{move_link_aside, no_follow};
+use sha2::{Digest, Sha256};
 
 use crate::clock::{from_nanos, to_nanos};
 
@@ -52,9 +52,7 @@ pub(crate) enum ReadError {
 }
 
 fn checksum(value: &[u8]) -> [u8; 8] {
-    Sha256::digest(value)[..8]
-        .try_into()
-        .expect("8 bytes")
+    Sha256::digest(value)[..8].try_into().expect("8 bytes")
 }
 
 pub(crate) fn encode(value: &[u8], time: SystemTime) -> Vec<u8> {

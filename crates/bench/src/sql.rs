@@ -2,7 +2,7 @@
 //! (`CACHIER_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`), each next
 //! to the raw driver's prepared point SELECT (hits) and prepared upsert (misses) on the same
 //! table, measured in the same run. With `CACHIER_BENCH_PIN_CPU=<n>` the PostgreSQL rows run
-//! pinned to one CPU, with the server processes of their connections (see [`Pinning`]).
+//! pinned to one CPU, with the server processes of their connections (see `Pinning`).
 
 use crate::{overhead_fn, run_name, scattered, Config, Row};
 
