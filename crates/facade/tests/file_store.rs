@@ -24,7 +24,11 @@ fn a_stored_value_is_read_back_from_the_sqlite_store() {
     assert_eq!(build().try_call(14).unwrap(), 42);
     let again = build();
     assert_eq!(again.try_call(14).unwrap(), 42);
-    assert_eq!(runs.load(Ordering::SeqCst), 1, "the second instance computed again");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "the second instance computed again"
+    );
     assert_eq!(again.stats().hits, 1);
     let stores = std::fs::read_dir(dir.path())
         .unwrap()
