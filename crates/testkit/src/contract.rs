@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use cachier_core::{Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, Namespace};
 
+pub mod push;
 #[cfg(feature = "async")]
 mod asynchronous;
 #[cfg(feature = "async")]
