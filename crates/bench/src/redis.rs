@@ -201,6 +201,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
         // A write alone: `precache_value` (the put script) next to a raw `HSET` of the same
         // fields, over the stored keys.
         let value = cachier::store::codec::encode(&0u64).expect("encode");
+        let hash_keys: Vec<String> = plain_keys.iter().map(|k| format!("{k}:h")).collect();
         let (put, raw) = config.paired(
             |i| {
                 let k = scattered(i, n);
@@ -208,7 +209,7 @@ pub fn rows(config: &Config) -> Vec<Row> {
             },
             |i| {
                 let () = redis::cmd("HSET")
-                    .arg(&plain_keys[scattered(i, n) as usize])
+                    .arg(&hash_keys[scattered(i, n) as usize])
                     .arg("value")
                     .arg(&value[..])
                     .arg("time")
@@ -231,6 +232,13 @@ pub fn rows(config: &Config) -> Vec<Row> {
 
         f.clear_cache().expect("clear");
         stale.clear_cache().expect("clear");
+        for chunk in hash_keys.chunks(5_000) {
+            let () = redis::cmd("UNLINK")
+                .arg(chunk)
+                .query(&mut con)
+                .map(|_: i64| ())
+                .expect("UNLINK");
+        }
         backend
             .core(&plain)
             .and_then(|core| core.clear_cache())
