@@ -106,9 +106,13 @@ impl Core for RedisCore {
     /// `wait_poll` meanwhile (and every 25 ms at most while the channel is down).
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let hub = self.shared.listener.hub(&self.shared);
-        hub.wait_key(self.scope.namespace(), key, max, self.shared.wait_poll, || {
-            Ok(!self.get(key)?.is_some_and(|entry| entry.being_calculated()))
-        })
+        hub.wait_key(
+            self.scope.namespace(),
+            key,
+            max,
+            self.shared.wait_poll,
+            || Ok(!self.get(key)?.is_some_and(|entry| entry.being_calculated())),
+        )
     }
 
     fn remove(&self, key: &Key) -> Result<bool, Error> {

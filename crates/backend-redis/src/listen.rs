@@ -202,7 +202,8 @@ fn cluster_nodes(shared: &Shared) -> Vec<redis::ConnectionInfo> {
     let mut nodes = seeds.clone();
     if let Some(first) = seeds.first() {
         if matches!(first.addr(), ConnectionAddr::Tcp(..)) {
-            let primaries = cachier_core::block_on(ops::primaries(SyncConn(&shared.pool), "listen"));
+            let primaries =
+                cachier_core::block_on(ops::primaries(SyncConn(&shared.pool), "listen"));
             for node in primaries.into_iter().flatten().flatten() {
                 let addr = ConnectionAddr::Tcp(node.host, node.port);
                 if !nodes.iter().any(|n| *n.addr() == addr) {

@@ -343,7 +343,10 @@ pub(crate) async fn namespaces<C: Conn>(con: C, prefix: &str) -> Result<Vec<Name
 
 /// The nodes a walk over keys visits: `[None]` (the server) on a single server, every
 /// primary of a cluster otherwise (`SCAN` sees one node's keys; replicas hold copies).
-pub(crate) async fn primaries<C: Conn>(con: C, operation: &'static str) -> Result<Vec<Option<Node>>, Error> {
+pub(crate) async fn primaries<C: Conn>(
+    con: C,
+    operation: &'static str,
+) -> Result<Vec<Option<Node>>, Error> {
     if !con.cluster() {
         return Ok(vec![None]);
     }

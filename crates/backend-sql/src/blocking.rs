@@ -160,10 +160,7 @@ impl Core for SqlCore {
     /// every `wait_poll` meanwhile. SQLite: polls.
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
         let mut released = || Ok(!self.get(key)?.is_some_and(|e| e.being_calculated()));
-        match self
-            .driver
-            .wait(&self.function_id, key, max, &mut released)
-        {
+        match self.driver.wait(&self.function_id, key, max, &mut released) {
             Some(outcome) => outcome,
             None => poll_until_released(self, key, max),
         }

@@ -62,9 +62,7 @@ fn a_namespace_too_long_for_a_notification_is_unwatched() {
     };
     let backend = SqlBackend::postgres(&url).unwrap();
     let long = format!("{}-{}", unique_name("long"), "n".repeat(8000));
-    let core = backend
-        .core(&Namespace::new(&long, None).unwrap())
-        .unwrap();
+    let core = backend.core(&Namespace::new(&long, None).unwrap()).unwrap();
     let watch = core.watch(Arc::new(Recorder::default())).unwrap();
     assert!(matches!(watch, Watch::Unwatched), "{watch:?}");
     // Its writes do not notify (the payload would be refused) and succeed.

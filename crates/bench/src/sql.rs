@@ -295,7 +295,11 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             |i| {
                 raw.execute(
                     &upsert,
-                    &[&raw_fid, &format!("{:064x}", scattered(i, n)), &&b"12345678"[..]],
+                    &[
+                        &raw_fid,
+                        &format!("{:064x}", scattered(i, n)),
+                        &&b"12345678"[..],
+                    ],
                 )
                 .expect("raw upsert");
             },

@@ -476,7 +476,11 @@ mod tests {
         hub.deliver("f", Some(&other));
         hub.deliver("g", None);
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(looks.load(Ordering::Acquire), 1, "other keys do not wake it");
+        assert_eq!(
+            looks.load(Ordering::Acquire),
+            1,
+            "other keys do not wake it"
+        );
         hub.deliver("f", None);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(looks.load(Ordering::Acquire), 2, "its whole namespace does");

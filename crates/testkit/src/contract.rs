@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use cachier_core::{Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, Namespace};
 
-pub mod push;
 #[cfg(feature = "async")]
 mod asynchronous;
+pub mod push;
 #[cfg(feature = "async")]
 pub use asynchronous::*;
 

@@ -373,7 +373,11 @@ impl Connection for PgAsyncPool {
                 let prepared = conn.statement_at(&self.server.stmts, slot).await?;
                 let params = sql_params(params);
                 if Statements::counts_in_a_row(slot) {
-                    let count: i64 = conn.client.query_one(&prepared, &params).await?.try_get(0)?;
+                    let count: i64 = conn
+                        .client
+                        .query_one(&prepared, &params)
+                        .await?
+                        .try_get(0)?;
                     Ok(count_of(count))
                 } else {
                     conn.client.execute(&prepared, &params).await

@@ -76,7 +76,10 @@ impl Recorder {
 
     /// The events from the `from`-th on.
     pub fn since(&self, from: usize) -> Vec<Heard> {
-        self.heard.lock()[from..].iter().map(|(_, h)| h.clone()).collect()
+        self.heard.lock()[from..]
+            .iter()
+            .map(|(_, h)| h.clone())
+            .collect()
     }
 }
 
@@ -108,12 +111,7 @@ pub fn watching(core: &dyn Core) -> (Arc<Recorder>, cachier_core::watch::Subscri
 
 /// Runs `write` through the other instance and waits for `expected` on `recorder`: how long
 /// it took, asserted within [`PUSH_BOUND`].
-fn heard_after(
-    recorder: &Recorder,
-    what: &str,
-    expected: Heard,
-    write: impl FnOnce(),
-) -> Duration {
+fn heard_after(recorder: &Recorder, what: &str, expected: Heard, write: impl FnOnce()) -> Duration {
     let from = recorder.len();
     let started = Instant::now();
     write();
@@ -128,9 +126,7 @@ fn heard_after(
     // from its end.
     let took = at.saturating_duration_since(started);
     let late = at.saturating_duration_since(done);
-    println!(
-        "{what}: heard {took:?} after the write began ({late:?} after it returned)"
-    );
+    println!("{what}: heard {took:?} after the write began ({late:?} after it returned)");
     assert!(
         late <= PUSH_BOUND,
         "{what}: heard {late:?} after the write, more than {PUSH_BOUND:?}"
@@ -186,9 +182,12 @@ pub fn pushed_changes_reach_another_instance(open: Open) {
     let from = recorder.len();
     sibling.put(&k, b"elsewhere", None).expect("put");
     sibling.clear_cache().expect("clear");
-    heard_after(&recorder, "put after a sibling's writes", Heard::Changed(key(5)), || {
-        theirs.put(&key(5), b"five", None).expect("put")
-    });
+    heard_after(
+        &recorder,
+        "put after a sibling's writes",
+        Heard::Changed(key(5)),
+        || theirs.put(&key(5), b"five", None).expect("put"),
+    );
     assert_eq!(
         recorder.since(from),
         [Heard::Changed(key(5))],
@@ -253,13 +252,11 @@ pub fn near_cache_follows_a_cut_channel(a: Arc<dyn Backend>, b: Arc<dyn Backend>
     let (recorder, _subscription) = watching(&*a.core(&ns).expect("core"));
     let calls = crate::Counter::new();
     let counted = calls.clone();
-    let f = cachier_core::memoize(ns.as_str(), move |x: u64| {
-        x * 1000 + counted.bump() as u64
-    })
-    .shared_backend(a)
-    .near_cache(NearCache::default().unwatched_ttl(Duration::from_secs(60)))
-    .build()
-    .expect("build");
+    let f = cachier_core::memoize(ns.as_str(), move |x: u64| x * 1000 + counted.bump() as u64)
+        .shared_backend(a)
+        .near_cache(NearCache::default().unwatched_ttl(Duration::from_secs(60)))
+        .build()
+        .expect("build");
     let g = cachier_core::memoize(ns.as_str(), |x: u64| x)
         .shared_backend(b)
         .build()
