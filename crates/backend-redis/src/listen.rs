@@ -1,7 +1,7 @@
-//! The change channel of a backend: one thread (`cachier-redis-listen`) per [`RedisBackend`]
-//! (`crate::RedisBackend`) and its clones, with a pub/sub connection of its own subscribed to
-//! the prefix's channel (`{prefix}:changes`), feeding a [`ChangeHub`] that near caches and
-//! waiters of every function of the backend share. It starts when the first near cache
+//! The change channel of a backend: one thread (`cachier-redis-listen`) per
+//! [`RedisBackend`](crate::RedisBackend) and its clones, with a pub/sub connection of its own
+//! subscribed to the prefix's channel (`{prefix}:changes`), feeding a [`ChangeHub`] that near
+//! caches and waiters of every function of the backend share. It starts when the first near cache
 //! subscribes or the first caller waits, and ends soon after the backend is dropped.
 //!
 //! A connection can die without a word (a frozen server, a dropped network path): the thread
