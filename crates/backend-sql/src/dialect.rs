@@ -518,6 +518,24 @@ mod tests {
     }
 
     #[test]
+    fn postgres_writes_notify_unless_the_namespace_is_too_long() {
+        let t = TableName::parse("s.t").unwrap();
+        let pg = Statements::new(Dialect::Postgres, t.clone());
+        let lite = Statements::new(Dialect::Sqlite, t);
+        let slot = pg.slot(Stmt::Put, Some("m::f"));
+        assert!(Statements::counts_in_a_row(slot));
+        assert!(pg.sql_at(slot).contains("pg_notify('cachier_' || '\"s\".\"t\"'::regclass"));
+        assert!(pg.sql_at(slot).starts_with("WITH changed AS (INSERT"));
+        let long = "n".repeat(MAX_NOTIFIED_NAMESPACE + 1);
+        assert_eq!(pg.slot(Stmt::Put, Some(&long)), Stmt::Put.index());
+        assert_eq!(pg.slot(Stmt::Get, Some("m::f")), Stmt::Get.index(), "reads do not");
+        assert_eq!(pg.slot(Stmt::Claim, Some("m::f")), Stmt::Claim.index(), "claims do not");
+        assert_eq!(lite.slot(Stmt::Put, Some("m::f")), Stmt::Put.index());
+        assert!(lite.channel_query.is_none());
+        assert!(pg.sql_at(pg.slot(Stmt::ClearCache, Some("f"))).contains("'* ' || $1::text"));
+    }
+
+    #[test]
     fn dialects_differ_only_in_fragments() {
         let t = TableName::parse("t").unwrap();
         let pg = Statements::new(Dialect::Postgres, t.clone());
