@@ -174,6 +174,7 @@ pub(crate) const STMT_COUNT: usize = 14;
 
 /// Statement texts of a [`Statements`]: each [`Stmt`], then (PostgreSQL) each write's form
 /// that also notifies listeners ([`Statements::slot`]).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) const SLOTS: usize = 2 * STMT_COUNT;
 
 /// Longest namespace (in bytes) whose changes PostgreSQL announces: a `NOTIFY` payload (the
@@ -197,6 +198,7 @@ pub(crate) struct Statements {
     notifying: [Option<String>; STMT_COUNT],
     /// `()` → the name of the channel the writes notify (PostgreSQL; NULL while the table does
     /// not exist).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) channel_query: Option<String>,
     /// DDL: the cache table.
     pub(crate) create_table: String,
@@ -355,12 +357,14 @@ impl Statements {
     }
 
     /// The text of `stmt`.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn sql(&self, stmt: Stmt) -> &str {
         &self.sql[stmt.index()]
     }
 
     /// The slot of `stmt` as run for `function_id`: its notifying form where it has one and
     /// the namespace fits a payload, else the plain statement.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn slot(&self, stmt: Stmt, function_id: Option<&str>) -> usize {
         let fits = function_id.is_some_and(|id| id.len() <= MAX_NOTIFIED_NAMESPACE);
         if fits && self.notifying[stmt.index()].is_some() {
@@ -371,6 +375,7 @@ impl Statements {
     }
 
     /// The text of a slot.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn sql_at(&self, slot: usize) -> &str {
         match slot.checked_sub(STMT_COUNT) {
             Some(i) => self.notifying[i].as_deref().unwrap_or(&self.sql[i]),
@@ -380,6 +385,7 @@ impl Statements {
 
     /// Whether the slot's statement answers with one row holding a count (a notifying
     /// write), rather than with the number of rows it changed.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn counts_in_a_row(slot: usize) -> bool {
         slot >= STMT_COUNT
     }
@@ -524,15 +530,27 @@ mod tests {
         let lite = Statements::new(Dialect::Sqlite, t);
         let slot = pg.slot(Stmt::Put, Some("m::f"));
         assert!(Statements::counts_in_a_row(slot));
-        assert!(pg.sql_at(slot).contains("pg_notify('cachier_' || '\"s\".\"t\"'::regclass"));
+        assert!(pg
+            .sql_at(slot)
+            .contains("pg_notify('cachier_' || '\"s\".\"t\"'::regclass"));
         assert!(pg.sql_at(slot).starts_with("WITH changed AS (INSERT"));
         let long = "n".repeat(MAX_NOTIFIED_NAMESPACE + 1);
         assert_eq!(pg.slot(Stmt::Put, Some(&long)), Stmt::Put.index());
-        assert_eq!(pg.slot(Stmt::Get, Some("m::f")), Stmt::Get.index(), "reads do not");
-        assert_eq!(pg.slot(Stmt::Claim, Some("m::f")), Stmt::Claim.index(), "claims do not");
+        assert_eq!(
+            pg.slot(Stmt::Get, Some("m::f")),
+            Stmt::Get.index(),
+            "reads do not"
+        );
+        assert_eq!(
+            pg.slot(Stmt::Claim, Some("m::f")),
+            Stmt::Claim.index(),
+            "claims do not"
+        );
         assert_eq!(lite.slot(Stmt::Put, Some("m::f")), Stmt::Put.index());
         assert!(lite.channel_query.is_none());
-        assert!(pg.sql_at(pg.slot(Stmt::ClearCache, Some("f"))).contains("'* ' || $1::text"));
+        assert!(pg
+            .sql_at(pg.slot(Stmt::ClearCache, Some("f")))
+            .contains("'* ' || $1::text"));
     }
 
     #[test]
