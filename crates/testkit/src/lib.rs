@@ -269,7 +269,8 @@ macro_rules! __store_contract_async_tests {
 }
 
 /// The cases of a store that pushes its changes ([`contract::push`]): another instance's
-/// writes reach a sink within [`contract::push::PUSH_BOUND`], and so does a waiter's wake-up.
+/// writes reach a sink and a near cache within [`contract::push::PUSH_BOUND`], and so does a
+/// waiter's wake-up.
 /// `open` should make the store's fallback poll long, so that only a pushed message can wake
 /// a waiter that soon.
 #[macro_export]
@@ -283,6 +284,11 @@ macro_rules! store_push_tests {
         #[test]
         fn a_waiter_wakes_on_another_instances_put() {
             $crate::contract::push::a_waiter_wakes_on_another_instances_put($open);
+        }
+
+        #[test]
+        fn near_cache_sees_another_instances_writes() {
+            $crate::contract::push::near_cache_sees_another_instances_writes($open);
         }
     };
 }

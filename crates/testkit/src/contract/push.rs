@@ -229,6 +229,67 @@ pub fn a_waiter_wakes_on_another_instances_put(open: Open) {
     holder.clear_cache().expect("clear");
 }
 
+/// A near cache of one instance (whose entries would otherwise be served for a minute) sees
+/// another instance's overwrite, invalidation and `clear_cache` within [`PUSH_BOUND`].
+pub fn near_cache_sees_another_instances_writes(open: Open) {
+    let dir = crate::fresh_dir("push-near");
+    let (Some(a), Some(b)) = (open(&dir), open(&dir)) else {
+        return;
+    };
+    let ns = namespace("near_cache_sees_another_instances_writes");
+    let (_recorder, _subscription) = watching(&*a.core(&ns).expect("core"));
+    let calls = crate::Counter::new();
+    let counted = calls.clone();
+    let f = cachier_core::memoize(ns.as_str(), move |x: u64| x * 1000 + counted.bump() as u64)
+        .shared_backend(a)
+        .near_cache(NearCache::default().unwatched_ttl(Duration::from_secs(60)))
+        .build()
+        .expect("build");
+    let g = cachier_core::memoize(ns.as_str(), |x: u64| x)
+        .shared_backend(b)
+        .build()
+        .expect("build");
+    type Write<'a> = Box<dyn Fn() + 'a>;
+    let writes: [(&str, Write<'_>); 3] = [
+        (
+            "overwrite",
+            Box::new(|| drop(g.precache_value(&1, 777).expect("overwrite"))),
+        ),
+        (
+            "invalidate",
+            Box::new(|| assert!(g.invalidate(&1).expect("invalidate"))),
+        ),
+        ("clear_cache", Box::new(|| g.clear_cache().expect("clear"))),
+    ];
+    for (what, write) in writes {
+        let old = f.call(1);
+        assert_eq!(f.call(1), old, "{what}: read back and kept");
+        assert_eq!(f.call(1), old, "{what}: a near hit");
+        let started = Instant::now();
+        write();
+        // A namespace-wide write is announced batch by batch: bounded from its end.
+        let done = Instant::now();
+        loop {
+            let now = f.call(1);
+            if now != old {
+                println!(
+                    "{what} by the other instance: seen {:?} after the write began ({:?} after it returned)",
+                    started.elapsed(),
+                    done.elapsed()
+                );
+                break;
+            }
+            assert!(
+                done.elapsed() <= PUSH_BOUND,
+                "{what} by the other instance: still {old} {:?} after the write",
+                done.elapsed()
+            );
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+    f.clear_cache().expect("clear");
+}
+
 /// How a test cuts a store's change channel and restores it, for
 /// [`near_cache_follows_a_cut_channel`].
 pub struct Cut<'a> {
