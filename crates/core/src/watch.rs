@@ -107,12 +107,17 @@ struct KeyWaiter {
     count: Mutex<usize>,
     bumps: Mutex<u64>,
     woken: Condvar,
+    /// What async callers sleep on.
+    #[cfg(feature = "async")]
+    woken_async: tokio::sync::Notify,
 }
 
 impl KeyWaiter {
     fn bump(&self) {
         *self.bumps.lock() += 1;
         self.woken.notify_all();
+        #[cfg(feature = "async")]
+        self.woken_async.notify_waiters();
     }
 }
 
@@ -317,6 +322,56 @@ impl ChangeHub {
         }
     }
 
+    /// [`ChangeHub::wait_key`] for async callers: the same looks, awaited, sleeping on the
+    /// runtime's timer.
+    ///
+    /// # Errors
+    /// `released`'s error.
+    #[cfg(feature = "async")]
+    pub async fn wait_key_async<F>(
+        &self,
+        namespace: &str,
+        key: &Key,
+        max: Duration,
+        poll_up: Duration,
+        mut released: impl FnMut() -> F,
+    ) -> Result<bool, Error>
+    where
+        F: std::future::Future<Output = Result<bool, Error>>,
+    {
+        let waiter = self.register(namespace, key);
+        let _registered = Unregister {
+            hub: self,
+            namespace,
+            key,
+        };
+        let deadline = Instant::now() + max;
+        let mut backoff = crate::Backoff::until(max);
+        loop {
+            // Registered before the look, so that a message landing during it is not missed.
+            let woken = waiter.woken_async.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
+            if released().await? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let pause = if self.is_up() {
+                poll_up
+            } else {
+                match backoff.next_pause() {
+                    Some(pause) => pause,
+                    None => return Ok(false),
+                }
+            };
+            let until = deadline.min(now + pause);
+            let _ = tokio::time::timeout(until - now, woken).await;
+        }
+    }
+
     fn register(&self, namespace: &str, key: &Key) -> Arc<KeyWaiter> {
         let mut state = self.state.lock();
         let waiter = state
@@ -490,6 +545,48 @@ mod tests {
         assert!(released);
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
         assert!(!hub.has_waiters(), "a finished wait leaves nothing behind");
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn an_async_keyed_waiter_wakes_on_its_key() {
+        let hub = ChangeHub::new();
+        hub.set_connected(true);
+        let key = Key::of(&1).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let waker = {
+            let (hub, done) = (hub.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !hub.has_waiters() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                done.store(true, Ordering::Release);
+                hub.deliver("f", Some(&key));
+            })
+        };
+        let started = Instant::now();
+        let released = runtime
+            .block_on(hub.wait_key_async(
+                "f",
+                &key,
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+                || std::future::ready(Ok(done.load(Ordering::Acquire))),
+            ))
+            .unwrap();
+        waker.join().unwrap();
+        assert!(released);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!hub.has_waiters());
     }
 
     #[test]

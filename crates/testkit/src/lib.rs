@@ -290,7 +290,30 @@ macro_rules! store_push_tests {
         fn near_cache_sees_another_instances_writes() {
             $crate::contract::push::near_cache_sees_another_instances_writes($open);
         }
+
+        $crate::__store_push_async_tests!($open);
     };
+}
+
+/// The async push case (the testkit's `async` feature).
+#[cfg(feature = "async")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_push_async_tests {
+    ($open:expr) => {
+        #[test]
+        fn an_async_waiter_wakes_on_another_instances_put() {
+            $crate::contract::push::an_async_waiter_wakes_on_another_instances_put($open);
+        }
+    };
+}
+
+/// Nothing: the testkit's `async` feature is off.
+#[cfg(not(feature = "async"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_push_async_tests {
+    ($open:expr) => {};
 }
 
 /// The cross-process case for a store shared by processes (not the memory store, not an

@@ -130,6 +130,28 @@ impl Server {
         Some(hub.wait_key(function_id, key, max, self.wait_poll, released))
     }
 
+    /// [`Server::wait`] for async callers, awaited on the caller's runtime.
+    #[cfg(feature = "async")]
+    pub(crate) async fn wait_async<F>(
+        self: &Arc<Self>,
+        function_id: &str,
+        key: &Key,
+        max: Duration,
+        released: impl FnMut() -> F,
+    ) -> Option<Result<bool, Error>>
+    where
+        F: std::future::Future<Output = Result<bool, Error>>,
+    {
+        if function_id.len() > MAX_NOTIFIED_NAMESPACE {
+            return None;
+        }
+        let hub = self.listener.hub(self);
+        Some(
+            hub.wait_key_async(function_id, key, max, self.wait_poll, released)
+                .await,
+        )
+    }
+
     /// Fails at once while a recent connection attempt failed.
     fn check_down(&self, op: &'static str) -> Result<(), Error> {
         if let Some((until, why)) = &*self.down.lock() {

@@ -156,6 +156,11 @@ impl AsyncConn {
 }
 
 impl PgAsyncPool {
+    /// The server both pools share (its change listener included).
+    pub(crate) fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
     /// The pool of `server`, empty: connections are opened by the callers that need them.
     pub(crate) fn new(server: Arc<Server>) -> PgAsyncPool {
         PgAsyncPool {

@@ -229,6 +229,48 @@ pub fn a_waiter_wakes_on_another_instances_put(open: Open) {
     holder.clear_cache().expect("clear");
 }
 
+/// [`a_waiter_wakes_on_another_instances_put`] for an async caller: the backend's
+/// [`AsyncCore`](cachier_core::AsyncCore) of one instance waits, on a tokio runtime, for a
+/// claim of another.
+#[cfg(feature = "async")]
+pub fn an_async_waiter_wakes_on_another_instances_put(open: Open) {
+    let dir = crate::fresh_dir("push-async-wait");
+    let (Some(a), Some(b)) = (open(&dir), open(&dir)) else {
+        return;
+    };
+    let ns = namespace("an_async_waiter_wakes_on_another_instances_put");
+    let (core, holder) = (a.core(&ns).expect("core"), b.core(&ns).expect("core"));
+    let waiter = a.async_core(&ns, &core).expect("async core");
+    let (_recorder, _subscription) = watching(&*core);
+    let k = key(1);
+    let token = match holder.claim(&k, LEASE).expect("claim") {
+        Claim::Claimed(token) => token,
+        Claim::Busy => panic!("a free key is busy"),
+    };
+    let finisher = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(300));
+        holder.put(&k, b"done", Some(&token)).expect("put");
+        (Instant::now(), holder)
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let released = runtime
+        .block_on(waiter.wait(&k, Duration::from_secs(20)))
+        .expect("wait");
+    assert!(released);
+    let woke = Instant::now();
+    let (put_at, holder) = finisher.join().expect("finisher");
+    let late = woke.saturating_duration_since(put_at);
+    println!("async waiter woke {late:?} after the put");
+    assert!(
+        late <= PUSH_BOUND,
+        "the async waiter woke {late:?} after the put, more than {PUSH_BOUND:?}"
+    );
+    holder.clear_cache().expect("clear");
+}
+
 /// A near cache of one instance (whose entries would otherwise be served for a minute) sees
 /// another instance's overwrite, invalidation and `clear_cache` within [`PUSH_BOUND`].
 pub fn near_cache_sees_another_instances_writes(open: Open) {
@@ -253,7 +295,9 @@ pub fn near_cache_sees_another_instances_writes(open: Open) {
     let writes: [(&str, Write<'_>); 3] = [
         (
             "overwrite",
-            Box::new(|| drop(g.precache_value(&1, 777).expect("overwrite"))),
+            Box::new(|| {
+                g.precache_value(&1, 777).expect("overwrite");
+            }),
         ),
         (
             "invalidate",
