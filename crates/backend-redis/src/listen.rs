@@ -11,21 +11,25 @@
 //! thread reconnects every [`RETRY`] at most, and once subscribed again the hub says so (near
 //! caches forget everything, since messages were missed meanwhile).
 //!
+//! The channel counts as up only once the thread hears a probe it published itself after
+//! subscribing: the driver does not report a refused `SUBSCRIBE`.
+//!
 //! On a Redis Cluster the scripts' plain `PUBLISH` is broadcast to every node, so one
 //! subscription on any node hears the whole cluster: the thread subscribes on a seed node,
 //! else on a primary found from the cluster's map, and moves on when that node dies.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Once, Weak};
 use std::time::{Duration, Instant};
 
 use cachier_core::watch::ChangeHub;
+use cachier_core::BoxError;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
 
 use crate::backend::Shared;
 use crate::blocking::SyncConn;
 use crate::ops;
-use crate::pool::Server;
+use crate::pool::{Request, Server};
 
 /// Longest pause between two attempts to subscribe again (shorter with a shorter heartbeat).
 const RETRY: Duration = Duration::from_millis(250);
@@ -106,12 +110,12 @@ impl Thread {
             drop(shared);
             let outcome = match connection {
                 Ok(con) => self.listen(con, &mut warned),
-                Err(error) => Err(error),
+                Err(error) => Err(error.into()),
             };
             if let Err(error) = outcome {
                 if !warned && !self.ended() {
                     warned = true;
-                    tracing::warn!(server = %self.shown, error = %cachier_core::chain_message(&error), "cachier: the Redis change channel is down; near caches stop serving and waiters poll until it is back");
+                    tracing::warn!(server = %self.shown, error = %cachier_core::chain_message(&*error), "cachier: the Redis change channel is down; near caches stop serving and waiters poll until it is back");
                 }
                 next += 1;
             }
@@ -150,10 +154,11 @@ impl Thread {
 
     /// Subscribes on `con` and delivers what it hears until the connection fails (its error)
     /// or the backend is dropped (`Ok`). The hub is up in between.
-    fn listen(&self, mut con: redis::Connection, warned: &mut bool) -> RedisResult<()> {
+    fn listen(&self, mut con: redis::Connection, warned: &mut bool) -> Result<(), BoxError> {
         let mut pubsub = con.as_pubsub();
         pubsub.set_read_timeout(Some(self.heartbeat))?;
         pubsub.subscribe(&self.channel)?;
+        self.confirm(&mut pubsub)?;
         self.hub.set_connected(true);
         if std::mem::take(warned) {
             tracing::info!(server = %self.shown, "cachier: the Redis change channel is back");
@@ -161,7 +166,53 @@ impl Thread {
         let outcome = self.pump(&mut pubsub);
         // Before the subscription is dropped, which may wait on a dead connection.
         self.hub.set_connected(false);
-        outcome
+        Ok(outcome?)
+    }
+
+    /// Publishes a probe on the channel through the backend's pool and waits up to a
+    /// heartbeat to hear it: the driver does not report a refused `SUBSCRIBE` (an ACL
+    /// without the channel), and the probe also proves that writes reach this node of a
+    /// cluster. What else arrives meanwhile is delivered.
+    fn confirm(&self, pubsub: &mut redis::PubSub<'_>) -> Result<(), BoxError> {
+        static PROBES: AtomicU64 = AtomicU64::new(0);
+        let probe = format!(
+            "probe {}-{}",
+            std::process::id(),
+            PROBES.fetch_add(1, Ordering::Relaxed)
+        );
+        {
+            let Some(shared) = self.shared.upgrade() else {
+                return Ok(());
+            };
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&self.channel).arg(&probe);
+            let request = Request::Cmd(publish);
+            let _: i64 = shared.pool.run("listen", |con| request.send(con))?;
+        }
+        let deadline = Instant::now() + self.heartbeat;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!(
+                    "subscribed to {} but its own probe was not heard within {:?} (does the user's ACL allow the channel?)",
+                    self.channel, self.heartbeat
+                )
+                .into());
+            }
+            pubsub.set_read_timeout(Some(left))?;
+            match pubsub.get_message() {
+                Ok(message) if message.get_payload_bytes() == probe.as_bytes() => return Ok(()),
+                Ok(message) => {
+                    if let Some((namespace, key)) =
+                        ops::change_of(&self.prefix, message.get_payload_bytes())
+                    {
+                        self.hub.deliver(namespace, key.as_ref());
+                    }
+                }
+                Err(error) if error.is_timeout() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
     }
 
     fn pump(&self, pubsub: &mut redis::PubSub<'_>) -> RedisResult<()> {

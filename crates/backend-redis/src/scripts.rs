@@ -9,7 +9,9 @@
 //! claim ended) also `PUBLISH`es the change on the prefix's channel (`{prefix}:changes`), in
 //! the same atomic step: the entry's Redis key for one entry, `{prefix}:{namespace}:*` for
 //! any entry of a namespace. Near caches and waiters in every process listen there
-//! (`listen.rs`). A claim taken or renewed changes no value and announces nothing.
+//! (`listen.rs`). A claim taken or renewed changes no value and announces nothing. The
+//! publish is a `pcall`: a user the server's ACL denies the channel still writes (its near
+//! caches then never hear the channel and stay off, and its waiters poll).
 //!
 //! Lua numbers are doubles: µs timestamps (about 2^51 today) are exact, and they are written
 //! with `%.0f` (Redis' own number-to-string conversion keeps only 14 digits).
@@ -102,7 +104,7 @@ else
   redis.call('HSET', key, 'value', ARGV[1], 'time', now, 'completed', '1')
 end
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', key, ARGV[3]) end
-redis.call('PUBLISH', ARGV[4], key)
+redis.pcall('PUBLISH', ARGV[4], key)
 return 1
 "#,
     )
@@ -138,7 +140,7 @@ if redis.call('HEXISTS', key, 'value') == 1 then
 else
   redis.call('DEL', key)
 end
-redis.call('PUBLISH', ARGV[2], key)
+redis.pcall('PUBLISH', ARGV[2], key)
 return 1
 "#
     ))
@@ -164,7 +166,7 @@ if live(h[1], h[2], now) then
 else
   redis.call('DEL', key)
 end
-redis.call('PUBLISH', ARGV[1], key)
+redis.pcall('PUBLISH', ARGV[1], key)
 if had then return 1 end
 return 0
 "#
@@ -188,7 +190,7 @@ for _, key in ipairs(KEYS) do
     n = n + 1
   end
 end
-if n > 0 then redis.call('PUBLISH', ARGV[1], ARGV[2]) end
+if n > 0 then redis.pcall('PUBLISH', ARGV[1], ARGV[2]) end
 return n
 "#
     ))
@@ -200,7 +202,7 @@ pub(crate) static CLEAR: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 redis.call('UNLINK', unpack(KEYS))
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.pcall('PUBLISH', ARGV[1], ARGV[2])
 return #KEYS
 "#,
     )
@@ -228,7 +230,7 @@ for _, key in ipairs(KEYS) do
     end
   end
 end
-if n > 0 then redis.call('PUBLISH', ARGV[2], ARGV[3]) end
+if n > 0 then redis.pcall('PUBLISH', ARGV[2], ARGV[3]) end
 return n
 "#
     ))

@@ -65,3 +65,68 @@ fn near_cache_stops_serving_while_the_server_is_down() {
         },
     );
 }
+
+/// A user the server's ACL denies the channel: writes succeed (the scripts' publish is a
+/// `pcall`), the listener never subscribes (near caches stay off), waiters still wake by
+/// polling.
+#[test]
+fn a_user_without_the_channel_still_writes_and_waits() {
+    use cachier_core::watch::Watch;
+    use cachier_core::{Claim, Key, Namespace};
+    use cachier_testkit::contract::push::{Heard, Recorder};
+
+    if !PrivateRedis::available("a_user_without_the_channel_still_writes_and_waits") {
+        return;
+    }
+    let server = PrivateRedis::start("push-acl", &[]);
+    let mut admin = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let () = redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "limited",
+            "on",
+            ">pw",
+            "~*",
+            "+@all",
+            "resetchannels",
+        ])
+        .query(&mut admin)
+        .unwrap();
+    let url = format!("redis://limited:pw@127.0.0.1:{}/0", server.port());
+    let backend = RedisBackend::builder(url).build().unwrap();
+    let ns = Namespace::new(&cachier_testkit::unique_name("acl"), None).unwrap();
+    let core = backend.core(&ns).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let Watch::Pushed(_subscription) = core.watch(recorder.clone()).unwrap() else {
+        panic!("a Redis store pushes");
+    };
+    let key = Key::of(&1u64).unwrap();
+    core.put(&key, b"one", None)
+        .expect("a write without the channel");
+    assert!(core.remove(&key).unwrap());
+    core.put(&key, b"two", None).unwrap();
+    core.clear_cache().expect("a clear without the channel");
+    let Claim::Claimed(token) = core.claim(&key, Duration::from_secs(60)).unwrap() else {
+        panic!("a free key is busy");
+    };
+    let holder = backend.core(&ns).unwrap();
+    let finisher = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        holder.put(&key, b"done", Some(&token)).unwrap();
+    });
+    assert!(
+        core.wait(&key, Duration::from_secs(10)).unwrap(),
+        "woken by polling"
+    );
+    finisher.join().unwrap();
+    assert!(
+        recorder
+            .wait_for(0, Duration::from_secs(1), |h| *h == Heard::Connected(true))
+            .is_none(),
+        "the channel never comes up: {:?}",
+        recorder.since(0)
+    );
+}
