@@ -55,6 +55,72 @@ fn near_cache_stops_serving_when_its_listener_is_terminated() {
     );
 }
 
+/// The listener's server process frozen (`SIGSTOP`, the test running as root or as the
+/// server's user on its machine): the connection stays open and answers nothing, so only the
+/// heartbeat (the default, 500 ms) finds the channel dead, within about twice the heartbeat,
+/// and the listener listens again on a new connection while the old one is still frozen.
+#[test]
+fn near_cache_stops_serving_when_its_listener_is_frozen() {
+    let Some(url) = service_url("CACHIER_TEST_POSTGRES_URL", "postgres push frozen") else {
+        return;
+    };
+    let app = format!("cachier-frozen-{}", std::process::id());
+    let a: Arc<dyn Backend> = Arc::new(
+        SqlBackend::builder(&with_param(&url, &format!("application_name={app}")))
+            .unwrap()
+            .build()
+            .unwrap(),
+    );
+    let b: Arc<dyn Backend> = Arc::new(SqlBackend::postgres(&url).unwrap());
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).expect("raw connection");
+    let listener = format!("{app}-listen");
+    /// Continues the frozen process however the test ends.
+    struct Thaw(std::cell::Cell<Option<i32>>);
+    impl Drop for Thaw {
+        fn drop(&mut self) {
+            if let Some(pid) = self.0.take() {
+                signal(pid, libc::SIGCONT);
+            }
+        }
+    }
+    fn signal(pid: i32, signal: libc::c_int) -> bool {
+        // SAFETY: kill(2) on a process id read from the server; no memory is passed.
+        unsafe { libc::kill(pid, signal) == 0 }
+    }
+    let frozen = Thaw(std::cell::Cell::new(None));
+    // Whether this test may signal the server's processes at all.
+    let own: i32 = raw
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    if !signal(own, 0) {
+        println!("SKIPPED near_cache_stops_serving_when_its_listener_is_frozen: cannot signal the server's processes (not root or its user, or another machine)");
+        return;
+    }
+    near_cache_follows_a_cut_channel(
+        a,
+        b,
+        Cut {
+            cut: &mut || {
+                let row = raw
+                    .query_one(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = $1",
+                        &[&listener],
+                    )
+                    .expect("the listener's process");
+                let pid: i32 = row.get(0);
+                assert!(signal(pid, libc::SIGSTOP), "SIGSTOP {pid}");
+                frozen.0.set(Some(pid));
+            },
+            // The frozen process stays frozen until the end: the listener must not need it.
+            restore: &mut || {},
+            store_up: true,
+            bound: Duration::from_millis(1500),
+        },
+    );
+    drop(frozen);
+}
+
 #[test]
 fn a_namespace_too_long_for_a_notification_is_unwatched() {
     let Some(url) = service_url("CACHIER_TEST_POSTGRES_URL", "postgres push long name") else {

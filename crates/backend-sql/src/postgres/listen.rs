@@ -164,8 +164,14 @@ impl Thread {
             tracing::info!(server = %self.label, "cachier: the PostgreSQL change channel is back");
         }
         let ended = self.pump(&mut client);
-        // Before the client is dropped, which may wait on a dead connection.
         self.hub.set_connected(false);
+        if matches!(ended, Ended::Lost(_)) {
+            // Dropping a client waits for its connection to close, which a server that went
+            // silent may never do: elsewhere, so that this thread connects again meanwhile.
+            let _ = std::thread::Builder::new()
+                .name("cachier-pg-close".into())
+                .spawn(move || drop(client));
+        }
         ended
     }
 
