@@ -5,6 +5,7 @@
 mod backend;
 mod blocking;
 mod builder;
+mod listen;
 #[cfg(feature = "async")]
 mod nonblocking;
 mod ops;

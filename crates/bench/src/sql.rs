@@ -286,6 +286,32 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             "postgres prepared upsert (one write)",
             raw_miss,
         ));
+        // A write alone: `precache_value` over the stored keys, next to the same upsert.
+        let (put, raw_put) = config.paired(
+            |i| {
+                let k = scattered(i, n);
+                std::hint::black_box(f.precache_value(&k, k.wrapping_mul(2)).expect("put"));
+            },
+            |i| {
+                raw.execute(
+                    &upsert,
+                    &[
+                        &raw_fid,
+                        &format!("{:064x}", scattered(i, n)),
+                        &&b"12345678"[..],
+                    ],
+                )
+                .expect("raw upsert");
+            },
+        );
+        rows.push(Row::new(
+            "postgres",
+            n,
+            "put (precache_value)",
+            put,
+            "postgres prepared upsert (one write)",
+            raw_put,
+        ));
         // Leave the shared table as it was.
         f.clear_cache().expect("clear");
         raw.execute(
