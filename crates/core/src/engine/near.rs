@@ -25,8 +25,26 @@ use super::params::Threshold;
 use crate::watch::{ChangeCounters, ChangeSink, Stamp, Subscription, Watch};
 use crate::{Core, Error, Key, NearCache};
 
-/// Shards of a near cache (a power of two): enough that two threads seldom meet on one lock.
-const SHARDS: usize = 16;
+/// Most shards of a near cache: enough that two threads seldom meet on one lock.
+const MAX_SHARDS: usize = 16;
+/// Fewest entries, and bytes, a shard is bounded to: each shard holds its share of the bounds,
+/// so a small cache has fewer shards, lest a few keys meeting in one shard evict each other
+/// (or a value larger than a sixteenth of the byte bound never be kept).
+const MIN_SHARD_ENTRIES: usize = 64;
+const MIN_SHARD_BYTES: u64 = 1 << 20;
+
+/// How many shards (a power of two) a near cache of `config`'s bounds has.
+fn shard_count(config: &NearCache) -> usize {
+    let by_entries = config
+        .max_entries
+        .map_or(MAX_SHARDS, |n| n / MIN_SHARD_ENTRIES);
+    let by_bytes = config
+        .max_bytes
+        .map_or(MAX_SHARDS as u64, |n| n / MIN_SHARD_BYTES);
+    let n = by_entries.min(by_bytes.min(MAX_SHARDS as u64) as usize);
+    // The largest power of two not above `n`, and at least one.
+    1 << (usize::BITS - 1 - n.clamp(1, MAX_SHARDS).leading_zeros())
+}
 
 /// What an entry costs beyond its encoded value and arguments, for the byte bound: the slot,
 /// its two table entries and allocation headers, roughly.
@@ -114,9 +132,10 @@ impl<R: Send + 'static> Near<R> {
         core: &dyn Core,
         clone: fn(&R) -> Option<R>,
     ) -> Result<Near<R>, Error> {
-        let per_shard = |total: u64| total.div_ceil(SHARDS as u64).max(1);
+        let shards = shard_count(config);
+        let per_shard = |total: u64| total.div_ceil(shards as u64).max(1);
         let state = Arc::new(State {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::new())).collect(),
+            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
             // A pushed store says when its channel is up; until then nothing is served.
             serving: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -276,7 +295,7 @@ impl<R> State<R> {
     #[inline]
     fn shard(&self, hash: u64) -> &Mutex<Shard<R>> {
         // The table uses the hash's low bits; the shard its high ones.
-        &self.shards[(hash >> 60) as usize & (SHARDS - 1)]
+        &self.shards[(hash >> 60) as usize & (self.shards.len() - 1)]
     }
 
     fn forget(&self, key: &Key) {
@@ -491,18 +510,34 @@ mod tests {
                 most = most.max(bytes(&n));
             }
         }
-        // Each shard keeps within its sixteenth (rounded up) of the bound.
-        assert!(most <= bound + SHARDS as u64, "{most} bytes kept");
-        assert!(bytes(&n) <= bound + SHARDS as u64);
+        // Each shard keeps within its share (rounded up) of the bound.
+        assert!(most <= bound + MAX_SHARDS as u64, "{most} bytes kept");
+        assert!(bytes(&n) <= bound + MAX_SHARDS as u64);
         let entries = n.len() as u64;
         assert!(entries > 1000, "the bound is used: {entries} entries");
         // The slots' vectors (the most entries a shard ever held) stay within what the
         // bound lets them hold.
         let slots: usize = n.state.shards.iter().map(|s| s.lock().slots.len()).sum();
         assert!(
-            slots as u64 * ENTRY_OVERHEAD <= bound + SHARDS as u64 * ENTRY_OVERHEAD,
+            slots as u64 * ENTRY_OVERHEAD <= bound + MAX_SHARDS as u64 * ENTRY_OVERHEAD,
             "{slots} slots for {entries} entries"
         );
+    }
+
+    #[test]
+    fn a_small_cache_holds_as_many_entries_as_its_bound() {
+        for bound in [1, 10, 100] {
+            let n = near(NearCache::entries(bound));
+            for i in 0..bound as u64 {
+                keep(&n, i);
+            }
+            let served = (0..bound as u64).filter(|&i| get(&n, i) == Some(i)).count();
+            assert_eq!(served, bound, "entries({bound})");
+        }
+        assert_eq!(shard_count(&NearCache::entries(10)), 1);
+        assert_eq!(shard_count(&NearCache::entries(100_000)), MAX_SHARDS);
+        assert_eq!(shard_count(&NearCache::bytes(3 << 20)), 2);
+        assert_eq!(shard_count(&NearCache::unbounded()), MAX_SHARDS);
     }
 
     #[test]
