@@ -644,7 +644,10 @@ mod tests {
         std::env::set_var(PREVIEW_ARGS_ENV, " TRUE ");
         assert!(Settings::default().preview_args);
         std::env::set_var(PREVIEW_ARGS_ENV, "maybe");
-        assert!(Settings::default().preview_args, "a bad value keeps the default");
+        assert!(
+            Settings::default().preview_args,
+            "a bad value keeps the default"
+        );
         std::env::remove_var(PREVIEW_ARGS_ENV);
 
         std::env::set_var(MAX_WORKERS_ENV, "3");
