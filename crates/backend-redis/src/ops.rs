@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cachier_core::{
-    CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
+    preview_of, CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, LiveClaim,
+    Namespace,
 };
 use redis::{FromRedisValue, RedisResult, ScriptInvocation, Value};
 
@@ -614,10 +615,10 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
         _ => return Err(bad()),
     };
     let rows = &reply[2..];
-    if rows.len() != keys.len() * 5 {
+    if rows.len() != keys.len() * 6 {
         return Err(bad());
     }
-    for (redis_key, row) in keys.iter().zip(rows.chunks_exact(5)) {
+    for (redis_key, row) in keys.iter().zip(rows.chunks_exact(6)) {
         let (Some(key), Some(stored)) = (key_of(redis_key), number(&row[0])) else {
             continue;
         };
@@ -634,6 +635,7 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
             age: Duration::from_micros(now.saturating_sub(stored)),
             completed: text(&row[1]) == Some(b"1") && size.is_some(),
             claim: LiveClaim::if_live(live, claim),
+            preview: text(&row[5]).and_then(preview_of),
         });
     }
     Ok(())
