@@ -100,7 +100,10 @@ fn exercise(url: &str) {
     let header = table.lines().next().unwrap();
     assert!(header.ends_with("ARGUMENTS"), "{table}");
     assert!(
-        table.lines().skip(1).all(|l| l.ends_with(" 1") || l.ends_with(" 2")),
+        table
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(" 1") || l.ends_with(" 2")),
         "{table}"
     );
 
@@ -471,7 +474,11 @@ fn clear_removes_the_files_of_a_store_nobody_has_open() {
         "{out}"
     );
     assert_eq!(store_files(&dir, &name), Vec::<String>::new(), "all gone");
-    assert_eq!(store_files(&dir, &other).len(), before.len(), "another function's stay");
+    assert_eq!(
+        store_files(&dir, &other).len(),
+        before.len(),
+        "another function's stay"
+    );
 
     // The function works again from nothing: it computes, stores, and is then a hit.
     let calls = cachier_testkit::Counter::new();
@@ -486,7 +493,9 @@ fn clear_removes_the_files_of_a_store_nobody_has_open() {
     assert_eq!(f.call(1), 10);
     assert_eq!(f.call(1), 10);
     assert_eq!(calls.get(), 1, "stored again, then served");
-    assert!(store_files(&dir, &name).iter().any(|f| f.ends_with(".sqlite3")));
+    assert!(store_files(&dir, &name)
+        .iter()
+        .any(|f| f.ends_with(".sqlite3")));
 }
 
 #[test]
@@ -508,7 +517,8 @@ fn clear_keeps_the_files_of_a_store_another_process_has_open() {
     let before = store_files(&dir, &name);
     let out = stdout(cachier(&url).args(["clear", &name, "--yes"]));
     assert!(
-        out.contains("cleared 1 entry") && out.contains("its files stay while a process has it open"),
+        out.contains("cleared 1 entry")
+            && out.contains("its files stay while a process has it open"),
         "{out}"
     );
     assert_eq!(store_files(&dir, &name), before, "nothing removed under it");

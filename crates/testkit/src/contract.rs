@@ -964,10 +964,19 @@ pub fn entries_show_the_previews_values_carry(open: Open) {
     };
     let long = "é".repeat(200);
     let values = [
-        (1, encode_with_preview(&"small", Some("12, \"abc\"")).expect("encode")),
+        (
+            1,
+            encode_with_preview(&"small", Some("12, \"abc\"")).expect("encode"),
+        ),
         (2, encode(&"no preview").expect("encode")),
-        (3, encode_with_preview(&vec![7u8; 1000], Some(long.as_str())).expect("encode")),
-        (4, encode_with_preview(&vec![9u8; 100_000], Some("big")).expect("encode")),
+        (
+            3,
+            encode_with_preview(&vec![7u8; 1000], Some(long.as_str())).expect("encode"),
+        ),
+        (
+            4,
+            encode_with_preview(&vec![9u8; 100_000], Some("big")).expect("encode"),
+        ),
         (5, b"garbage".to_vec()),
     ];
     for (n, value) in &values {
