@@ -40,7 +40,10 @@ fn a_store_is_removed_only_once_nobody_has_it_open_and_it_is_empty() {
         f.call(1);
         g.call(1);
         let before = files_of(&dir, name);
-        assert!(before.iter().any(|f| f.ends_with(".open.lock")), "{before:?}");
+        assert!(
+            before.iter().any(|f| f.ends_with(".open.lock")),
+            "{before:?}"
+        );
         assert!(before.iter().any(|f| f.ends_with(".changes")), "{before:?}");
         let others = files_of(&dir, other);
 
@@ -52,7 +55,11 @@ fn a_store_is_removed_only_once_nobody_has_it_open_and_it_is_empty() {
         assert_eq!(files_of(&dir, name), before);
         f.call(5);
         drop(f);
-        assert_eq!(remove(), Removal::NotEmpty, "nobody has it open, but it holds an entry");
+        assert_eq!(
+            remove(),
+            Removal::NotEmpty,
+            "nobody has it open, but it holds an entry"
+        );
         // (SQLite drops its -wal and -shm files when its last connection closes.)
         let lasting = |files: Vec<String>| -> Vec<String> {
             files
@@ -70,7 +77,11 @@ fn a_store_is_removed_only_once_nobody_has_it_open_and_it_is_empty() {
         drop(f);
         assert_eq!(remove(), Removal::Removed, "separate_files: {separate}");
         assert_eq!(files_of(&dir, name), Vec::<String>::new());
-        assert_eq!(files_of(&dir, other), others, "another function's files stay");
+        assert_eq!(
+            files_of(&dir, other),
+            others,
+            "another function's files stay"
+        );
         assert_eq!(remove(), Removal::Absent);
 
         // The function works again from nothing.
@@ -109,14 +120,25 @@ fn stores_opened_during_removals_keep_their_writes() {
     while Instant::now() < deadline || rounds < 50 {
         let core: Arc<dyn Core> = backend(&dir, false).core(&ns).unwrap();
         let key = cachier_core::Key::of(&rounds).unwrap();
-        core.put(&key, b"v", None).unwrap();
-        let entry = core.get(&key).unwrap().expect("the value just stored");
-        assert_eq!(entry.value.as_deref(), Some(&b"v"[..]), "round {rounds}");
+        // Empty while open: a removal must still leave it alone.
         core.clear_cache().unwrap();
-        drop(core);
+        std::thread::yield_now();
+        core.put(&key, b"v", None).unwrap();
+        // Another handle opens the store by its path: it must find the same files.
+        let other: Arc<dyn Core> = backend(&dir, false).core(&ns).unwrap();
+        let entry = other.get(&key).unwrap();
+        assert!(
+            entry.is_some_and(|e| e.value.as_deref() == Some(&b"v"[..])),
+            "round {rounds}: the store was removed under an open handle"
+        );
+        core.clear_cache().unwrap();
+        drop((core, other));
         rounds += 1;
     }
     stop.store(true, Ordering::Relaxed);
     let removed = remover.join().unwrap();
-    assert!(removed > 0, "removals ran between the rounds ({rounds} rounds)");
+    assert!(
+        removed > 0,
+        "removals ran between the rounds ({rounds} rounds)"
+    );
 }
