@@ -737,24 +737,28 @@ mod tests {
         let reply = vec![
             bulk("100"),
             bulk("500000"), // now: 100.5 s
-            // A completed entry, stored at 100 s, 42 bytes, with a lapsed claim.
+            // A completed entry, stored at 100 s, 42 bytes, with a lapsed claim; its value
+            // starts with an envelope carrying the preview "7".
             bulk("100000000"),
             bulk("1"),
             bulk("old"),
             bulk("100400000"),
             Value::Int(42),
+            Value::BulkString(vec![2, 0, 1, b'7', 14]),
             // A placeholder under a live claim.
             bulk("100200000"),
             bulk("0"),
             bulk("tok"),
             bulk("101000000"),
             Value::Int(-1),
+            Value::Nil,
             // Gone since the SCAN.
             Value::Nil,
             Value::Nil,
             Value::Nil,
             Value::Nil,
             Value::Int(-1),
+            Value::Nil,
         ];
         let mut out = Vec::new();
         listed(&keys, &reply, &mut out).unwrap();
@@ -764,12 +768,14 @@ mod tests {
         assert_eq!(out[0].age, Duration::from_millis(500));
         assert!(out[0].completed && !out[0].being_calculated());
         assert_eq!(out[0].claim_owner(), None);
+        assert_eq!(out[0].preview.as_deref(), Some("7"));
         assert_eq!(out[1].size, 0);
+        assert_eq!(out[1].preview, None);
         assert!(!out[1].completed && out[1].being_calculated());
         assert_eq!(out[1].claim_owner(), Some("tok"));
         assert_eq!(out[1].age, Duration::from_millis(300));
         assert!(
-            listed(&keys, &reply[..10], &mut out).is_err(),
+            listed(&keys, &reply[..12], &mut out).is_err(),
             "short reply"
         );
         assert!(listed(&keys, &[], &mut out).is_err(), "no clock");
