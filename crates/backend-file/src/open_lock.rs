@@ -187,8 +187,11 @@ pub fn remove_unused_store(
 /// Whether the single store at `path` holds no row (a missing store is empty). A file that is
 /// not one of our databases is not empty: it stays.
 fn single_store_is_empty(path: &Path) -> Result<bool, Error> {
-    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_file()) {
-        return Ok(!fs::symlink_metadata(path).is_ok());
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => {}
+        Ok(_) => return Ok(false), // a link or a directory: not ours to remove
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(true),
+        Err(error) => return Err(io_error("remove_unused_store", path, error)),
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
