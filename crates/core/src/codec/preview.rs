@@ -113,7 +113,18 @@ struct Compound<'a> {
     close: &'static str,
 }
 
-impl Compound<'_> {
+impl<'a> Compound<'a> {
+    /// A struct's fields, after its name: `Name { a: 1 }`, or `Name {}` without any.
+    fn fields(r: &'a mut Renderer, name: &str) -> Result<Compound<'a>, Full> {
+        r.put(name)?;
+        r.put(" {")?;
+        Ok(Compound {
+            r,
+            first: true,
+            close: "}",
+        })
+    }
+
     fn separate(&mut self) -> Result<(), Full> {
         if std::mem::take(&mut self.first) {
             Ok(())
@@ -129,6 +140,11 @@ impl Compound<'_> {
 
     fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Full> {
         self.separate()?;
+        if self.close == "}" {
+            // The first field: a space after the brace, and one before the closing one.
+            self.r.put(" ")?;
+            self.close = " }";
+        }
         self.r.put(name)?;
         self.r.put(": ")?;
         value.serialize(&mut *self.r)
@@ -294,13 +310,7 @@ impl<'a> ser::Serializer for &'a mut Renderer {
     }
     fn serialize_struct(self, name: &'static str, _: usize) -> Result<Compound<'a>, Full> {
         self.begin();
-        self.put(name)?;
-        self.put(" { ")?;
-        Ok(Compound {
-            r: self,
-            first: true,
-            close: " }",
-        })
+        Compound::fields(self, name)
     }
     fn serialize_struct_variant(
         self,
@@ -442,6 +452,9 @@ mod tests {
         let map: BTreeMap<&str, Vec<u8>> = [("k", vec![1, 2])].into();
         assert_eq!(render_preview(&map), r#"{"k": [1, 2]}"#);
         assert_eq!(render_preview(&()), "()");
+        #[derive(serde::Serialize)]
+        struct Empty {}
+        assert_eq!(render_preview(&(Empty {}, 1u8)), "Empty {}, 1");
     }
 
     #[test]
