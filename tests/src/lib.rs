@@ -183,7 +183,7 @@ macro_rules! async_multiprocess_tests {
 }
 
 /// Tests that change the global settings. Instantiate them only in `tests/tests/globals.rs`,
-/// whose tests all hold [`globals::LOCK`], so no other test sees their changes.
+/// whose tests all hold the lock of `globals.rs`, so no other test sees their changes.
 #[macro_export]
 macro_rules! global_conformance_tests {
     ($spec:expr) => {

@@ -102,7 +102,7 @@ const STRESS_NEW_KEY_EVERY: Duration = Duration::from_millis(5);
 const STRESS_WINDOW: u64 = 20;
 
 /// The stress load of one process: `threads` threads, from `start_at` (Unix ms) for
-/// `duration`, call `f` on the keys brought in lately (one every [`STRESS_NEW_KEY_EVERY`],
+/// `duration`, call `f` on the keys brought in lately (one every `STRESS_NEW_KEY_EVERY`,
 /// on the same schedule in every process), in a random order. Panics on a wrong value;
 /// returns how many calls were made.
 pub fn stress_calls(

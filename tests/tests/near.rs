@@ -67,6 +67,17 @@ mod redis {
         near_cache_sees_other_processes_changes, stress_no_duplicate_computations);
 }
 
+/// A cluster's writes are heard by a subscription on any one node.
+#[cfg(feature = "redis")]
+mod redis_cluster {
+    fn spec() -> Option<String> {
+        super::near_everywhere();
+        super::service_url("CACHIER_TEST_REDIS_CLUSTER_URL", "redis cluster near cache")
+            .map(|url| format!("redis:{url}"))
+    }
+    cachier_conformance::multiprocess_tests!(@cases spec; near_cache_sees_other_processes_changes);
+}
+
 #[cfg(feature = "postgres")]
 mod postgres {
     fn spec() -> Option<String> {

@@ -5,6 +5,20 @@ use std::path::PathBuf;
 use crate::FileBackend;
 
 /// Configures a [`FileBackend`].
+///
+/// ```
+/// use cachier_backend_file::FileBackend;
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let backend = FileBackend::builder()
+///     .cache_dir(dir.path())
+///     .separate_files(true) // one file per entry, which can be listed and deleted by hand
+///     .build();
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// assert_eq!(square.call(12), 144);
+/// assert!(std::fs::read_dir(dir.path())?.count() > 0); // the store lives in the directory
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Default)]
 #[must_use]
 pub struct FileBackendBuilder {

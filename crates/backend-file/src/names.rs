@@ -1,12 +1,14 @@
 //! Names in the cache directory: every file and directory of a function is named after its
 //! namespace's [`file_stem`].
 
+use sha2::{Digest, Sha256};
+
 /// The longest readable part of a store's file name (the hash suffix keeps it unique).
 const MAX_READABLE: usize = 80;
 
 /// A store's file name for `namespace`: its letters, digits, `_`, `-`, `.` and `@` (others
 /// become `_`, `::` becomes `.`, leading dots go, at most 80 of them), then `-` and 16 hex
-/// digits of the namespace's BLAKE3 hash. No namespace can name a path outside the cache
+/// digits of the namespace's SHA-256 hash. No namespace can name a path outside the cache
 /// directory, a hidden file, or a reserved device name, and distinct namespaces never share a
 /// file.
 pub fn file_stem(namespace: &str) -> String {
@@ -24,9 +26,9 @@ pub fn file_stem(namespace: &str) -> String {
     let readable = readable.trim_start_matches(['.', '-']);
     let readable = &readable[..readable.len().min(MAX_READABLE)];
     let readable = if readable.is_empty() { "fn" } else { readable };
-    let hash = blake3::hash(namespace.as_bytes());
+    let hash = Sha256::digest(namespace.as_bytes());
     let mut stem = format!("{readable}-");
-    cachier_core::push_hex(&mut stem, &hash.as_bytes()[..8]);
+    cachier_core::push_hex(&mut stem, &hash[..8]);
     stem
 }
 

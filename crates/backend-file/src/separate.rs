@@ -1,8 +1,8 @@
 //! `separate_files` mode: one file per entry, `<dir>/<64 hex digits of the key>`, replaced
 //! atomically (written to a temporary file in the same directory, then renamed over).
 //!
-//! File layout (little endian): `b"CHR1"`, flags (bit 0: completed), 3 reserved bytes,
-//! time (ns since the Unix epoch, i64), value length (u64), BLAKE3 of the value (first 8
+//! File layout (little endian): `b"CHR2"`, flags (bit 0: completed), 3 reserved bytes,
+//! time (ns since the Unix epoch, i64), value length (u64), SHA-256 of the value (first 8
 //! bytes), then the value. A file that is short, long, or fails the checksum is damaged.
 //!
 //! `<dir>/.namespace` holds the function's namespace (then a newline), for listing tools.
@@ -20,10 +20,11 @@ use std::time::{Duration, SystemTime};
 use cachier_core::codec::PREVIEW_PREFIX_LEN;
 use cachier_core::{preview_of, Key};
 use cachier_sqlite::{move_link_aside, no_follow};
+use sha2::{Digest, Sha256};
 
 use crate::clock::{from_nanos, to_nanos};
 
-const MAGIC: &[u8; 4] = b"CHR1";
+const MAGIC: &[u8; 4] = b"CHR2";
 const HEADER: usize = 32;
 const FLAG_COMPLETED: u8 = 1;
 /// The file in each entry directory that records its function's namespace.
@@ -52,9 +53,7 @@ pub(crate) enum ReadError {
 }
 
 fn checksum(value: &[u8]) -> [u8; 8] {
-    blake3::hash(value).as_bytes()[..8]
-        .try_into()
-        .expect("8 bytes")
+    Sha256::digest(value)[..8].try_into().expect("8 bytes")
 }
 
 pub(crate) fn encode(value: &[u8], time: SystemTime) -> Vec<u8> {

@@ -40,6 +40,22 @@ pub(crate) enum Source {
 /// [`MongoBackend::from_client`].
 #[derive(Clone)]
 #[must_use]
+///
+/// ```
+/// use std::time::Duration;
+/// use cachier_backend_mongo::MongoBackend;
+///
+/// // Creates the client only: the server is first contacted by a call.
+/// let backend = MongoBackend::builder("mongodb://127.0.0.1:27017")
+///     .database("cache")
+///     .collection("memoized")
+///     .server_selection_timeout(Duration::from_secs(2))
+///     .build()?;
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// # let _ = square;
+/// // square.call(12) reads and writes MongoDB; with the server down it computes uncached.
+/// # Ok::<(), cachier_core::Error>(())
+/// ```
 pub struct MongoBackendBuilder {
     source: Source,
     database: Option<String>,

@@ -8,6 +8,7 @@ use cachier_core::{block_on, Backend, Core, Error, Key, Namespace};
 
 use crate::blocking::{RedisCore, SyncConn};
 use crate::builder::RedisBackendBuilder;
+use crate::listen::Listener;
 #[cfg(feature = "async")]
 use crate::nonblocking::RedisAsyncCore;
 use crate::ops::{self, Scope};
@@ -27,6 +28,13 @@ pub(crate) struct Shared {
     pub(crate) evict_after: Option<Duration>,
     /// The server, as it may be shown (no password).
     pub(crate) shown: String,
+    /// A cluster's seed node URLs (empty for one server): where the change listener
+    /// subscribes first.
+    pub(crate) seeds: Vec<String>,
+    /// The change channel, started on first use.
+    pub(crate) listener: Listener,
+    /// How often a waiter looks at the store while the change channel is up.
+    pub(crate) wait_poll: Duration,
 }
 
 impl RedisBackend {

@@ -6,6 +6,7 @@ use std::future::{ready, Future};
 use std::sync::Arc;
 use std::time::Duration;
 
+use cachier_core::watch::{ChangeSink, Watch};
 use cachier_core::{
     block_on, CacheEntry, Capabilities, Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, Error, Key,
 };
@@ -92,6 +93,26 @@ impl Core for RedisCore {
 
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         block_on(ops::release(self.con(), &self.scope, key, claim))
+    }
+
+    /// Every write announces its change on the prefix's channel, which the backend's listener
+    /// hears (see `listen.rs`).
+    fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        let hub = self.shared.listener.hub(&self.shared);
+        Ok(Watch::Pushed(hub.subscribe(self.scope.namespace(), sink)))
+    }
+
+    /// Sleeps until the key's end of claim is announced, looking at the store every
+    /// `wait_poll` meanwhile (and every 25 ms at most while the channel is down).
+    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+        let hub = self.shared.listener.hub(&self.shared);
+        hub.wait_key(
+            self.scope.namespace(),
+            key,
+            max,
+            self.shared.wait_poll,
+            || Ok(!self.get(key)?.is_some_and(|entry| entry.being_calculated())),
+        )
     }
 
     fn remove(&self, key: &Key) -> Result<bool, Error> {

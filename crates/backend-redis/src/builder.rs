@@ -7,6 +7,7 @@ use std::time::Duration;
 use cachier_core::Error;
 
 use crate::backend::{RedisBackend, Shared};
+use crate::listen::Listener;
 use crate::pool::{Pool, PoolSettings, Server};
 use crate::DEFAULT_PREFIX;
 
@@ -18,15 +19,37 @@ const CLUSTER_RETRIES: u32 = 3;
 /// Bounds (ms) of the wait before retrying a cluster request refused with `CLUSTERDOWN` or
 /// `TRYAGAIN`.
 const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
+/// See [`RedisBackendBuilder::heartbeat`].
+const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
+/// See [`RedisBackendBuilder::wait_poll`].
+const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// Configures a [`RedisBackend`]; made by [`RedisBackend::builder`] or
 /// [`RedisBackend::from_client`].
 #[must_use]
+///
+/// ```
+/// use std::time::Duration;
+/// use cachier_backend_redis::RedisBackend;
+///
+/// // Checks the configuration only: the server is first contacted by a call.
+/// let backend = RedisBackend::builder("redis://127.0.0.1:6379/0")
+///     .prefix("myapp")                                  // keys are `myapp:{function}:{key}`
+///     .evict_after(Duration::from_secs(7 * 24 * 3600)) // let Redis expire old entries
+///     .connect_timeout(Duration::from_secs(2))
+///     .build()?;
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// # let _ = square;
+/// // square.call(12) reads and writes Redis; with Redis down it computes uncached.
+/// # Ok::<(), cachier_core::Error>(())
+/// ```
 pub struct RedisBackendBuilder {
     source: Source,
     prefix: String,
     evict_after: Option<Duration>,
     settings: PoolSettings,
+    heartbeat: Duration,
+    wait_poll: Duration,
 }
 
 /// Where the connections come from.
@@ -49,6 +72,8 @@ impl fmt::Debug for RedisBackendBuilder {
             .field("prefix", &self.prefix)
             .field("evict_after", &self.evict_after)
             .field("settings", &self.settings)
+            .field("heartbeat", &self.heartbeat)
+            .field("wait_poll", &self.wait_poll)
             .finish()
     }
 }
@@ -140,6 +165,8 @@ impl RedisBackendBuilder {
                 reconnect_backoff: Duration::from_millis(250),
                 max_idle: 16,
             },
+            heartbeat: DEFAULT_HEARTBEAT,
+            wait_poll: DEFAULT_WAIT_POLL,
         }
     }
 
@@ -184,6 +211,23 @@ impl RedisBackendBuilder {
         self
     }
 
+    /// How often the change channel (which keeps near caches coherent and wakes waiters) is
+    /// checked with a `PING` (default 500 ms). A channel that dies without a word is found
+    /// down within twice this, and near caches stop serving then.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// How often a caller waiting for a computation in another process looks at the store
+    /// while the change channel is up (default 250 ms): the end of a claim is announced, so
+    /// this only bounds how late a lapsed lease (a crashed holder) is noticed. While the
+    /// channel is down, waiters look every 25 ms at most.
+    pub fn wait_poll(mut self, interval: Duration) -> Self {
+        self.wait_poll = interval;
+        self
+    }
+
     /// Checks the configuration. Does not connect: a server that is down now makes calls
     /// run uncached (with warnings) until it is back.
     ///
@@ -192,6 +236,7 @@ impl RedisBackendBuilder {
     /// empty prefix, or a zero timeout or TTL.
     pub fn build(self) -> Result<RedisBackend, Error> {
         let settings = self.settings;
+        let mut seeds = Vec::new();
         let (server, shown) = match self.source {
             Source::Url(url) => {
                 let shown = cachier_core::redact_url(&url);
@@ -202,8 +247,8 @@ impl RedisBackendBuilder {
                     )
                 };
                 let server = match cluster_seeds(&url) {
-                    Some(seeds) => {
-                        let seeds = seeds.map_err(|message| explain(&message))?;
+                    Some(found) => {
+                        seeds = found.map_err(|message| explain(&message))?;
                         cluster_client(&seeds, &settings).map_err(|e| explain(&e.to_string()))?
                     }
                     None => Server::Single(
@@ -216,15 +261,16 @@ impl RedisBackendBuilder {
                 let shown = format!("{:?}", client.get_connection_info().addr());
                 (Server::Single(*client), shown)
             }
-            Source::Cluster(seeds) => {
-                let shown = shown_seeds(&seeds);
-                let server = cluster_client(&seeds, &settings).map_err(|e| {
+            Source::Cluster(given) => {
+                let shown = shown_seeds(&given);
+                let server = cluster_client(&given, &settings).map_err(|e| {
                     let mut message = e.to_string();
-                    for seed in &seeds {
+                    for seed in &given {
                         message = cachier_core::redact_message(seed, &message);
                     }
                     Error::config("cluster", format!("{shown}: {message}"))
                 })?;
+                seeds = given;
                 (server, shown)
             }
         };
@@ -243,6 +289,8 @@ impl RedisBackendBuilder {
         };
         positive("connect_timeout", self.settings.connect_timeout)?;
         positive("response_timeout", self.settings.response_timeout)?;
+        positive("heartbeat", self.heartbeat)?;
+        positive("wait_poll", self.wait_poll)?;
         if let Some(ttl) = self.evict_after {
             if ttl < Duration::from_millis(1) {
                 return Err(Error::config("evict_after", "must be at least 1 ms"));
@@ -253,6 +301,9 @@ impl RedisBackendBuilder {
             prefix: self.prefix,
             evict_after: self.evict_after,
             shown,
+            seeds,
+            listener: Listener::new(self.heartbeat),
+            wait_poll: self.wait_poll,
         }))
     }
 }

@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod backend;
 mod blocking;
 mod builder;
+mod listen;
 #[cfg(feature = "async")]
 mod nonblocking;
 mod ops;

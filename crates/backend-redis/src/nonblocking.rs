@@ -38,7 +38,7 @@ impl Conn for AsyncConn<'_> {
 /// Each operation is the blocking store's, awaited on a multiplexed connection opened on the
 /// caller's runtime: a hit is one awaited round trip. Same timeouts, reconnection after a
 /// server restart and backoff after a failed connect as the blocking path. Waiting for a
-/// computation in flight polls with tokio's timer.
+/// computation in flight sleeps on the backend's change channel, as the blocking path does.
 pub(crate) struct RedisAsyncCore {
     shared: Arc<Shared>,
     scope: Scope,
@@ -95,6 +95,26 @@ impl AsyncCore for RedisAsyncCore {
         claim: &'a ClaimToken,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(ops::release(self.con(), &self.scope, key, claim))
+    }
+
+    /// Sleeps until the key's end of claim is announced (the blocking store's wait, awaited).
+    fn wait<'a>(&'a self, key: &'a Key, max: Duration) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let hub = self.shared.listener.hub(&self.shared);
+            let released = || async {
+                Ok(!ops::get(self.con(), &self.scope, key)
+                    .await?
+                    .is_some_and(|entry| entry.being_calculated()))
+            };
+            hub.wait_key_async(
+                self.scope.namespace(),
+                key,
+                max,
+                self.shared.wait_poll,
+                released,
+            )
+            .await
+        })
     }
 
     fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {

@@ -45,6 +45,12 @@ pub(crate) trait Conn: Copy + Send + Sync {
 pub(crate) struct Scope {
     /// `{prefix}:{namespace}:`
     base: String,
+    /// The namespace, as near caches and waiters subscribe to it.
+    namespace: String,
+    /// The prefix's channel of changes ([`changes_channel`]).
+    channel: String,
+    /// The message that any entry of the namespace changed: `{prefix}:{namespace}:*`.
+    all: String,
     /// `SCAN MATCH` pattern of this namespace's entries.
     pattern: String,
     /// TTL set on stored values, 0 = none.
@@ -56,6 +62,9 @@ impl Scope {
         let base = namespace_base(prefix, namespace);
         Scope {
             pattern: scan_pattern(&base),
+            namespace: namespace.as_str().to_owned(),
+            channel: changes_channel(prefix),
+            all: format!("{base}*"),
             base,
             evict_ms: evict_after.map_or(0, duration_ms),
         }
@@ -64,6 +73,11 @@ impl Scope {
     /// `{prefix}:{namespace}:`, the start of every key of this function.
     pub(crate) fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The namespace's text.
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     fn entry_key(&self, key: &Key) -> String {
@@ -99,7 +113,8 @@ pub(crate) async fn put<C: Conn>(
     put.key(scope.entry_key(key))
         .arg(value)
         .arg(claim.map_or("", ClaimToken::as_str))
-        .arg(scope.evict_ms);
+        .arg(scope.evict_ms)
+        .arg(&scope.channel);
     con.query::<i64>("put", &Request::Script(put)).await?;
     Ok(())
 }
@@ -185,7 +200,10 @@ pub(crate) async fn release<C: Conn>(
     claim: &ClaimToken,
 ) -> Result<(), Error> {
     let mut release = scripts::RELEASE.prepare_invoke();
-    release.key(scope.entry_key(key)).arg(claim.as_str());
+    release
+        .key(scope.entry_key(key))
+        .arg(claim.as_str())
+        .arg(&scope.channel);
     con.query::<i64>("release", &Request::Script(release))
         .await?;
     Ok(())
@@ -194,21 +212,23 @@ pub(crate) async fn release<C: Conn>(
 /// [`scripts::REMOVE`]: deletes the value, keeping a live claim.
 pub(crate) async fn remove<C: Conn>(con: C, scope: &Scope, key: &Key) -> Result<bool, Error> {
     let mut remove = scripts::REMOVE.prepare_invoke();
-    remove.key(scope.entry_key(key));
+    remove.key(scope.entry_key(key)).arg(&scope.channel);
     let removed: i64 = con.query("remove", &Request::Script(remove)).await?;
     Ok(removed == 1)
 }
 
-/// `UNLINK`s the function's keys, a batch (on a cluster, a slot of a batch) per round trip.
+/// [`scripts::CLEAR`]: `UNLINK`s the function's keys, a batch (on a cluster, a slot of a
+/// batch) per round trip, each batch announced.
 pub(crate) async fn clear_cache<C: Conn>(con: C, scope: &Scope) -> Result<(), Error> {
     const OPERATION: &str = "clear_cache";
     for node in primaries(con, OPERATION).await? {
         let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
         while let Some(keys) = scan.next_batch().await? {
             for keys in by_slot(con, keys) {
-                let mut unlink = redis::cmd("UNLINK");
-                unlink.arg(&keys);
-                con.query::<Value>(OPERATION, &Request::Cmd(unlink)).await?;
+                let mut clear = with_keys(&scripts::CLEAR, &keys);
+                clear.arg(&scope.channel).arg(&scope.all);
+                con.query::<Value>(OPERATION, &Request::Script(clear))
+                    .await?;
             }
         }
     }
@@ -222,8 +242,10 @@ pub(crate) async fn clear_being_calculated<C: Conn>(con: C, scope: &Scope) -> Re
         let mut scan = Scan::new(con, OPERATION, &scope.pattern, node.as_ref());
         while let Some(keys) = scan.next_batch().await? {
             for keys in by_slot(con, keys) {
-                let request = Request::Script(with_keys(&scripts::UNCLAIM, &keys));
-                con.query::<Value>(OPERATION, &request).await?;
+                let mut unclaim = with_keys(&scripts::UNCLAIM, &keys);
+                unclaim.arg(&scope.channel).arg(&scope.all);
+                con.query::<Value>(OPERATION, &Request::Script(unclaim))
+                    .await?;
             }
         }
     }
@@ -243,7 +265,10 @@ pub(crate) async fn delete_stale_entries<C: Conn>(
         while let Some(keys) = scan.next_batch().await? {
             for keys in by_slot(con, keys) {
                 let mut script = with_keys(&scripts::DELETE_STALE, &keys);
-                script.arg(duration_us(older_than));
+                script
+                    .arg(duration_us(older_than))
+                    .arg(&scope.channel)
+                    .arg(&scope.all);
                 let reply = con.query(OPERATION, &Request::Script(script)).await?;
                 deleted += decode::<u64>(OPERATION, reply)?;
             }
@@ -319,7 +344,10 @@ pub(crate) async fn namespaces<C: Conn>(con: C, prefix: &str) -> Result<Vec<Name
 
 /// The nodes a walk over keys visits: `[None]` (the server) on a single server, every
 /// primary of a cluster otherwise (`SCAN` sees one node's keys; replicas hold copies).
-async fn primaries<C: Conn>(con: C, operation: &'static str) -> Result<Vec<Option<Node>>, Error> {
+pub(crate) async fn primaries<C: Conn>(
+    con: C,
+    operation: &'static str,
+) -> Result<Vec<Option<Node>>, Error> {
     if !con.cluster() {
         return Ok(vec![None]);
     }
@@ -641,6 +669,24 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
     Ok(())
 }
 
+/// The channel the writes under `prefix` announce their changes on: `{prefix}:changes`. The
+/// braces are a hash tag, so that the name keeps to one slot should it ever be used with
+/// sharded pub/sub; plain `PUBLISH`, which the scripts use, reaches every node of a cluster.
+pub(crate) fn changes_channel(prefix: &str) -> String {
+    format!("{{{prefix}}}:changes")
+}
+
+/// What a message on the changes channel of `prefix` says: the namespace, and the key that
+/// changed or `None` for any of its entries. `None` for a message of another shape.
+pub(crate) fn change_of<'m>(prefix: &str, message: &'m [u8]) -> Option<(&'m str, Option<Key>)> {
+    if let Some(all) = message.strip_suffix(b":*") {
+        let text = std::str::from_utf8(all).ok()?;
+        let name = text.strip_prefix(prefix)?.strip_prefix(':')?;
+        return (!name.is_empty()).then_some((name, None));
+    }
+    Some((namespace_of(prefix, message)?, Some(key_of(message)?)))
+}
+
 /// `{prefix}:{namespace}:`, to which an entry's key appends its key hex.
 pub(crate) fn namespace_base(prefix: &str, namespace: &Namespace) -> String {
     let mut base = String::with_capacity(prefix.len() + namespace.as_str().len() + 66);
@@ -779,6 +825,21 @@ mod tests {
             "short reply"
         );
         assert!(listed(&keys, &[], &mut out).is_err(), "no clock");
+    }
+
+    #[test]
+    fn change_messages_name_a_key_or_a_whole_namespace() {
+        let hex = "0f".repeat(32);
+        let key = Key::from_hex(&hex);
+        let of = |m: String| change_of("app", m.as_bytes()).map(|(n, k)| (n.to_owned(), k));
+        assert_eq!(of(format!("app:m::f:{hex}")), Some(("m::f".into(), key)));
+        assert_eq!(of("app:m::f:*".into()), Some(("m::f".into(), None)));
+        assert_eq!(of("app:a:*:*".into()), Some(("a:*".into(), None)));
+        assert_eq!(of("app::*".into()), None, "empty namespace");
+        assert_eq!(of("other:f:*".into()), None, "another prefix");
+        assert_eq!(of("app:f:notakey".into()), None);
+        assert_eq!(change_of("app", b"app:\xff:*"), None);
+        assert_eq!(changes_channel("app"), "{app}:changes");
     }
 
     #[test]

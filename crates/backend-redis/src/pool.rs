@@ -270,6 +270,10 @@ impl Pool {
         &self.server
     }
 
+    pub(crate) fn settings(&self) -> &PoolSettings {
+        &self.settings
+    }
+
     /// Whether the connections go to a cluster (keys of one request must share a slot, and
     /// walks visit every primary).
     pub(crate) fn is_cluster(&self) -> bool {

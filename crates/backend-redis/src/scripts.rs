@@ -5,6 +5,14 @@
 //! holder's token) and `lease` (µs deadline of the claim, by the server's clock). All times
 //! come from `TIME` inside the script, so clients whose clocks disagree still agree.
 //!
+//! Every script that changes what an entry holds (a value stored, overwritten or deleted, a
+//! claim ended) also `PUBLISH`es the change on the prefix's channel (`{prefix}:changes`), in
+//! the same atomic step: the entry's Redis key for one entry, `{prefix}:{namespace}:*` for
+//! any entry of a namespace. Near caches and waiters in every process listen there
+//! (`listen.rs`). A claim taken or renewed changes no value and announces nothing. The
+//! publish is a `pcall`: a user the server's ACL denies the channel still writes (its near
+//! caches then never hear the channel and stay off, and its waiters poll).
+//!
 //! Lua numbers are doubles: µs timestamps (about 2^51 today) are exact, and they are written
 //! with `%.0f` (Redis' own number-to-string conversion keeps only 14 digits).
 
@@ -76,8 +84,8 @@ return 1
     )
 });
 
-/// `KEYS[1]` entry; `ARGV`: value, token (or empty), eviction ms (0 = never). Stores the
-/// value and releases the token's claim in the same step. Unless another holder's claim is
+/// `KEYS[1]` entry; `ARGV`: value, token (or empty), eviction ms (0 = never), channel. Stores
+/// the value and releases the token's claim in the same step, and announces it. Unless another holder's claim is
 /// on the entry, the hash is rewritten from scratch, which also drops a placeholder's TTL.
 pub(crate) static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -96,6 +104,7 @@ else
   redis.call('HSET', key, 'value', ARGV[1], 'time', now, 'completed', '1')
 end
 if ARGV[3] ~= '0' then redis.call('PEXPIRE', key, ARGV[3]) end
+redis.pcall('PUBLISH', ARGV[4], key)
 return 1
 "#,
     )
@@ -118,8 +127,8 @@ return 1
     ))
 });
 
-/// `KEYS[1]` entry; `ARGV[1]` token. Drops the claim if it is the token's; a placeholder
-/// (no value) goes with it.
+/// `KEYS[1]` entry; `ARGV`: token, channel. Drops the claim if it is the token's (a
+/// placeholder, with no value, goes with it) and announces it, so waiters wake.
 pub(crate) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
@@ -131,12 +140,13 @@ if redis.call('HEXISTS', key, 'value') == 1 then
 else
   redis.call('DEL', key)
 end
+redis.pcall('PUBLISH', ARGV[2], key)
 return 1
 "#
     ))
 });
 
-/// `KEYS[1]` entry. Deletes its value; returns 1 if there was one. Under a live claim the
+/// `KEYS[1]` entry; `ARGV[1]` channel. Deletes its value; returns 1 if there was one. Under a live claim the
 /// hash stays as a claim-only placeholder, which expires with the claim's lease like one the
 /// claim made; otherwise the whole hash goes (garbage too).
 pub(crate) static REMOVE: LazyLock<Script> = LazyLock::new(|| {
@@ -156,14 +166,15 @@ if live(h[1], h[2], now) then
 else
   redis.call('DEL', key)
 end
+redis.pcall('PUBLISH', ARGV[1], key)
 if had then return 1 end
 return 0
 "#
     ))
 });
 
-/// `KEYS`: a batch of entries. Drops every claim (and claim-only placeholders); returns how
-/// many claims went.
+/// `KEYS`: a batch of entries; `ARGV`: channel, the namespace's message. Drops every claim
+/// (and claim-only placeholders); returns how many claims went, announced when any did.
 pub(crate) static UNCLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
@@ -179,13 +190,27 @@ for _, key in ipairs(KEYS) do
     n = n + 1
   end
 end
+if n > 0 then redis.pcall('PUBLISH', ARGV[1], ARGV[2]) end
 return n
 "#
     ))
 });
 
-/// `KEYS`: a batch of entries; `ARGV[1]`: the age limit in µs. Deletes entries older than
-/// the limit (and garbled ones), except those under a live claim; returns how many.
+/// `KEYS`: a batch of entries; `ARGV`: channel, the namespace's message. Deletes them all and
+/// announces it.
+pub(crate) static CLEAR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('UNLINK', unpack(KEYS))
+redis.pcall('PUBLISH', ARGV[1], ARGV[2])
+return #KEYS
+"#,
+    )
+});
+
+/// `KEYS`: a batch of entries; `ARGV`: the age limit in µs, channel, the namespace's message. Deletes entries older than
+/// the limit (and garbled ones), except those under a live claim; returns how many, announced
+/// when any.
 pub(crate) static DELETE_STALE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         prelude!(),
@@ -205,6 +230,7 @@ for _, key in ipairs(KEYS) do
     end
   end
 end
+if n > 0 then redis.pcall('PUBLISH', ARGV[2], ARGV[3]) end
 return n
 "#
     ))

@@ -62,6 +62,23 @@ pub(crate) enum Source {
 /// [`S3Backend::from_s3_builder`].
 #[derive(Clone)]
 #[must_use]
+///
+/// ```
+/// use std::time::Duration;
+/// use cachier_backend_s3::S3Backend;
+///
+/// // Creates the client only: nothing is sent until a call.
+/// let backend = S3Backend::builder("my-bucket")
+///     .prefix("cache")
+///     .region("eu-west-1")
+///     .endpoint("http://127.0.0.1:9000") // an S3-compatible server; leave out for AWS
+///     .request_timeout(Duration::from_secs(5))
+///     .build()?;
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// # let _ = square;
+/// // square.call(12) reads and writes the bucket; with it unreachable it computes uncached.
+/// # Ok::<(), cachier_core::Error>(())
+/// ```
 pub struct S3BackendBuilder {
     source: Source,
     prefix: Option<String>,

@@ -8,8 +8,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cachier_core::watch::{ChangeSink, Watch};
 use cachier_core::{
-    block_on, CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key,
+    block_on, poll_until_released, CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo,
+    Error, Key,
 };
 
 use crate::dialect::{Statements, Stmt};
@@ -40,6 +42,23 @@ pub(crate) trait BlockingDriver: Send + Sync + fmt::Debug {
     ) -> Result<Vec<String>, Error>;
     /// The database file, for SQLite.
     fn path(&self) -> Option<&Path> {
+        None
+    }
+    /// See [`Core::watch`]; by default nothing tells of changes.
+    fn watch(&self, function_id: &str, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        let _ = (function_id, sink);
+        Ok(Watch::Unwatched)
+    }
+    /// See [`Core::wait`], with `released` asking the table whether the claim ended; `None`
+    /// when the driver cannot be told (the caller polls).
+    fn wait(
+        &self,
+        function_id: &str,
+        key: &Key,
+        max: Duration,
+        released: &mut dyn FnMut() -> Result<bool, Error>,
+    ) -> Option<Result<bool, Error>> {
+        let _ = (function_id, key, max, released);
         None
     }
 }
@@ -129,6 +148,22 @@ impl Core for SqlCore {
 
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         block_on(self.ops().release(key, claim))
+    }
+
+    /// PostgreSQL: the writes notify the table's channel, which the backend's listener hears.
+    /// SQLite: unwatched.
+    fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        self.driver.watch(&self.function_id, sink)
+    }
+
+    /// PostgreSQL: sleeps until the end of the key's claim is notified, looking at the table
+    /// every `wait_poll` meanwhile. SQLite: polls.
+    fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
+        let mut released = || Ok(!self.get(key)?.is_some_and(|e| e.being_calculated()));
+        match self.driver.wait(&self.function_id, key, max, &mut released) {
+            Some(outcome) => outcome,
+            None => poll_until_released(self, key, max),
+        }
     }
 
     fn remove(&self, key: &Key) -> Result<bool, Error> {

@@ -93,7 +93,7 @@ impl Target {
         }
         #[cfg(not(feature = "sqlite"))]
         {
-            Err(Error::config("url", "SQLite support is not compiled in: enable the `sqlite` feature of cachier-backend-sql (`sql-sqlite` of cachier)"))
+            Err(Error::config("url", "SQLite support is not compiled in: enable the `sqlite` feature of cachier-rs-backend-sql (`sql-sqlite` of cachier-rs)"))
         }
     }
 
@@ -107,7 +107,7 @@ impl Target {
             let _ = url;
             Err(Error::config(
                 "url",
-                "PostgreSQL support is not compiled in: enable the `postgres` feature of cachier-backend-sql (`sql-postgres` of cachier)",
+                "PostgreSQL support is not compiled in: enable the `postgres` feature of cachier-rs-backend-sql (`sql-postgres` of cachier-rs)",
             ))
         }
     }
@@ -115,13 +115,41 @@ impl Target {
 
 /// Configures an [`SqlBackend`]: the table name (validated), the pool size and the connect
 /// timeout.
+///
+/// ```
+/// # fn main() -> Result<(), cachier_core::Error> {
+/// # #[cfg(feature = "sqlite")] {
+/// use std::time::Duration;
+/// use cachier_backend_sql::SqlBackend;
+///
+/// // `postgres://user@host/db` the same way (feature `postgres`).
+/// let backend = SqlBackend::builder("sqlite::memory:")?
+///     .table("memoized")
+///     .pool_size(4)
+///     .connect_timeout(Duration::from_secs(2))
+///     .build()?;
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x).backend(backend).build()?;
+/// assert_eq!(square.call(12), 144);
+/// assert_eq!(square.call(12), 144);
+/// assert_eq!(square.stats().hits, 1);
+/// # }
+/// # Ok(())
+/// # }
+/// ```
 #[must_use]
 pub struct SqlBackendBuilder {
     target: Target,
     table: String,
     pool_size: usize,
     connect_timeout: Option<Duration>,
+    heartbeat: Duration,
+    wait_poll: Duration,
 }
+
+/// See [`SqlBackendBuilder::heartbeat`].
+const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
+/// See [`SqlBackendBuilder::wait_poll`].
+const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
 
 impl fmt::Debug for SqlBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -129,6 +157,8 @@ impl fmt::Debug for SqlBackendBuilder {
             .field("table", &self.table)
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("wait_poll", &self.wait_poll)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +170,8 @@ impl SqlBackendBuilder {
             table: DEFAULT_TABLE.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
             connect_timeout: None,
+            heartbeat: DEFAULT_HEARTBEAT,
+            wait_poll: DEFAULT_WAIT_POLL,
         }
     }
 
@@ -170,6 +202,24 @@ impl SqlBackendBuilder {
         self
     }
 
+    /// PostgreSQL: how often the change channel (which keeps near caches coherent and wakes
+    /// waiters) is checked with an empty query (default 500 ms). A channel that dies without
+    /// a word is found down within twice this, and near caches stop serving then. SQLite has
+    /// no channel.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// PostgreSQL: how often a caller waiting for a computation in another process looks at
+    /// the table while the change channel is up (default 250 ms): the end of a claim is
+    /// notified, so this only bounds how late a lapsed lease (a crashed holder) is noticed.
+    /// While the channel is down, waiters look every 25 ms at most. SQLite always polls so.
+    pub fn wait_poll(mut self, interval: Duration) -> Self {
+        self.wait_poll = interval;
+        self
+    }
+
     /// Checks the configuration and builds the backend. No connection is made yet: the
     /// schema is created (or checked) by the first operation that reaches the database.
     ///
@@ -183,6 +233,12 @@ impl SqlBackendBuilder {
         if self.connect_timeout.is_some_and(|t| t.is_zero()) {
             return Err(Error::config("connect_timeout", "must be longer than zero"));
         }
+        if self.heartbeat.is_zero() {
+            return Err(Error::config("heartbeat", "must be longer than zero"));
+        }
+        if self.wait_poll.is_zero() {
+            return Err(Error::config("wait_poll", "must be longer than zero"));
+        }
         match self.target {
             #[cfg(feature = "sqlite")]
             Target::Sqlite(location) => Ok(SqlBackend {
@@ -192,9 +248,15 @@ impl SqlBackendBuilder {
             }),
             #[cfg(feature = "postgres")]
             Target::Postgres(config) => {
-                use crate::postgres::{PgDriver, Server};
-                // Both pools share the server's schema set-up and fail-fast state.
-                let server = Server::new(*config, table, self.pool_size, self.connect_timeout);
+                use crate::postgres::{PgDriver, Push, Server};
+                // Both pools share the server's schema set-up, fail-fast state and change
+                // channel.
+                let push = Push {
+                    heartbeat: self.heartbeat,
+                    wait_poll: self.wait_poll,
+                };
+                let server =
+                    Server::new(*config, table, self.pool_size, self.connect_timeout, push);
                 Ok(SqlBackend {
                     driver: Arc::new(PgDriver::new(server.clone())),
                     #[cfg(feature = "async")]

@@ -172,6 +172,16 @@ pub(crate) enum Stmt {
 /// Number of [`Stmt`] variants.
 pub(crate) const STMT_COUNT: usize = 14;
 
+/// Statement texts of a [`Statements`]: each [`Stmt`], then (PostgreSQL) each write's form
+/// that also notifies listeners ([`Statements::slot`]).
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+pub(crate) const SLOTS: usize = 2 * STMT_COUNT;
+
+/// Longest namespace (in bytes) whose changes PostgreSQL announces: a `NOTIFY` payload (the
+/// key's 64 hex digits, a space and the namespace) must stay under 8000 bytes. Functions with
+/// longer names write without notifying, and their near caches are not pushed to.
+pub(crate) const MAX_NOTIFIED_NAMESPACE: usize = 7900;
+
 impl Stmt {
     /// Index into [`Statements::sql`] and into per-connection caches of prepared statements.
     pub(crate) fn index(self) -> usize {
@@ -184,6 +194,12 @@ impl Stmt {
 pub(crate) struct Statements {
     pub(crate) table: TableName,
     sql: [String; STMT_COUNT],
+    /// The notifying form of each write (PostgreSQL only), by [`Stmt::index`].
+    notifying: [Option<String>; STMT_COUNT],
+    /// `()` → the name of the channel the writes notify (PostgreSQL; NULL while the table does
+    /// not exist).
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) channel_query: Option<String>,
     /// DDL: the cache table.
     pub(crate) create_table: String,
     /// DDL: the metadata table (name → value).
@@ -291,6 +307,37 @@ impl Statements {
             blob = d.blob_type(),
             time = d.time_type(),
         );
+        let mut notifying: [Option<String>; STMT_COUNT] = std::array::from_fn(|_| None);
+        let mut channel_query = None;
+        if d == Dialect::Postgres {
+            // The channel is named after the table's OID: every session that resolves the
+            // same table (whatever its search path) hears the same writes.
+            let channel = format!("'cachier_' || '{t}'::regclass::oid::text");
+            let key = "$2::text || ' ' || $1::text";
+            let all = "'* ' || $1::text";
+            for (stmt, payload) in [
+                (Stmt::Put, key),
+                (Stmt::ReleasePlaceholder, key),
+                (Stmt::Release, key),
+                (Stmt::RemoveUnclaimed, key),
+                (Stmt::DropValue, key),
+                (Stmt::ClearCache, all),
+                (Stmt::ClearClaims, all),
+                (Stmt::DeleteStale, all),
+            ] {
+                // One notification, delivered on commit, and only when a row changed; the
+                // statement answers how many did.
+                notifying[stmt.index()] = Some(format!(
+                    "WITH changed AS ({} RETURNING 1), \
+                     told AS (SELECT pg_notify({channel}, {payload}) FROM changed LIMIT 1) \
+                     SELECT count(*) FROM changed LEFT JOIN told ON TRUE",
+                    sql[stmt.index()]
+                ));
+            }
+            channel_query = Some(format!(
+                "SELECT 'cachier_' || to_regclass('{t}')::oid::text"
+            ));
+        }
         let m = &table.quoted_meta;
         let create_meta =
             format!("CREATE TABLE IF NOT EXISTS {m} (name TEXT PRIMARY KEY, value TEXT NOT NULL)");
@@ -302,6 +349,8 @@ impl Statements {
         Statements {
             table,
             sql,
+            notifying,
+            channel_query,
             create_table,
             create_meta,
             select_version,
@@ -310,8 +359,37 @@ impl Statements {
     }
 
     /// The text of `stmt`.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn sql(&self, stmt: Stmt) -> &str {
         &self.sql[stmt.index()]
+    }
+
+    /// The slot of `stmt` as run for `function_id`: its notifying form where it has one and
+    /// the namespace fits a payload, else the plain statement.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn slot(&self, stmt: Stmt, function_id: Option<&str>) -> usize {
+        let fits = function_id.is_some_and(|id| id.len() <= MAX_NOTIFIED_NAMESPACE);
+        if fits && self.notifying[stmt.index()].is_some() {
+            STMT_COUNT + stmt.index()
+        } else {
+            stmt.index()
+        }
+    }
+
+    /// The text of a slot.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn sql_at(&self, slot: usize) -> &str {
+        match slot.checked_sub(STMT_COUNT) {
+            Some(i) => self.notifying[i].as_deref().unwrap_or(&self.sql[i]),
+            None => &self.sql[slot],
+        }
+    }
+
+    /// Whether the slot's statement answers with one row holding a count (a notifying
+    /// write), rather than with the number of rows it changed.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn counts_in_a_row(slot: usize) -> bool {
+        slot >= STMT_COUNT
     }
 }
 
@@ -445,6 +523,36 @@ mod tests {
         let t = TableName::parse("s.Tab").unwrap();
         assert_eq!(t.quoted, "\"s\".\"Tab\"");
         assert_eq!(t.quoted_meta, "\"s\".\"Tab_meta\"");
+    }
+
+    #[test]
+    fn postgres_writes_notify_unless_the_namespace_is_too_long() {
+        let t = TableName::parse("s.t").unwrap();
+        let pg = Statements::new(Dialect::Postgres, t.clone());
+        let lite = Statements::new(Dialect::Sqlite, t);
+        let slot = pg.slot(Stmt::Put, Some("m::f"));
+        assert!(Statements::counts_in_a_row(slot));
+        assert!(pg
+            .sql_at(slot)
+            .contains("pg_notify('cachier_' || '\"s\".\"t\"'::regclass"));
+        assert!(pg.sql_at(slot).starts_with("WITH changed AS (INSERT"));
+        let long = "n".repeat(MAX_NOTIFIED_NAMESPACE + 1);
+        assert_eq!(pg.slot(Stmt::Put, Some(&long)), Stmt::Put.index());
+        assert_eq!(
+            pg.slot(Stmt::Get, Some("m::f")),
+            Stmt::Get.index(),
+            "reads do not"
+        );
+        assert_eq!(
+            pg.slot(Stmt::Claim, Some("m::f")),
+            Stmt::Claim.index(),
+            "claims do not"
+        );
+        assert_eq!(lite.slot(Stmt::Put, Some("m::f")), Stmt::Put.index());
+        assert!(lite.channel_query.is_none());
+        assert!(pg
+            .sql_at(pg.slot(Stmt::ClearCache, Some("f")))
+            .contains("'* ' || $1::text"));
     }
 
     #[test]

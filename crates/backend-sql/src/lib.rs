@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Without a driver feature no backend can exist (every constructor returns a configuration
 // error naming the feature), so the code after those constructors is unreachable and what it
 // imports unused.

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier_core::{AsyncCore, BoxFuture, CacheEntry, Claim, ClaimToken, Error, Key};
+use cachier_core::{AsyncCore, Backoff, BoxFuture, CacheEntry, Claim, ClaimToken, Error, Key};
 
 use crate::ops::Ops;
 use crate::postgres::PgAsyncPool;
@@ -54,6 +54,37 @@ impl AsyncCore for SqlAsyncCore {
         claim: &'a ClaimToken,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(self.ops().release(key, claim))
+    }
+
+    /// Sleeps until the end of the key's claim is notified (the blocking store's wait,
+    /// awaited); a namespace too long to be notified polls with a 1–25 ms backoff.
+    fn wait<'a>(&'a self, key: &'a Key, max: Duration) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let released = || async {
+                Ok(!self
+                    .ops()
+                    .get(key)
+                    .await?
+                    .is_some_and(|e| e.being_calculated()))
+            };
+            let server = self.pool.server();
+            if let Some(outcome) = server
+                .wait_async(&self.function_id, key, max, released)
+                .await
+            {
+                return outcome;
+            }
+            let mut backoff = Backoff::until(max);
+            loop {
+                if released().await? {
+                    return Ok(true);
+                }
+                match backoff.next_pause() {
+                    Some(pause) => tokio::time::sleep(pause).await,
+                    None => return Ok(false),
+                }
+            }
+        })
     }
 
     fn remove<'a>(&'a self, key: &'a Key) -> BoxFuture<'a, Result<bool, Error>> {

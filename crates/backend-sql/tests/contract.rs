@@ -56,3 +56,28 @@ mod postgres {
     cachier_testkit::store_contract_tests!(leased: open);
     cachier_testkit::store_contract_process_tests!(open);
 }
+
+/// Pushed changes between two PostgreSQL backend instances, with a fallback poll of 10 s: only
+/// the notification can wake a waiter within the bound.
+#[cfg(feature = "postgres")]
+mod postgres_push {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use cachier_backend_sql::SqlBackend;
+    use cachier_core::Backend;
+
+    fn open(_dir: &Path) -> Option<Arc<dyn Backend>> {
+        let url = cachier_testkit::service_url("CACHIER_TEST_POSTGRES_URL", "postgres push")?;
+        Some(Arc::new(
+            SqlBackend::builder(&url)
+                .expect("postgres url")
+                .wait_poll(Duration::from_secs(10))
+                .build()
+                .expect("postgres backend"),
+        ))
+    }
+
+    cachier_testkit::store_push_tests!(open);
+}

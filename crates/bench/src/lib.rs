@@ -4,6 +4,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+/// Coherence of near caches and waiters across instances (file, PostgreSQL, Redis).
+#[cfg(any(feature = "file", feature = "postgres", feature = "redis"))]
+pub mod coherence;
 #[cfg(feature = "file")]
 pub mod file;
 #[cfg(feature = "macros")]
@@ -136,6 +139,7 @@ pub(crate) fn summarize(mut per_call: Vec<f64>, calls: u64) -> Summary {
         median_ns: at(0.5),
         p10_ns: at(0.1),
         p90_ns: at(0.9),
+        p99_ns: at(0.99),
         calls,
     }
 }
@@ -156,6 +160,8 @@ pub struct Summary {
     pub p10_ns: f64,
     /// 90th percentile.
     pub p90_ns: f64,
+    /// 99th percentile (of batches, or of single calls for latency rows).
+    pub p99_ns: f64,
     /// Calls measured in all.
     pub calls: u64,
 }
@@ -207,17 +213,18 @@ pub fn server_url(vars: &[&str], default: &str) -> String {
 
 /// Prints rows as a Markdown table.
 pub fn print_table(rows: &[Row]) {
-    println!("| backend | entries | path | cachier median (p10–p90) | baseline | baseline median | ratio |");
-    println!("|---|---:|---|---:|---|---:|---:|");
+    println!("| backend | entries | path | cachier median (p10–p90) | p99 | baseline | baseline median | ratio |");
+    println!("|---|---:|---|---:|---:|---|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {} | {} ({}–{}) | {} | {} | {:.2}× |",
+            "| {} | {} | {} | {} ({}–{}) | {} | {} | {} | {:.2}× |",
             r.backend,
             r.entries,
             r.path,
             fmt_ns(r.ours.median_ns),
             fmt_ns(r.ours.p10_ns),
             fmt_ns(r.ours.p90_ns),
+            fmt_ns(r.ours.p99_ns),
             r.baseline_name,
             fmt_ns(r.baseline.median_ns),
             r.ours.median_ns / r.baseline.median_ns

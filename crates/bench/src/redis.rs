@@ -198,9 +198,47 @@ pub fn rows(config: &Config) -> Vec<Row> {
             },
         );
         rows.push(Row::new("redis", n, "hit", hit, "raw GET round trip", raw));
+        // A write alone: `precache_value` (the put script) next to a raw `HSET` of the same
+        // fields, over the stored keys.
+        let value = cachier::store::codec::encode(&0u64).expect("encode");
+        let hash_keys: Vec<String> = plain_keys.iter().map(|k| format!("{k}:h")).collect();
+        let (put, raw) = config.paired(
+            |i| {
+                let k = scattered(i, n);
+                black_box(f.precache_value(&k, k.wrapping_mul(2)).expect("put"));
+            },
+            |i| {
+                let () = redis::cmd("HSET")
+                    .arg(&hash_keys[scattered(i, n) as usize])
+                    .arg("value")
+                    .arg(&value[..])
+                    .arg("time")
+                    .arg(i)
+                    .arg("completed")
+                    .arg(1)
+                    .query(&mut con)
+                    .map(|_: i64| ())
+                    .expect("HSET");
+            },
+        );
+        rows.push(Row::new(
+            "redis",
+            n,
+            "put (precache_value)",
+            put,
+            "raw HSET round trip",
+            raw,
+        ));
 
         f.clear_cache().expect("clear");
         stale.clear_cache().expect("clear");
+        for chunk in hash_keys.chunks(5_000) {
+            let () = redis::cmd("UNLINK")
+                .arg(chunk)
+                .query(&mut con)
+                .map(|_: i64| ())
+                .expect("UNLINK");
+        }
         backend
             .core(&plain)
             .and_then(|core| core.clear_cache())

@@ -2,7 +2,7 @@
 //! (`CACHIER_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`), each next
 //! to the raw driver's prepared point SELECT (hits) and prepared upsert (misses) on the same
 //! table, measured in the same run. With `CACHIER_BENCH_PIN_CPU=<n>` the PostgreSQL rows run
-//! pinned to one CPU, with the server processes of their connections (see [`Pinning`]).
+//! pinned to one CPU, with the server processes of their connections (see `Pinning`).
 
 use crate::{overhead_fn, run_name, scattered, Config, Row};
 
@@ -285,6 +285,32 @@ pub fn postgres_rows(config: &Config) -> Vec<Row> {
             miss,
             "postgres prepared upsert (one write)",
             raw_miss,
+        ));
+        // A write alone: `precache_value` over the stored keys, next to the same upsert.
+        let (put, raw_put) = config.paired(
+            |i| {
+                let k = scattered(i, n);
+                std::hint::black_box(f.precache_value(&k, k.wrapping_mul(2)).expect("put"));
+            },
+            |i| {
+                raw.execute(
+                    &upsert,
+                    &[
+                        &raw_fid,
+                        &format!("{:064x}", scattered(i, n)),
+                        &&b"12345678"[..],
+                    ],
+                )
+                .expect("raw upsert");
+            },
+        );
+        rows.push(Row::new(
+            "postgres",
+            n,
+            "put (precache_value)",
+            put,
+            "postgres prepared upsert (one write)",
+            raw_put,
         ));
         // Leave the shared table as it was.
         f.clear_cache().expect("clear");

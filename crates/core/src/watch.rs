@@ -96,6 +96,29 @@ type Sinks = Vec<(u64, Weak<dyn ChangeSink>)>;
 struct HubState {
     next_id: u64,
     sinks: HashMap<String, Sinks>,
+    /// The callers waiting in [`ChangeHub::wait_key`], by namespace and key.
+    waiters: HashMap<String, HashMap<Key, Arc<KeyWaiter>>>,
+}
+
+/// What the callers waiting for one key sleep on: a message about the key bumps it.
+#[derive(Default)]
+struct KeyWaiter {
+    /// How many callers wait here (the entry goes with the last).
+    count: Mutex<usize>,
+    bumps: Mutex<u64>,
+    woken: Condvar,
+    /// What async callers sleep on.
+    #[cfg(feature = "async")]
+    woken_async: tokio::sync::Notify,
+}
+
+impl KeyWaiter {
+    fn bump(&self) {
+        *self.bumps.lock() += 1;
+        self.woken.notify_all();
+        #[cfg(feature = "async")]
+        self.woken_async.notify_waiters();
+    }
 }
 
 impl fmt::Debug for ChangeHub {
@@ -125,6 +148,34 @@ impl Drop for Registration {
                     state.sinks.remove(&self.namespace);
                 }
             }
+        }
+    }
+}
+
+/// Takes a caller of [`ChangeHub::wait_key`] off its key when its wait ends.
+struct Unregister<'a> {
+    hub: &'a ChangeHub,
+    namespace: &'a str,
+    key: &'a Key,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        let mut state = self.hub.state.lock();
+        let Some(keys) = state.waiters.get_mut(self.namespace) else {
+            return;
+        };
+        if let Some(waiter) = keys.get(self.key) {
+            let mut count = waiter.count.lock();
+            *count -= 1;
+            let last = *count == 0;
+            drop(count);
+            if last {
+                keys.remove(self.key);
+            }
+        }
+        if keys.is_empty() {
+            state.waiters.remove(self.namespace);
         }
     }
 }
@@ -176,17 +227,162 @@ impl ChangeHub {
                 None => sink.changed_all(),
             }
         }
+        for waiter in self.waiters_of(Some((namespace, key))) {
+            waiter.bump();
+        }
         self.wake();
     }
 
-    /// The channel went down or came back up; every near cache is told.
+    /// The channel went down or came back up; every near cache is told, and every waiter
+    /// looks again (messages may have been missed).
     pub fn set_connected(&self, up: bool) {
         if self.up.swap(up, Ordering::AcqRel) != up {
             for sink in self.sinks_of(None) {
                 sink.connected(up);
             }
         }
+        for waiter in self.waiters_of(None) {
+            waiter.bump();
+        }
         self.wake();
+    }
+
+    /// The waiters a message concerns: those of one key (or of every key of a namespace,
+    /// for `(namespace, None)`), or all of them (`None`).
+    fn waiters_of(&self, of: Option<(&str, Option<&Key>)>) -> Vec<Arc<KeyWaiter>> {
+        let state = self.state.lock();
+        match of {
+            Some((namespace, key)) => match (state.waiters.get(namespace), key) {
+                (None, _) => Vec::new(),
+                (Some(keys), Some(key)) => keys.get(key).cloned().into_iter().collect(),
+                (Some(keys), None) => keys.values().cloned().collect(),
+            },
+            None => state
+                .waiters
+                .values()
+                .flat_map(|keys| keys.values().cloned())
+                .collect(),
+        }
+    }
+
+    /// Whether any caller waits in [`ChangeHub::wait_key`].
+    pub fn has_waiters(&self) -> bool {
+        !self.state.lock().waiters.is_empty()
+    }
+
+    /// Blocks until `released()` says the claim on `key` of `namespace` ended (true) or `max`
+    /// passed (false). `released` is asked at once, then after each message about this key or
+    /// its whole namespace, after the channel goes down or up, and, as the fallback for what
+    /// no message announces (a lapsed lease), every `poll_up` while the channel is up. While it
+    /// is down, the looks follow a [`Backoff`](crate::Backoff) (1 ms doubling to 25 ms).
+    /// Waiters of other keys are not woken.
+    ///
+    /// # Errors
+    /// `released`'s error.
+    pub fn wait_key(
+        &self,
+        namespace: &str,
+        key: &Key,
+        max: Duration,
+        poll_up: Duration,
+        mut released: impl FnMut() -> Result<bool, Error>,
+    ) -> Result<bool, Error> {
+        let waiter = self.register(namespace, key);
+        let _registered = Unregister {
+            hub: self,
+            namespace,
+            key,
+        };
+        let deadline = Instant::now() + max;
+        let mut backoff = crate::Backoff::until(max);
+        loop {
+            let seen = *waiter.bumps.lock();
+            if released()? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let pause = if self.is_up() {
+                poll_up
+            } else {
+                match backoff.next_pause() {
+                    Some(pause) => pause,
+                    None => return Ok(false),
+                }
+            };
+            let until = deadline.min(now + pause);
+            let mut bumps = waiter.bumps.lock();
+            while *bumps == seen {
+                if waiter.woken.wait_until(&mut bumps, until).timed_out() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// [`ChangeHub::wait_key`] for async callers: the same looks, awaited, sleeping on the
+    /// runtime's timer.
+    ///
+    /// # Errors
+    /// `released`'s error.
+    #[cfg(feature = "async")]
+    pub async fn wait_key_async<F>(
+        &self,
+        namespace: &str,
+        key: &Key,
+        max: Duration,
+        poll_up: Duration,
+        mut released: impl FnMut() -> F,
+    ) -> Result<bool, Error>
+    where
+        F: std::future::Future<Output = Result<bool, Error>>,
+    {
+        let waiter = self.register(namespace, key);
+        let _registered = Unregister {
+            hub: self,
+            namespace,
+            key,
+        };
+        let deadline = Instant::now() + max;
+        let mut backoff = crate::Backoff::until(max);
+        loop {
+            // Registered before the look, so that a message landing during it is not missed.
+            let woken = waiter.woken_async.notified();
+            let mut woken = std::pin::pin!(woken);
+            woken.as_mut().enable();
+            if released().await? {
+                return Ok(true);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let pause = if self.is_up() {
+                poll_up
+            } else {
+                match backoff.next_pause() {
+                    Some(pause) => pause,
+                    None => return Ok(false),
+                }
+            };
+            let until = deadline.min(now + pause);
+            let _ = tokio::time::timeout(until - now, woken).await;
+        }
+    }
+
+    fn register(&self, namespace: &str, key: &Key) -> Arc<KeyWaiter> {
+        let mut state = self.state.lock();
+        let waiter = state
+            .waiters
+            .entry(namespace.to_owned())
+            .or_default()
+            .entry(*key)
+            .or_default()
+            .clone();
+        *waiter.count.lock() += 1;
+        waiter
     }
 
     fn sinks_of(&self, namespace: Option<&str>) -> Vec<Arc<dyn ChangeSink>> {
@@ -302,6 +498,111 @@ mod tests {
         let (released, waited) = waiter.join().unwrap();
         assert!(released);
         assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+    }
+
+    #[test]
+    fn a_keyed_waiter_wakes_on_its_key_or_its_namespace_only() {
+        let hub = ChangeHub::new();
+        hub.set_connected(true);
+        let (mine, other) = (Key::of(&1).unwrap(), Key::of(&2).unwrap());
+        let looks = Arc::new(AtomicU64::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (hub, looks, done) = (hub.clone(), looks.clone(), done.clone());
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                let released = hub.wait_key(
+                    "f",
+                    &mine,
+                    Duration::from_secs(10),
+                    Duration::from_secs(5),
+                    || {
+                        looks.fetch_add(1, Ordering::AcqRel);
+                        Ok(done.load(Ordering::Acquire))
+                    },
+                );
+                (released.unwrap(), started.elapsed())
+            })
+        };
+        while !hub.has_waiters() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        hub.deliver("f", Some(&other));
+        hub.deliver("g", None);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            looks.load(Ordering::Acquire),
+            1,
+            "other keys do not wake it"
+        );
+        hub.deliver("f", None);
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(looks.load(Ordering::Acquire), 2, "its whole namespace does");
+        done.store(true, Ordering::Release);
+        hub.deliver("f", Some(&mine));
+        let (released, waited) = waiter.join().unwrap();
+        assert!(released);
+        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
+        assert!(!hub.has_waiters(), "a finished wait leaves nothing behind");
+    }
+
+    #[cfg(feature = "async")]
+    #[test]
+    fn an_async_keyed_waiter_wakes_on_its_key() {
+        let hub = ChangeHub::new();
+        hub.set_connected(true);
+        let key = Key::of(&1).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let waker = {
+            let (hub, done) = (hub.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !hub.has_waiters() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                done.store(true, Ordering::Release);
+                hub.deliver("f", Some(&key));
+            })
+        };
+        let started = Instant::now();
+        let released = runtime
+            .block_on(hub.wait_key_async(
+                "f",
+                &key,
+                Duration::from_secs(10),
+                Duration::from_secs(5),
+                || std::future::ready(Ok(done.load(Ordering::Acquire))),
+            ))
+            .unwrap();
+        waker.join().unwrap();
+        assert!(released);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(!hub.has_waiters());
+    }
+
+    #[test]
+    fn a_keyed_wait_polls_quickly_while_the_channel_is_down() {
+        let hub = ChangeHub::new();
+        let looks = AtomicU64::new(0);
+        let released = hub
+            .wait_key(
+                "f",
+                &Key::of(&1).unwrap(),
+                Duration::from_millis(200),
+                Duration::from_secs(60),
+                || Ok(looks.fetch_add(1, Ordering::AcqRel) >= 3),
+            )
+            .unwrap();
+        assert!(released, "looked {} times", looks.load(Ordering::Acquire));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Basic cache management on the default (file) backend, with the `#[cachier]` attribute:
 //! `stale_after`, `clear_cache`, `cache_dpath` and `precache_value`.
 //!
-//! `cargo run -p cachier --example basic_cache_management`
+//! `cargo run -p cachier-rs --example basic_cache_management`
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;

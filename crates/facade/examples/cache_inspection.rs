@@ -1,7 +1,7 @@
 //! Cache inspection and maintenance: list and size the cache directory, count entries, and
 //! delete stale entries (`cleanup_stale` in the background, or `delete_stale_entries` now).
 //!
-//! `cargo run -p cachier --example cache_inspection`
+//! `cargo run -p cachier-rs --example cache_inspection`
 
 use std::path::Path;
 use std::time::Duration;

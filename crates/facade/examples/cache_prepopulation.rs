@@ -1,7 +1,7 @@
 //! Cache pre-population: store known results with `precache_value` (say, from a previous
 //! batch job) so that calls are served without computing.
 //!
-//! `cargo run -p cachier --example cache_prepopulation`
+//! `cargo run -p cachier-rs --example cache_prepopulation`
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

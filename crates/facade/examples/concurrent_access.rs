@@ -2,7 +2,7 @@
 //! `wait_for_calc_timeout` a waiter stops waiting for a slow computation and computes itself;
 //! `clear_being_calculated` lets the next caller compute at once.
 //!
-//! `cargo run -p cachier --example concurrent_access`
+//! `cargo run -p cachier-rs --example concurrent_access`
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Barrier};

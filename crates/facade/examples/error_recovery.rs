@@ -4,7 +4,7 @@
 //! (A claim of a process that *dies* needs neither: the file backend's claims are OS file
 //! locks, released by the kernel the moment the process ends.)
 //!
-//! `cargo run -p cachier --example error_recovery`
+//! `cargo run -p cachier-rs --example error_recovery`
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;

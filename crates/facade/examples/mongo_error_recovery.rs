@@ -5,7 +5,7 @@
 //! lapses by itself. Errors (`Err` results) are never cached.
 //!
 //! Needs a MongoDB server (scripts/test.sh starts one):
-//! `CACHIER_TEST_MONGO_URL=mongodb://127.0.0.1:27017/?directConnection=true cargo run -p cachier --features mongo --example mongo_error_recovery`
+//! `CACHIER_TEST_MONGO_URL=mongodb://127.0.0.1:27017/?directConnection=true cargo run -p cachier-rs --features mongo --example mongo_error_recovery`
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;

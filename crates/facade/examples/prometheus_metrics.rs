@@ -1,7 +1,7 @@
 //! Serves every memoized function's statistics in Prometheus text format on a loopback port,
 //! then scrapes itself over HTTP and checks the counters.
 //!
-//! `cargo run -p cachier --features prometheus --example prometheus_metrics`
+//! `cargo run -p cachier-rs --features prometheus --example prometheus_metrics`
 
 use std::io::{Read, Write};
 use std::time::Duration;

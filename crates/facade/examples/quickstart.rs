@@ -2,7 +2,7 @@
 //! shared by every process of the machine). Run it twice: the first run computes, the second
 //! run, a new process, is served from the cache.
 //!
-//! `cargo run -p cachier --example quickstart` (twice)
+//! `cargo run -p cachier-rs --example quickstart` (twice)
 //!
 //! The cache lives in `$CACHIER_CACHE_DIR`, else in `cachier-quickstart` under the temporary
 //! directory. Run with `--clear` to start over.

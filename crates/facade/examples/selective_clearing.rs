@@ -1,7 +1,7 @@
 //! Selective clearing with `separate_files`: every entry is one file in the function's
 //! directory under `cache_dpath()`, so single entries can be listed and deleted by hand.
 //!
-//! `cargo run -p cachier --example selective_clearing`
+//! `cargo run -p cachier-rs --example selective_clearing`
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

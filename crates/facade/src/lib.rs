@@ -1,4 +1,4 @@
-#![doc = include_str!("../../../README.md")]
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -83,14 +83,9 @@ pub mod stats {
     pub use cachier_core::{all_stats, FunctionStats, LatencySnapshot, StatsSnapshot};
 }
 
-/// Memoizes a `fn` or `async fn`: `#[cachier(stale_after = "1h", backend = ...)]`.
-///
-/// The function keeps its signature; a sibling `<name>_cache()` returns its
-/// [`Memoized`] (or `AsyncMemoized`) handle for the management calls (`clear_cache`,
-/// `precache_value`, `call_with`, `cache_dpath`...). See the `cachier-macros` README for every
-/// parameter, methods (`allow_non_static_methods`) and `#[cachier] impl` blocks.
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
+#[doc(inline)]
 pub use cachier_macros::cachier;
 
 #[cfg(feature = "metrics")]
@@ -125,6 +120,16 @@ where
 
 /// Starts memoizing a function returning `Result`: `Ok` values are cached, errors are returned
 /// and never cached.
+///
+/// ```
+/// let parse = cachier::memoize_fallible("docs::parse", |text: String| text.parse::<u32>())
+///     .backend(cachier::backends::memory::MemoryBackend::new())
+///     .build()?;
+/// assert_eq!(parse.call("42".into()), Ok(42));
+/// assert!(parse.call("forty-two".into()).is_err()); // computed again on every call
+/// assert_eq!(parse.stats().recalculations, 2);
+/// # Ok::<(), cachier::Error>(())
+/// ```
 pub fn memoize_fallible<A, T, E, F>(name: &str, func: F) -> Memoize<A, Result<T, E>>
 where
     A: Serialize + Send + 'static,
@@ -136,6 +141,19 @@ where
 }
 
 /// Starts memoizing an async function; see [`memoize`]. Needs a tokio runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread")]
+/// # async fn main() -> Result<(), cachier::Error> {
+/// let fetch = cachier::memoize_async("docs::fetch", |id: u64| async move { format!("user {id}") })
+///     .backend(cachier::backends::memory::MemoryBackend::new())
+///     .build()?;
+/// assert_eq!(fetch.call(7).await, "user 7"); // computed
+/// assert_eq!(fetch.call(7).await, "user 7"); // served from the cache
+/// assert_eq!(fetch.stats().hits, 1);
+/// # Ok(())
+/// # }
+/// ```
 #[cfg(feature = "async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub fn memoize_async<A, V, F, Fut>(name: &str, func: F) -> Memoize<A, V, Async>
@@ -149,6 +167,20 @@ where
 }
 
 /// Starts memoizing an async function returning `Result`; see [`memoize_fallible`].
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread")]
+/// # async fn main() -> Result<(), cachier::Error> {
+/// let lookup = cachier::memoize_async_fallible("docs::lookup", |id: u64| async move {
+///     if id == 0 { Err("no user 0") } else { Ok(format!("user {id}")) }
+/// })
+/// .backend(cachier::backends::memory::MemoryBackend::new())
+/// .build()?;
+/// assert_eq!(lookup.call(7).await, Ok("user 7".to_string()));
+/// assert_eq!(lookup.call(0).await, Err("no user 0")); // errors are never cached
+/// # Ok(())
+/// # }
+/// ```
 #[cfg(feature = "async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "async")))]
 pub fn memoize_async_fallible<A, T, E, F, Fut>(

@@ -25,6 +25,19 @@ use crate::{store::Backend, Error, Result};
 /// [`Error::Config`] naming `backend` for an unknown scheme, a malformed URL, or a backend
 /// whose cargo feature is not enabled (the message names the feature); the backend's own error
 /// if it cannot connect. Passwords never appear in messages.
+///
+/// ```
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = cachier::backend_from_url(&format!("file://{}", dir.path().display()))?;
+/// let square = cachier::memoize("docs::square", |x: u64| x * x)
+///     .shared_backend(store)
+///     .build()?;
+/// assert_eq!(square.call(12), 144);
+///
+/// let typo = cachier::backend_from_url("redsi://cache.internal:6379/0").unwrap_err();
+/// assert_eq!(typo.kind(), cachier::ErrorKind::Configuration);
+/// # Ok::<(), cachier::Error>(())
+/// ```
 pub fn backend_from_url(url: &str) -> Result<Arc<dyn Backend>> {
     let url = url.trim();
     let Some((scheme, rest)) = url.split_once(':') else {

@@ -1,5 +1,9 @@
-#![doc = include_str!("../README.md")]
+//! The `#[cachier(...)]` attribute of [cachier-rs](https://docs.rs/cachier-rs): memoize a `fn`
+//! or `async fn`. Use it through `cachier-rs`, which re-exports it as `cachier::cachier`; every
+//! parameter, the items it generates, methods and `impl` blocks are documented on
+//! [`macro@cachier`].
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
 mod context;
@@ -10,7 +14,9 @@ use proc_macro::TokenStream;
 use quote::quote;
 
 /// Memoizes a `fn` or `async fn` with cachier; on an `impl` block, lets the `#[cachier(...)]`
-/// functions inside be associated functions without `self`. See the crate documentation.
+/// functions inside be associated functions without `self`.
+///
+#[doc = include_str!("../README.md")]
 #[proc_macro_attribute]
 pub fn cachier(attr: TokenStream, item: TokenStream) -> TokenStream {
     let attr = proc_macro2::TokenStream::from(attr);

@@ -22,6 +22,23 @@ pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 /// repeat it, `source()` returns `None`; the driver's error itself stays in the variant.
 /// Branch on [`Error::kind`] rather than on the variants: it also tells a timeout from a
 /// store that cannot be reached.
+///
+/// ```
+/// use cachier_settings::{Error, ErrorKind};
+///
+/// fn advice(error: &Error) -> &'static str {
+///     match error.kind() {
+///         ErrorKind::Timeout | ErrorKind::Unavailable => "retry later",
+///         ErrorKind::Configuration => "fix the configuration",
+///         ErrorKind::Corrupt => "clear the cache",
+///         _ => "report it",
+///     }
+/// }
+///
+/// let error = Error::config("stale_after", "must be longer than zero");
+/// assert_eq!(advice(&error), "fix the configuration");
+/// assert!(error.to_string().contains("stale_after"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {

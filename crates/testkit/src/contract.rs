@@ -17,6 +17,7 @@ use cachier_core::{Backend, CacheEntry, Claim, ClaimToken, Core, Error, Key, Nam
 
 #[cfg(feature = "async")]
 mod asynchronous;
+pub mod push;
 #[cfg(feature = "async")]
 pub use asynchronous::*;
 

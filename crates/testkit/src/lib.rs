@@ -269,6 +269,54 @@ macro_rules! __store_contract_async_tests {
     ($open:expr) => {};
 }
 
+/// The cases of a store that pushes its changes ([`contract::push`]): another instance's
+/// writes reach a sink and a near cache within [`contract::push::PUSH_BOUND`], and so does a
+/// waiter's wake-up.
+/// `open` should make the store's fallback poll long, so that only a pushed message can wake
+/// a waiter that soon.
+#[macro_export]
+macro_rules! store_push_tests {
+    ($open:expr) => {
+        #[test]
+        fn pushed_changes_reach_another_instance() {
+            $crate::contract::push::pushed_changes_reach_another_instance($open);
+        }
+
+        #[test]
+        fn a_waiter_wakes_on_another_instances_put() {
+            $crate::contract::push::a_waiter_wakes_on_another_instances_put($open);
+        }
+
+        #[test]
+        fn near_cache_sees_another_instances_writes() {
+            $crate::contract::push::near_cache_sees_another_instances_writes($open);
+        }
+
+        $crate::__store_push_async_tests!($open);
+    };
+}
+
+/// The async push case (the testkit's `async` feature).
+#[cfg(feature = "async")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_push_async_tests {
+    ($open:expr) => {
+        #[test]
+        fn an_async_waiter_wakes_on_another_instances_put() {
+            $crate::contract::push::an_async_waiter_wakes_on_another_instances_put($open);
+        }
+    };
+}
+
+/// Nothing: the testkit's `async` feature is off.
+#[cfg(not(feature = "async"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_push_async_tests {
+    ($open:expr) => {};
+}
+
 /// The cross-process case for a store shared by processes (not the memory store, not an
 /// in-memory SQLite database): real processes race for one key and exactly one wins. The
 /// test binary re-executes itself as the children, which open the store with the same

@@ -10,10 +10,12 @@ use ::postgres::{Client, NoTls, Statement};
 use cachier_core::Error;
 use parking_lot::{Condvar, Mutex};
 
-use super::{connection_lost, count_of, decode_listed, decode_row, sql_params, Server};
+use super::{
+    connection_lost, count_of, decode_listed, decode_row, function_of, sql_params, Server,
+};
 use super::{NAME, SETUP_LOCK};
 use crate::blocking::BlockingDriver;
-use crate::dialect::{ensure_schema, SchemaTx, Statements, Stmt, STMT_COUNT};
+use crate::dialect::{ensure_schema, SchemaTx, Statements, Stmt, SLOTS};
 use crate::ops::{Listed, Param, Row};
 
 /// A `postgres::Client` that can be dropped anywhere. The sync client closes its connection by
@@ -50,7 +52,7 @@ impl Drop for OwnedClient {
 /// One pooled connection and its prepared statements.
 struct Conn {
     client: OwnedClient,
-    prepared: [Option<Statement>; STMT_COUNT],
+    prepared: [Option<Statement>; SLOTS],
 }
 
 impl Conn {
@@ -59,11 +61,20 @@ impl Conn {
         stmts: &Statements,
         stmt: Stmt,
     ) -> Result<Statement, ::postgres::Error> {
-        if let Some(prepared) = &self.prepared[stmt.index()] {
+        self.statement_at(stmts, stmt.index())
+    }
+
+    /// The prepared statement of a slot ([`Statements::slot`]).
+    fn statement_at(
+        &mut self,
+        stmts: &Statements,
+        slot: usize,
+    ) -> Result<Statement, ::postgres::Error> {
+        if let Some(prepared) = &self.prepared[slot] {
             return Ok(prepared.clone());
         }
-        let prepared = self.client.prepare(stmts.sql(stmt))?;
-        self.prepared[stmt.index()] = Some(prepared.clone());
+        let prepared = self.client.prepare(stmts.sql_at(slot))?;
+        self.prepared[slot] = Some(prepared.clone());
         Ok(prepared)
     }
 }
@@ -290,11 +301,39 @@ impl BlockingDriver for PgDriver {
             .collect())
     }
 
+    /// A write runs in its notifying form where it has one ([`Statements::slot`]).
     fn execute(&self, op: &'static str, stmt: Stmt, params: &[Param<'_>]) -> Result<u64, Error> {
+        let slot = self.server.stmts.slot(stmt, function_of(params));
         self.with_conn(op, |conn, stmts| {
-            let prepared = conn.statement(stmts, stmt)?;
-            conn.client.execute(&prepared, &sql_params(params))
+            let prepared = conn.statement_at(stmts, slot)?;
+            if Statements::counts_in_a_row(slot) {
+                let count: i64 = conn
+                    .client
+                    .query_one(&prepared, &sql_params(params))?
+                    .try_get(0)?;
+                Ok(count_of(count))
+            } else {
+                conn.client.execute(&prepared, &sql_params(params))
+            }
         })
+    }
+
+    fn watch(
+        &self,
+        function_id: &str,
+        sink: std::sync::Arc<dyn cachier_core::watch::ChangeSink>,
+    ) -> Result<cachier_core::watch::Watch, Error> {
+        Ok(self.server.watch(function_id, sink))
+    }
+
+    fn wait(
+        &self,
+        function_id: &str,
+        key: &cachier_core::Key,
+        max: std::time::Duration,
+        released: &mut dyn FnMut() -> Result<bool, Error>,
+    ) -> Option<Result<bool, Error>> {
+        self.server.wait(function_id, key, max, released)
     }
 }
 

@@ -4,6 +4,7 @@
 //! state they share, the classification of errors and the decoding of rows.
 
 mod blocking;
+mod listen;
 #[cfg(feature = "async")]
 mod nonblocking;
 
@@ -19,10 +20,11 @@ use std::time::{Duration, Instant};
 use ::postgres::error::SqlState;
 use ::postgres::types::{FromSql, ToSql, Type};
 use ::postgres::Config;
-use cachier_core::Error;
+use cachier_core::watch::{ChangeSink, Watch};
+use cachier_core::{Error, Key};
 use parking_lot::Mutex;
 
-use crate::dialect::{Dialect, Statements, TableName};
+use crate::dialect::{Dialect, Statements, TableName, MAX_NOTIFIED_NAMESPACE};
 use crate::ops::{warn_unreadable_row, Listed, Param, Row};
 use crate::DEFAULT_CONNECT_TIMEOUT;
 
@@ -66,6 +68,10 @@ pub(crate) struct Server {
     schema_ready: AtomicBool,
     /// Until when connecting is not retried, and why.
     down: Mutex<Option<(Instant, String)>>,
+    /// The change channel, started on first use.
+    listener: listen::Listener,
+    /// How often a waiter looks at the table while the change channel is up.
+    wait_poll: Duration,
 }
 
 impl Server {
@@ -76,6 +82,7 @@ impl Server {
         table: TableName,
         pool_size: usize,
         connect_timeout: Option<Duration>,
+        push: Push,
     ) -> Arc<Server> {
         let timeout = connect_timeout
             .or(config.get_connect_timeout().copied())
@@ -92,7 +99,57 @@ impl Server {
             wait_timeout: timeout,
             schema_ready: AtomicBool::new(false),
             down: Mutex::new(None),
+            listener: listen::Listener::new(push.heartbeat),
+            wait_poll: push.wait_poll,
         })
+    }
+
+    /// [`Core::watch`](cachier_core::Core::watch) of `function_id`: pushed through the
+    /// backend's listener, unless the namespace is too long for a notification's payload.
+    pub(crate) fn watch(self: &Arc<Self>, function_id: &str, sink: Arc<dyn ChangeSink>) -> Watch {
+        if function_id.len() > MAX_NOTIFIED_NAMESPACE {
+            return Watch::Unwatched;
+        }
+        let hub = self.listener.hub(self);
+        Watch::Pushed(hub.subscribe(function_id, sink))
+    }
+
+    /// [`Core::wait`](cachier_core::Core::wait) of `key` of `function_id` through the
+    /// listener (`None` for a namespace too long to be notified: the caller polls).
+    pub(crate) fn wait(
+        self: &Arc<Self>,
+        function_id: &str,
+        key: &Key,
+        max: Duration,
+        released: &mut dyn FnMut() -> Result<bool, Error>,
+    ) -> Option<Result<bool, Error>> {
+        if function_id.len() > MAX_NOTIFIED_NAMESPACE {
+            return None;
+        }
+        let hub = self.listener.hub(self);
+        Some(hub.wait_key(function_id, key, max, self.wait_poll, released))
+    }
+
+    /// [`Server::wait`] for async callers, awaited on the caller's runtime.
+    #[cfg(feature = "async")]
+    pub(crate) async fn wait_async<F>(
+        self: &Arc<Self>,
+        function_id: &str,
+        key: &Key,
+        max: Duration,
+        released: impl FnMut() -> F,
+    ) -> Option<Result<bool, Error>>
+    where
+        F: std::future::Future<Output = Result<bool, Error>>,
+    {
+        if function_id.len() > MAX_NOTIFIED_NAMESPACE {
+            return None;
+        }
+        let hub = self.listener.hub(self);
+        Some(
+            hub.wait_key_async(function_id, key, max, self.wait_poll, released)
+                .await,
+        )
     }
 
     /// Fails at once while a recent connection attempt failed.
@@ -182,6 +239,21 @@ fn connection_lost(error: &::postgres::Error, closed: bool) -> bool {
         source = s.source();
     }
     false
+}
+
+/// The settings of the change channel ([`listen`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Push {
+    pub(crate) heartbeat: Duration,
+    pub(crate) wait_poll: Duration,
+}
+
+/// The function a statement's parameters are for: its first, in every statement of a function.
+fn function_of<'a>(params: &[Param<'a>]) -> Option<&'a str> {
+    match params.first() {
+        Some(Param::Text(id)) => Some(id),
+        _ => None,
+    }
 }
 
 fn sql_params<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -305,7 +377,12 @@ mod tests {
     #[test]
     fn debug_and_errors_hide_the_password() {
         let config = parse_config("postgres://alice:hunter2@127.0.0.1:1/db").unwrap();
-        let driver = PgDriver::new(Server::new(config, TableName::parse("t").unwrap(), 2, None));
+        let push = Push {
+            heartbeat: Duration::from_millis(500),
+            wait_poll: Duration::from_millis(250),
+        };
+        let table = TableName::parse("t").unwrap();
+        let driver = PgDriver::new(Server::new(config, table, 2, None, push));
         let debug = format!("{driver:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
         assert!(debug.contains("alice@127.0.0.1:1/db"), "{debug}");

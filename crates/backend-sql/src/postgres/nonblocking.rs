@@ -15,9 +15,11 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
-use super::{connection_lost, count_of, decode_listed, decode_row, sql_params, Server};
+use super::{
+    connection_lost, count_of, decode_listed, decode_row, function_of, sql_params, Server,
+};
 use super::{NAME, SETUP_LOCK};
-use crate::dialect::{schema_plan, SchemaStep, Statements, Stmt, SCHEMA_VERSION, STMT_COUNT};
+use crate::dialect::{schema_plan, SchemaStep, Statements, Stmt, SCHEMA_VERSION, SLOTS};
 use crate::ops::{Connection, Listed, Param, Row};
 
 /// The async connections of one backend: at most `pool_size` in use at once (callers beyond it
@@ -125,7 +127,7 @@ impl Runtime {
 /// One async connection and its prepared statements.
 struct AsyncConn {
     client: Client,
-    prepared: [Option<Statement>; STMT_COUNT],
+    prepared: [Option<Statement>; SLOTS],
     runtime: Runtime,
 }
 
@@ -135,16 +137,30 @@ impl AsyncConn {
         stmts: &Statements,
         stmt: Stmt,
     ) -> Result<Statement, tokio_postgres::Error> {
-        if let Some(prepared) = &self.prepared[stmt.index()] {
+        self.statement_at(stmts, stmt.index()).await
+    }
+
+    /// The prepared statement of a slot ([`Statements::slot`]).
+    async fn statement_at(
+        &mut self,
+        stmts: &Statements,
+        slot: usize,
+    ) -> Result<Statement, tokio_postgres::Error> {
+        if let Some(prepared) = &self.prepared[slot] {
             return Ok(prepared.clone());
         }
-        let prepared = self.client.prepare(stmts.sql(stmt)).await?;
-        self.prepared[stmt.index()] = Some(prepared.clone());
+        let prepared = self.client.prepare(stmts.sql_at(slot)).await?;
+        self.prepared[slot] = Some(prepared.clone());
         Ok(prepared)
     }
 }
 
 impl PgAsyncPool {
+    /// The server both pools share (its change listener included).
+    pub(crate) fn server(&self) -> &Arc<Server> {
+        &self.server
+    }
+
     /// The pool of `server`, empty: connections are opened by the callers that need them.
     pub(crate) fn new(server: Arc<Server>) -> PgAsyncPool {
         PgAsyncPool {
@@ -355,10 +371,22 @@ impl Connection for PgAsyncPool {
         stmt: Stmt,
         params: &'a [Param<'a>],
     ) -> Result<u64, Error> {
+        // A write runs in its notifying form where it has one, as on the blocking path.
+        let slot = self.server.stmts.slot(stmt, function_of(params));
         self.with_conn(op, move |mut conn| async move {
             let result = async {
-                let prepared = conn.statement(&self.server.stmts, stmt).await?;
-                conn.client.execute(&prepared, &sql_params(params)).await
+                let prepared = conn.statement_at(&self.server.stmts, slot).await?;
+                let params = sql_params(params);
+                if Statements::counts_in_a_row(slot) {
+                    let count: i64 = conn
+                        .client
+                        .query_one(&prepared, &params)
+                        .await?
+                        .try_get(0)?;
+                    Ok(count_of(count))
+                } else {
+                    conn.client.execute(&prepared, &params).await
+                }
             }
             .await;
             (conn, result)

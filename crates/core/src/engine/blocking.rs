@@ -14,6 +14,24 @@ use super::Shared;
 use crate::{block_on, pool, CacheEntry, CallOptions, Claim, ClaimAndGet, ClaimToken, Error, Key};
 
 /// A memoized function. Cheap to clone; share it between threads freely.
+///
+/// ```
+/// use cachier_core::CallOptions;
+///
+/// let square = cachier_core::memoize("docs::square", |x: u64| x * x)
+///     .backend(cachier_backend_memory::MemoryBackend::new())
+///     .build()?;
+/// assert_eq!(square.call(12), 144); // computed and stored
+/// assert_eq!(square.call(12), 144); // served from the store
+/// assert_eq!(square.call_with(12, &CallOptions::new().overwrite_cache(true)), 144); // recomputed
+/// assert_eq!(square.try_call(3)?, 9); // a store failure would be an Err here
+/// square.precache_value(&5, 25)?;
+/// assert!(square.invalidate(&12)?); // one entry gone, the others stay
+/// square.clear_cache()?;
+/// let stats = square.stats();
+/// assert_eq!((stats.hits, stats.recalculations), (1, 3));
+/// # Ok::<(), cachier_core::Error>(())
+/// ```
 pub struct Memoized<A, R> {
     inner: Arc<Inner<A, R>>,
 }

@@ -28,7 +28,7 @@ pub(super) fn no_default_backend(settings: &Settings) -> Result<Arc<dyn Backend>
     Err(Error::config(
         "backend",
         format!(
-            "no backend given and cachier-core cannot build the default ({:?}); use `cachier::memoize` or call `.backend(...)`",
+            "no backend given and cachier-rs-core cannot build the default ({:?}); use `cachier::memoize` or call `.backend(...)`",
             settings.backend.as_str()
         ),
     ))

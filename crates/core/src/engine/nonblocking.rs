@@ -88,6 +88,22 @@ where
 }
 
 /// An async memoized function. Cheap to clone. Needs a tokio runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread")]
+/// # async fn main() -> Result<(), cachier_core::Error> {
+/// let fetch = cachier_core::memoize_async("docs::fetch", |id: u64| async move { id * 10 })
+///     .backend(cachier_backend_memory::MemoryBackend::new())
+///     .build()?;
+/// assert_eq!(fetch.call(4).await, 40); // computed and stored
+/// assert_eq!(fetch.call(4).await, 40); // served from the store
+/// assert_eq!(fetch.try_call(5).await?, 50);
+/// assert!(fetch.invalidate(&4).await?);
+/// fetch.clear_cache().await?;
+/// assert_eq!(fetch.stats().hits, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub struct AsyncMemoized<A, R> {
     inner: Arc<Inner<A, R>>,
 }

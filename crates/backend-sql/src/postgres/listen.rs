@@ -1,0 +1,245 @@
+//! The change channel of a PostgreSQL backend: one thread (`cachier-pg-listen`) per backend
+//! and its clones, on a connection of its own (`application_name` `<name>-listen`) that
+//! `LISTEN`s to the table's channel (`cachier_<table OID>`), feeding a [`ChangeHub`] that near
+//! caches and waiters of every function of the backend share. Every write that changes rows
+//! notifies that channel in the same statement ([`Statements::slot`](crate::dialect::Statements::slot)),
+//! so the message is delivered on commit, and only when something changed. The thread starts
+//! when the first near cache subscribes or the first caller waits, and ends soon after the
+//! backend is dropped.
+//!
+//! A connection can die without a word (a dropped network path, a frozen server): every
+//! `heartbeat` the thread runs an empty query with `heartbeat` to answer, so a silent channel is
+//! declared down within twice the heartbeat (1 s by default). A connection the server ends
+//! (`pg_terminate_backend`, a restart) is seen at once. Down, the hub stops the near caches from
+//! serving and waiters poll; the thread connects again every [`RETRY`] at most, and once it
+//! listens again the hub says so (near caches forget everything, since messages were missed).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once, Weak};
+use std::time::{Duration, Instant};
+
+use ::postgres::fallible_iterator::FallibleIterator;
+use ::postgres::{Client, Config, NoTls};
+use cachier_core::watch::ChangeHub;
+use cachier_core::Key;
+
+use super::Server;
+
+/// Longest pause between two attempts to listen again (shorter with a shorter heartbeat).
+const RETRY: Duration = Duration::from_millis(250);
+
+/// A backend's change channel: the hub, and the thread that feeds it once started.
+pub(crate) struct Listener {
+    hub: Arc<ChangeHub>,
+    heartbeat: Duration,
+    started: Once,
+    /// Set when the backend is dropped: the thread ends at its next look.
+    stop: Arc<AtomicBool>,
+}
+
+impl Listener {
+    pub(crate) fn new(heartbeat: Duration) -> Listener {
+        Listener {
+            hub: ChangeHub::new(),
+            heartbeat,
+            started: Once::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The hub, after starting the thread if it is not running yet.
+    pub(crate) fn hub(&self, server: &Arc<Server>) -> &Arc<ChangeHub> {
+        self.started.call_once(|| {
+            let mut config = server.config.clone();
+            let name = format!(
+                "{}-listen",
+                server.config.get_application_name().unwrap_or("cachier")
+            );
+            config.application_name(&name);
+            let thread = Thread {
+                server: Arc::downgrade(server),
+                hub: self.hub.clone(),
+                stop: self.stop.clone(),
+                heartbeat: self.heartbeat,
+                config,
+                label: server.label.clone(),
+            };
+            let spawned = std::thread::Builder::new()
+                .name("cachier-pg-listen".into())
+                .spawn(move || thread.run());
+            if let Err(error) = spawned {
+                // The hub stays down: near caches do not serve, and waiters poll.
+                tracing::warn!(%error, "cachier: cannot start the PostgreSQL change listener; near caches stay off and waiters poll");
+            }
+        });
+        &self.hub
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// Why a session of the listener ended.
+enum Ended {
+    /// The backend was dropped.
+    Dropped,
+    /// The table does not exist yet (the first write creates it).
+    NoTable,
+    /// The connection failed or was lost.
+    Lost(::postgres::Error),
+}
+
+/// What the listening thread owns: the backend's server only weakly, so that dropping the
+/// backend ends the thread.
+struct Thread {
+    server: Weak<Server>,
+    hub: Arc<ChangeHub>,
+    stop: Arc<AtomicBool>,
+    heartbeat: Duration,
+    config: Config,
+    /// The server, as it may be shown (no password).
+    label: String,
+}
+
+impl Thread {
+    fn run(self) {
+        let retry = RETRY.min(self.heartbeat);
+        let mut warned = false;
+        while !self.ended() {
+            match self.session(&mut warned) {
+                Ended::Dropped => break,
+                Ended::NoTable => {}
+                Ended::Lost(error) => {
+                    if !warned && !self.ended() {
+                        warned = true;
+                        tracing::warn!(server = %self.label, error = %cachier_core::chain_message(&error), "cachier: the PostgreSQL change channel is down; near caches stop serving and waiters poll until it is back");
+                    }
+                }
+            }
+            if !self.ended() {
+                std::thread::sleep(retry);
+            }
+        }
+        self.hub.set_connected(false);
+    }
+
+    /// Whether the backend is gone.
+    fn ended(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.server.strong_count() == 0
+    }
+
+    /// Connects, listens, and delivers what it hears until the connection fails or the
+    /// backend is dropped. The hub is up in between.
+    fn session(&self, warned: &mut bool) -> Ended {
+        let Some(query) = self
+            .server
+            .upgrade()
+            .and_then(|server| server.stmts.channel_query.clone())
+        else {
+            return Ended::Dropped;
+        };
+        let mut client = match self.config.connect(NoTls) {
+            Ok(client) => client,
+            Err(error) => return Ended::Lost(error),
+        };
+        let channel: Option<String> = match client
+            .query_one(query.as_str(), &[])
+            .and_then(|row| row.try_get(0))
+        {
+            Ok(channel) => channel,
+            Err(error) => return Ended::Lost(error),
+        };
+        let Some(channel) = channel else {
+            return Ended::NoTable;
+        };
+        // The name is `cachier_` and digits: nothing to escape.
+        if let Err(error) = client.batch_execute(&format!("LISTEN \"{channel}\"")) {
+            return Ended::Lost(error);
+        }
+        self.hub.set_connected(true);
+        if std::mem::take(warned) {
+            tracing::info!(server = %self.label, "cachier: the PostgreSQL change channel is back");
+        }
+        let ended = self.pump(&mut client);
+        self.hub.set_connected(false);
+        if matches!(ended, Ended::Lost(_)) {
+            // Dropping a client waits for its connection to close, which a server that went
+            // silent may never do: elsewhere, so that this thread connects again meanwhile.
+            let _ = std::thread::Builder::new()
+                .name("cachier-pg-close".into())
+                .spawn(move || drop(client));
+        }
+        ended
+    }
+
+    fn pump(&self, client: &mut Client) -> Ended {
+        let mut checked = Instant::now();
+        while !self.ended() {
+            let left = self.heartbeat.saturating_sub(checked.elapsed());
+            if left.is_zero() {
+                if let Err(error) = client.is_valid(self.heartbeat) {
+                    return Ended::Lost(error);
+                }
+                checked = Instant::now();
+                continue;
+            }
+            {
+                let mut notifications = client.notifications();
+                let mut heard = notifications.timeout_iter(left);
+                loop {
+                    match heard.next() {
+                        Ok(Some(note)) => {
+                            if let Some((namespace, key)) = change_of(note.payload()) {
+                                self.hub.deliver(namespace, key.as_ref());
+                            }
+                        }
+                        Ok(None) => break,
+                        Err(error) => return Ended::Lost(error),
+                    }
+                }
+            }
+            if client.is_closed() {
+                // The server ended the connection; the empty query reports why.
+                return match client.is_valid(self.heartbeat) {
+                    Err(error) => Ended::Lost(error),
+                    Ok(()) => continue,
+                };
+            }
+        }
+        Ended::Dropped
+    }
+}
+
+/// What a notification says: the namespace, and the key that changed (its hex, a space, the
+/// namespace) or `None` for any of its entries (`*`, a space, the namespace).
+pub(crate) fn change_of(payload: &str) -> Option<(&str, Option<Key>)> {
+    let (what, namespace) = payload.split_once(' ')?;
+    if namespace.is_empty() {
+        return None;
+    }
+    match what {
+        "*" => Some((namespace, None)),
+        hex => Some((namespace, Some(Key::from_hex(hex)?))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_name_a_key_or_a_whole_namespace() {
+        let hex = "ab".repeat(32);
+        assert_eq!(
+            change_of(&format!("{hex} m::f @1")),
+            Some(("m::f @1", Key::from_hex(&hex)))
+        );
+        assert_eq!(change_of("* m::f"), Some(("m::f", None)));
+        assert_eq!(change_of("* "), None);
+        assert_eq!(change_of("nothex m::f"), None);
+        assert_eq!(change_of("garbage"), None);
+    }
+}
