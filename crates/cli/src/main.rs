@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, value_parser = duration)]
         stale_after: Option<Duration>,
     },
-    /// One function's entries: key, age, size, completed, being calculated, claim owner.
+    /// One function's entries: key, age, size, completed, being calculated, claim owner, and
+    /// the arguments each was computed from (where the entry stores a preview of them).
     Show {
         /// The function's namespace, as `cachier ls` prints it.
         namespace: String,
@@ -55,7 +56,8 @@ enum Command {
         #[arg(value_parser = key)]
         key: Key,
     },
-    /// Delete every entry of a function.
+    /// Delete every entry of a function. On the file backend, also remove its files when no
+    /// process has its store open.
     Clear {
         /// The function's namespace.
         namespace: String,
