@@ -498,40 +498,91 @@ fn clear_removes_the_files_of_a_store_nobody_has_open() {
         .any(|f| f.ends_with(".sqlite3")));
 }
 
+/// Set in the child process of `clear_keeps_the_files_of_a_store_another_process_has_open`:
+/// the store's URL and the function's name, on two lines.
+const HOLDER_ENV: &str = "CACHIER_CLI_TEST_HOLDER";
+
+/// Not a test of its own: in the child process that [`HOLDER_ENV`] marks, has a function's
+/// store open until its stdin closes, calling it before and after.
+#[test]
+fn holder_process() {
+    let Ok(spec) = std::env::var(HOLDER_ENV) else {
+        return;
+    };
+    let (url, name) = spec.split_once('\n').expect("url and name");
+    let f = cachier::memoize(name, |x: u64| x * 10)
+        .shared_backend(cachier::backend_from_url(url).expect("open backend"))
+        .build()
+        .expect("build");
+    assert_eq!(f.call(1), 10);
+    println!("holder: ready");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    println!("holder: still {}", f.call(1));
+}
+
 #[test]
 fn clear_keeps_the_files_of_a_store_another_process_has_open() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
     let dir = fresh_dir("cli-in-use");
     let url = format!("file://{}", dir.display());
     let name = unique_name("cli-in-use");
-    let calls = cachier_testkit::Counter::new();
-    let counted = calls.clone();
-    // This process has the store open for as long as `f` lives: the tool is another process.
-    let f = cachier::memoize(&name, move |x: u64| {
-        counted.bump();
-        x * 10
-    })
-    .shared_backend(cachier::backend_from_url(&url).expect("open backend"))
-    .build()
-    .expect("build");
-    assert_eq!(f.call(1), 10);
+    // Three processes: this one (which never opens the store), a holder, and the tool.
+    let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLDER_ENV, format!("{url}\n{name}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the holder");
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    // (libtest may print the test's name on the same line.)
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("holder: ready"));
+    assert!(ready, "the holder opened the store");
     let before = store_files(&dir, &name);
+    assert!(before.iter().any(|f| f.ends_with(".sqlite3")), "{before:?}");
+
     let out = stdout(cachier(&url).args(["clear", &name, "--yes"]));
     assert!(
         out.contains("cleared 1 entry")
             && out.contains("its files stay while a process has it open"),
         "{out}"
     );
-    assert_eq!(store_files(&dir, &name), before, "nothing removed under it");
-    // The process that had it open goes on using the same files, and another sees its writes.
-    assert_eq!(f.call(1), 10);
-    assert_eq!(calls.get(), 2, "cleared, so computed again");
+    let after: Vec<String> = store_files(&dir, &name)
+        .into_iter()
+        .filter(|f| !f.ends_with("-wal") && !f.ends_with("-shm"))
+        .collect();
+    assert!(
+        before
+            .iter()
+            .filter(|f| !f.ends_with("-wal") && !f.ends_with("-shm"))
+            .eq(after.iter()),
+        "nothing removed under the holder: {before:?} then {after:?}"
+    );
+
+    // The holder goes on with the same files: it computes the cleared entry again and stores
+    // it where the tool sees it.
+    drop(holder.stdin.take());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(holder.wait().unwrap().success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("holder: still 10")),
+        "{rest:?}"
+    );
     let show: serde_json::Value =
         serde_json::from_str(&stdout(cachier(&url).args(["--json", "show", &name]))).unwrap();
     assert_eq!(show.as_array().unwrap().len(), 1, "{show}");
-    assert_eq!(f.call(1), 10);
-    assert_eq!(calls.get(), 2, "a hit");
-    // Once it is gone, the next clear removes the files.
-    drop(f);
+
+    // With the holder gone, the next clear removes the files.
     let out = stdout(cachier(&url).args(["clear", &name, "--yes"]));
     assert!(out.contains("its files were removed"), "{out}");
     assert_eq!(store_files(&dir, &name), Vec::<String>::new());
