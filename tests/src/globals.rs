@@ -163,3 +163,45 @@ pub fn entry_size_limit_is_read_at_build(spec: &str) {
     f.call(1);
     assert_eq!(calls.get(), 2, "the limit in force at build time applies");
 }
+
+/// `preview_args` is read when a function is built: entries of a function built while it is
+/// off carry no preview of their arguments, and a function's own setting wins over it.
+/// Previews are stored by computations and by `precache_value` alike.
+pub fn preview_args_is_read_at_build(spec: &str) {
+    let previews = |f: &cachier::Memoized<(u64, String), u64>| -> Vec<Option<String>> {
+        let mut listed = f.core().entries().expect("entries");
+        listed.sort_by_key(|e| e.preview.clone());
+        listed.into_iter().map(|e| e.preview).collect()
+    };
+    let build = |name: &str, own: Option<bool>| {
+        let memoize = cachier::memoize(&unique_name(name), |(n, _): (u64, String)| n)
+            .shared_backend(backend_from_spec(spec));
+        match own {
+            Some(on) => memoize.preview_args(on),
+            None => memoize,
+        }
+        .build()
+        .unwrap()
+    };
+    let on = build("preview_default", None);
+    cachier::set_global_params(ParamsUpdate::new().preview_args(false)).unwrap();
+    let off = build("preview_global_off", None);
+    let own = build("preview_own_on", Some(true));
+    cachier::set_global_params(ParamsUpdate::new().preview_args(true)).unwrap();
+    for f in [&on, &off, &own] {
+        f.call((1, "one".into()));
+        f.precache_value(&(2, "two".into()), 2).unwrap();
+    }
+    let shown = vec![
+        Some(r#"1, "one""#.to_owned()),
+        Some(r#"2, "two""#.to_owned()),
+    ];
+    assert_eq!(previews(&on), shown, "on by default");
+    assert_eq!(previews(&off), vec![None, None], "off when built");
+    assert_eq!(previews(&own), shown, "the function's own setting wins");
+    assert_eq!(
+        off.call((1, "one".into())),
+        1,
+        "entries without a preview are hits"
+    );
+}

@@ -190,7 +190,8 @@ macro_rules! global_conformance_tests {
         $crate::global_conformance_tests!(@cases $spec;
             disable_and_enable_caching, enable_caching_after_build, stale_after_applies_dynamically,
             next_time_applies_dynamically, allow_none_applies_dynamically,
-            wait_for_calc_timeout_applies_dynamically, entry_size_limit_is_read_at_build
+            wait_for_calc_timeout_applies_dynamically, entry_size_limit_is_read_at_build,
+            preview_args_is_read_at_build
         );
     };
     (@cases $spec:expr; $($case:ident),* $(,)?) => {

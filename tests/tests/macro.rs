@@ -46,6 +46,33 @@ mod memory {
         assert_eq!(SQUARE.get(), 2);
     }
 
+    #[cachier(backend = cachier::backends::memory::MemoryBackend::new())]
+    fn greet(name: String, times: u8) -> String {
+        name.repeat(usize::from(times))
+    }
+
+    #[cachier(
+        backend = cachier::backends::memory::MemoryBackend::new(),
+        preview_args = false
+    )]
+    fn sign(secret: String) -> usize {
+        secret.len()
+    }
+
+    /// Entries keep a preview of their arguments, written like a call's, unless the function
+    /// says `preview_args = false`.
+    #[test]
+    fn entries_preview_their_arguments_unless_told_not_to() {
+        greet("ab".into(), 2);
+        let listed = greet_cache().unwrap().core().entries().unwrap();
+        assert_eq!(listed[0].preview.as_deref(), Some(r#""ab", 2"#));
+        sign("s3cret".into());
+        let listed = sign_cache().unwrap().core().entries().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].preview, None);
+        assert_eq!(sign("s3cret".into()), 6, "a hit all the same");
+    }
+
     static TOTALS: Calls = Calls::new();
 
     /// A `HashMap` argument: equal maps are one key, whatever order each iterates in.

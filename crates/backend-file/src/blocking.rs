@@ -25,6 +25,7 @@ use crate::claims::{create_dir, create_owned_dir, Claims};
 use crate::clock::cutoff;
 use crate::error::io_error;
 use crate::file_stem;
+use crate::open_lock::{OpenLock, CHANGES_SUFFIX, OPEN_LOCK_SUFFIX};
 use crate::separate::{self, ReadError, SeparateStore};
 use crate::single::{self, SingleStore};
 
@@ -91,10 +92,12 @@ pub(crate) struct FileCore<L> {
     /// The change counters shared with the other processes, mapped when the store opens
     /// (`None` where they cannot be: near caches then fall back to a bounded age).
     changes: OnceLock<Option<Arc<Changes>>>,
+    open_lock_path: PathBuf,
+    /// A shared lock on `<stem>.open.lock`, taken before the store is opened and held until
+    /// this core is dropped: while it is held, `remove_unused_store` (`cachier clear`)
+    /// leaves the store's files alone.
+    open_lock: OnceLock<OpenLock>,
 }
-
-/// The file next to a function's store that holds its change counters.
-const CHANGES_SUFFIX: &str = ".changes";
 
 /// How often a waiter looks at its key's change counter, at most (a load, then a sleep).
 const COUNTER_POLL: Duration = Duration::from_micros(500);
@@ -123,6 +126,8 @@ impl<L: Layout> FileCore<L> {
             opening: Mutex::new(()),
             changes_path: cache_dir.join(format!("{stem}{CHANGES_SUFFIX}")),
             changes: OnceLock::new(),
+            open_lock_path: cache_dir.join(format!("{stem}{OPEN_LOCK_SUFFIX}")),
+            open_lock: OnceLock::new(),
         };
         if let Err(error) = core.store() {
             tracing::debug!(namespace = %namespace, %error, "cachier: file store not available yet");
@@ -140,6 +145,15 @@ impl<L: Layout> FileCore<L> {
             return Ok(store);
         }
         create_dir(&self.cache_dir).map_err(|e| io_error("open", &self.cache_dir, e))?;
+        if self.open_lock.get().is_none() {
+            match OpenLock::shared(&self.open_lock_path) {
+                Ok(lock) => drop(self.open_lock.set(lock)),
+                // Only where the directory cannot be written: no removal can happen there.
+                Err(error) => {
+                    tracing::debug!(path = %self.open_lock_path.display(), %error, "cachier: store used without its open lock")
+                }
+            }
+        }
         let store = L::open(&self.store_path, &self.namespace)?;
         self.changes.get_or_init(|| match Changes::open(&self.changes_path) {
             Ok(changes) => Some(Arc::new(changes)),
@@ -420,6 +434,7 @@ impl Layout for SingleStore {
                 age: age(now, row.time),
                 completed: row.completed,
                 claim: LiveClaim::if_live(being_calculated, row.claim),
+                preview: row.preview,
             });
         }
         Ok(out)
@@ -568,6 +583,7 @@ impl Layout for SeparateStore {
                     age: age(now, file.time),
                     completed: file.completed,
                     claim: None,
+                    preview: file.preview,
                 }),
                 Err(why) => tracing::debug!(
                     path = %self.path(&key).display(),
@@ -598,6 +614,7 @@ impl Layout for SeparateStore {
                 age: age(now, time),
                 completed: false,
                 claim: Some(LiveClaim::default()),
+                preview: None,
             });
         }
         Ok(out)

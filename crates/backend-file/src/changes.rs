@@ -7,7 +7,8 @@
 //!
 //! A counter only grows, and a slot is shared by many keys (a change to one makes the near
 //! cache drop the others of its slot: a store read, never a stale value). The file is created
-//! with the store and never removed while the store exists; a process that finds it replaced
+//! with the store and removed only with it, when no process has the store open
+//! (`remove_unused_store`); a process that finds it replaced
 //! keeps its old mapping and no longer hears others, so the near cache of a function is only
 //! as coherent as its cache directory is left alone (deleting files under a running process
 //! is not supported, as for the store itself).

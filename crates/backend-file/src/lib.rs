@@ -10,12 +10,14 @@ mod claims;
 mod clock;
 mod error;
 mod names;
+mod open_lock;
 mod separate;
 mod single;
 
 pub use backend::FileBackend;
 pub use builder::FileBackendBuilder;
 pub use names::file_stem;
+pub use open_lock::{remove_unused_store, Removal};
 
 /// The backend's name in errors and logs.
 const BACKEND: &str = "file";

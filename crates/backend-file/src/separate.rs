@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use cachier_core::Key;
+use cachier_core::codec::PREVIEW_PREFIX_LEN;
+use cachier_core::{preview_of, Key};
 use cachier_sqlite::{move_link_aside, no_follow};
 use sha2::{Digest, Sha256};
 
@@ -27,7 +28,7 @@ const MAGIC: &[u8; 4] = b"CHR2";
 const HEADER: usize = 32;
 const FLAG_COMPLETED: u8 = 1;
 /// The file in each entry directory that records its function's namespace.
-const NAMESPACE_FILE: &str = ".namespace";
+pub(crate) const NAMESPACE_FILE: &str = ".namespace";
 /// The directory in each entry directory that holds the lock files of claims.
 pub(crate) const CLAIMS_DIR: &str = ".claims";
 /// Temporary files older than this are leftovers of a crashed writer.
@@ -110,6 +111,8 @@ pub(crate) struct ListedFile {
     pub(crate) size: u64,
     pub(crate) time: SystemTime,
     pub(crate) completed: bool,
+    /// The preview of the arguments the value carries.
+    pub(crate) preview: Option<String>,
 }
 
 /// Opens `path` for reading, never through a link. `Ok(None)`: it is a link.
@@ -249,21 +252,27 @@ impl SeparateStore {
     /// `None` if the file is gone, `Err` inside for a damaged header.
     fn read_header(path: &Path) -> io::Result<Option<(HeaderRead, u64)>> {
         let mut buf = [0u8; HEADER];
+        Ok(Self::read_head(path, &mut buf)?.map(|(header, size, _)| (header, size)))
+    }
+
+    /// [`Self::read_header`], reading up to `buf.len()` bytes from the file's start into
+    /// `buf` (the header, then the value's first bytes), and how many it read.
+    fn read_head(path: &Path, buf: &mut [u8]) -> io::Result<Option<(HeaderRead, u64, usize)>> {
         let mut file = match open_no_follow(path) {
             Ok(Some(file)) => file,
-            Ok(None) => return Ok(Some((Err(LINK.into()), 0))),
+            Ok(None) => return Ok(Some((Err(LINK.into()), 0, 0))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(error) => return Err(error),
         };
         let size = file.metadata()?.len();
         let mut read = 0;
-        while read < HEADER {
+        while read < buf.len() {
             match file.read(&mut buf[read..])? {
                 0 => break,
                 n => read += n,
             }
         }
-        Ok(Some((header(&buf[..read]), size)))
+        Ok(Some((header(&buf[..read.min(HEADER)]), size, read)))
     }
 
     /// The stored time of `key`'s file, reading only its header.
@@ -276,12 +285,14 @@ impl SeparateStore {
         }))
     }
 
-    /// Every entry file, from its header and size only (values are never read). A damaged
-    /// header, or a size that disagrees with it, is reported as the `Err` beside its key.
+    /// Every entry file, from its header, size and the value's first bytes (its preview)
+    /// only: values are never read whole. A damaged header, or a size that disagrees with
+    /// it, is reported as the `Err` beside its key.
     pub(crate) fn list(&self) -> io::Result<Vec<(Key, Result<ListedFile, String>)>> {
         let mut out = Vec::new();
+        let mut buf = [0u8; HEADER + PREVIEW_PREFIX_LEN];
         for (key, path) in self.entries()? {
-            let Some((header, size)) = Self::read_header(&path)? else {
+            let Some((header, size, read)) = Self::read_head(&path, &mut buf)? else {
                 continue; // removed since the directory was read
             };
             let listed = header.and_then(|(time, completed, len)| {
@@ -290,6 +301,7 @@ impl SeparateStore {
                         size: len as u64,
                         time,
                         completed,
+                        preview: buf.get(HEADER..read).and_then(preview_of),
                     })
                 } else {
                     Err(format!(

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use cachier_core::{CacheEntry, Error, Key, LiveClaim};
+use cachier_core::codec::PREVIEW_PREFIX_LEN;
+use cachier_core::{preview_of, CacheEntry, Error, Key, LiveClaim};
 use cachier_sqlite::{Database, OpenOptions};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 
@@ -103,6 +104,8 @@ pub(crate) struct Listed {
     pub(crate) time: SystemTime,
     pub(crate) completed: bool,
     pub(crate) claim: Option<String>,
+    /// The preview of the arguments the value carries.
+    pub(crate) preview: Option<String>,
 }
 
 /// One function's database.
@@ -294,13 +297,15 @@ impl SingleStore {
         })
     }
 
-    /// Every row without its value: `length(value)` is read from the record header, so the
-    /// values' pages are never loaded.
+    /// Every row without its value: `length(value)` is read from the record header, and of
+    /// the value only its first bytes (its preview), so a large value's overflow pages are
+    /// never loaded.
     pub(crate) fn list(&self) -> Result<Vec<(Key, Listed)>, Error> {
+        const LIST: &str =
+            "SELECT key, length(value), time_ns, completed, claim, substr(value, 1, 123) FROM entries";
+        const _: () = assert!(PREVIEW_PREFIX_LEN == 123, "the prefix LIST reads");
         self.db.with("entries", |conn| {
-            let mut stmt = conn.prepare_cached(
-                "SELECT key, length(value), time_ns, completed, claim FROM entries",
-            )?;
+            let mut stmt = conn.prepare_cached(LIST)?;
             let rows = stmt.query_map([], |r| {
                 Ok((
                     r.get::<_, Vec<u8>>(0)?,
@@ -309,6 +314,10 @@ impl SingleStore {
                         time: from_nanos(r.get(2)?),
                         completed: r.get(3)?,
                         claim: r.get(4)?,
+                        preview: r
+                            .get::<_, Option<Vec<u8>>>(5)?
+                            .as_deref()
+                            .and_then(preview_of),
                     },
                 ))
             })?;

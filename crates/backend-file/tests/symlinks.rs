@@ -414,3 +414,37 @@ fn linked_stores_are_not_listed() {
         s.assert_untouched();
     }
 }
+
+/// A link at the open lock (`<stem>.open.lock`), dangling or to an existing file, is moved
+/// aside: the lock is taken on a real file, and a removal of the cleared function removes
+/// that file, never what a link points at.
+#[test]
+fn linked_open_lock_is_moved_aside() {
+    for separate in [false, true] {
+        for dangling in [true, false] {
+            let mut s = Scene::new();
+            let lock = s.cache.join(format!("{}.open.lock", file_stem(NAME)));
+            let target = s.outside.join("victim.lock");
+            if !dangling {
+                fs::write(&target, b"keep me").unwrap();
+            }
+            symlink(&target, &lock).unwrap();
+            s.freeze();
+            let calls = Counter::default();
+            let log = capture_logs(|| {
+                let f = multiplier(&s.backend(separate), NAME, 2, &calls);
+                exercise(&f, &calls, 3);
+                assert!(!is_link(&lock) && lock.is_file(), "a real lock file");
+                f.clear_cache().unwrap();
+            });
+            assert_eq!(s.moved_aside(&s.cache).len(), 1, "{:?}", listing(&s.cache));
+            assert!(log.contains("symbolic link"), "{log}");
+            let removed =
+                cachier_backend_file::remove_unused_store(&s.cache, &namespace(NAME), separate)
+                    .unwrap();
+            assert_eq!(removed, cachier_backend_file::Removal::Removed);
+            assert!(!lock.exists());
+            s.assert_untouched();
+        }
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cachier_core::{
-    Backoff, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
+    preview_of, Backoff, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
 };
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
@@ -28,6 +28,9 @@ use crate::{DriverError, INDEX_NAME};
 const WAIT_POLL_MAX: Duration = Duration::from_millis(40);
 /// How often the server-clock offset is measured again.
 const CLOCK_REFRESH: Duration = Duration::from_secs(60);
+/// Values up to this size cross the network in a listing, for the arguments' preview at
+/// their start; larger ones are listed without one.
+const PREVIEW_VALUE_MAX: i32 = 4096;
 
 /// What every core of one backend shares: the collection, whether it is set up, and the
 /// measured offset of the server's clock.
@@ -602,14 +605,25 @@ impl Entries {
     pub(crate) async fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
         let c = &self.shared.collection;
         let filter = doc! { "func": &*self.func };
-        // Sizes are computed by the server: values never cross the network for a listing.
+        // Sizes are computed by the server: values never cross the network for a listing,
+        // except small ones, for the arguments' preview at their start (the server cannot cut
+        // binary data, so a value over `PREVIEW_VALUE_MAX` bytes is listed without one).
+        let size = doc! { "$cond": [
+            { "$eq": [{ "$type": "$value" }, "binData"] },
+            { "$binarySize": "$value" },
+            -1,
+        ] };
         let projection = doc! {
             "_id": 0, "key": 1, "time": 1, "completed": 1, "processing": 1, "claim_owner": 1,
             "lease_until": 1,
-            "size": { "$cond": [
-                { "$eq": [{ "$type": "$value" }, "binData"] },
-                { "$binarySize": "$value" },
-                -1,
+            "size": size.clone(),
+            "head": { "$cond": [
+                { "$and": [
+                    { "$gte": [size.clone(), 0] },
+                    { "$lte": [size, PREVIEW_VALUE_MAX] },
+                ] },
+                "$value",
+                Bson::Null,
             ] },
         };
         let docs = self
@@ -644,6 +658,10 @@ impl Entries {
                     age: state.age,
                     completed: state.completed,
                     claim: state.claim,
+                    preview: match doc.get("head") {
+                        Some(Bson::Binary(head)) if state.completed => preview_of(&head.bytes),
+                        _ => None,
+                    },
                 })
             })
             .collect();

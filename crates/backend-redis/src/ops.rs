@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use cachier_core::{
-    CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
+    preview_of, CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, LiveClaim,
+    Namespace,
 };
 use redis::{FromRedisValue, RedisResult, ScriptInvocation, Value};
 
@@ -642,10 +643,10 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
         _ => return Err(bad()),
     };
     let rows = &reply[2..];
-    if rows.len() != keys.len() * 5 {
+    if rows.len() != keys.len() * 6 {
         return Err(bad());
     }
-    for (redis_key, row) in keys.iter().zip(rows.chunks_exact(5)) {
+    for (redis_key, row) in keys.iter().zip(rows.chunks_exact(6)) {
         let (Some(key), Some(stored)) = (key_of(redis_key), number(&row[0])) else {
             continue;
         };
@@ -662,6 +663,7 @@ fn listed(keys: &[Vec<u8>], reply: &[Value], out: &mut Vec<EntryInfo>) -> RedisR
             age: Duration::from_micros(now.saturating_sub(stored)),
             completed: text(&row[1]) == Some(b"1") && size.is_some(),
             claim: LiveClaim::if_live(live, claim),
+            preview: text(&row[5]).and_then(preview_of),
         });
     }
     Ok(())
@@ -781,24 +783,28 @@ mod tests {
         let reply = vec![
             bulk("100"),
             bulk("500000"), // now: 100.5 s
-            // A completed entry, stored at 100 s, 42 bytes, with a lapsed claim.
+            // A completed entry, stored at 100 s, 42 bytes, with a lapsed claim; its value
+            // starts with an envelope carrying the preview "7".
             bulk("100000000"),
             bulk("1"),
             bulk("old"),
             bulk("100400000"),
             Value::Int(42),
+            Value::BulkString(vec![2, 0, 1, b'7', 14]),
             // A placeholder under a live claim.
             bulk("100200000"),
             bulk("0"),
             bulk("tok"),
             bulk("101000000"),
             Value::Int(-1),
+            Value::Nil,
             // Gone since the SCAN.
             Value::Nil,
             Value::Nil,
             Value::Nil,
             Value::Nil,
             Value::Int(-1),
+            Value::Nil,
         ];
         let mut out = Vec::new();
         listed(&keys, &reply, &mut out).unwrap();
@@ -808,12 +814,14 @@ mod tests {
         assert_eq!(out[0].age, Duration::from_millis(500));
         assert!(out[0].completed && !out[0].being_calculated());
         assert_eq!(out[0].claim_owner(), None);
+        assert_eq!(out[0].preview.as_deref(), Some("7"));
         assert_eq!(out[1].size, 0);
+        assert_eq!(out[1].preview, None);
         assert!(!out[1].completed && out[1].being_calculated());
         assert_eq!(out[1].claim_owner(), Some("tok"));
         assert_eq!(out[1].age, Duration::from_millis(300));
         assert!(
-            listed(&keys, &reply[..10], &mut out).is_err(),
+            listed(&keys, &reply[..12], &mut out).is_err(),
             "short reply"
         );
         assert!(listed(&keys, &[], &mut out).is_err(), "no clock");

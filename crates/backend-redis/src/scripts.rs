@@ -236,10 +236,16 @@ return n
     ))
 });
 
+const _: () = assert!(
+    cachier_core::codec::PREVIEW_PREFIX_LEN == 123,
+    "the prefix LIST reads"
+);
+
 /// `KEYS`: a batch of entries. Lists them without their values: returns the server's clock
-/// (`TIME`'s seconds and microseconds), then five items per key: `time`, `completed`,
-/// `claim`, `lease` (nil when absent) and the value's length in bytes (`HSTRLEN`; -1 when
-/// there is no value). A key that is gone or not a hash reads as all nil.
+/// (`TIME`'s seconds and microseconds), then six items per key: `time`, `completed`,
+/// `claim`, `lease` (nil when absent), the value's length in bytes (`HSTRLEN`; -1 when
+/// there is no value) and its first 123 bytes, which hold the arguments' preview (nil
+/// without a value). A key that is gone or not a hash reads as all nil.
 pub(crate) static LIST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
@@ -258,6 +264,10 @@ for _, key in ipairs(KEYS) do
   out[#out + 1] = h[3]
   out[#out + 1] = h[4]
   out[#out + 1] = size
+  -- The value's first bytes hold the arguments' preview; only they cross the wire.
+  local head = false
+  if size > 0 then head = string.sub(redis.call('HGET', key, 'value'), 1, 123) end
+  out[#out + 1] = head
 end
 return out
 "#,

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use cachier_core::codec::PREVIEW_PREFIX_LEN;
 use cachier_core::{
-    Backoff, CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key, LiveClaim,
-    Namespace,
+    preview_of, Backoff, CacheEntry, Claim, ClaimAndGet, ClaimToken, EntryInfo, Error, Key,
+    LiveClaim, Namespace,
 };
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};
@@ -593,18 +594,22 @@ impl Entries {
             .map_err(|e| driver(operation, e))
     }
 
-    /// The header of a listed object, by a ranged GET of its first bytes (never the value);
-    /// `None` when it went away meanwhile.
+    /// The header of a listed object, by a ranged GET of its first bytes (never the value,
+    /// but its first `value_head` bytes after the header, returned beside it); `None` when
+    /// it went away meanwhile.
     async fn header(
         &self,
         operation: &'static str,
         meta: &ObjectMeta,
-    ) -> Result<Option<Result<Header, Unreadable>>, Error> {
+        value_head: usize,
+    ) -> Result<Option<Listed>, Error> {
         if meta.size == 0 {
-            return Ok(Some(Err(Unreadable::Garbage)));
+            return Ok(Some((Err(Unreadable::Garbage), Bytes::new())));
         }
         let options = GetOptions {
-            range: Some(GetRange::Bounded(0..meta.size.min(MAX_HEADER as u64))),
+            range: Some(GetRange::Bounded(
+                0..meta.size.min((MAX_HEADER + value_head) as u64),
+            )),
             ..GetOptions::default()
         };
         let result = match self.shared.store.get_opts(&meta.location, options).await {
@@ -613,18 +618,25 @@ impl Entries {
             Err(e) => return Err(driver(operation, e)),
         };
         let bytes = result.bytes().await.map_err(|e| driver(operation, e))?;
-        Ok(Some(Header::decode(&bytes)))
+        let header = Header::decode(&bytes[..bytes.len().min(MAX_HEADER)]);
+        let value_head = match &header {
+            Ok(h) => bytes.slice(h.len.min(bytes.len())..),
+            Err(_) => Bytes::new(),
+        };
+        Ok(Some((header, value_head)))
     }
 
-    /// The headers of every object of this function, read a few at a time.
+    /// The headers of every object of this function, read a few at a time, each with the
+    /// first `value_head` bytes of its value.
     async fn headers(
         &self,
         operation: &'static str,
-    ) -> Result<Vec<(ObjectMeta, Result<Header, Unreadable>)>, Error> {
+        value_head: usize,
+    ) -> Result<Vec<(ObjectMeta, Listed)>, Error> {
         let listed = self.list(operation).await?;
         let read: Vec<_> = stream::iter(listed)
             .map(|meta| async move {
-                let header = self.header(operation, &meta).await?;
+                let header = self.header(operation, &meta, value_head).await?;
                 Ok::<_, Error>(header.map(|h| (meta, h)))
             })
             .buffered(LIST_CONCURRENCY)
@@ -664,10 +676,10 @@ impl Entries {
     /// object that records a claim is rewritten without it.
     pub(crate) async fn clear_being_calculated(&self) -> Result<(), Error> {
         let claimed: Vec<Path> = self
-            .headers("clear_being_calculated")
+            .headers("clear_being_calculated", 0)
             .await?
             .into_iter()
-            .filter(|(_, h)| h.as_ref().is_ok_and(|h| h.claim.is_some()))
+            .filter(|(_, (h, _))| h.as_ref().is_ok_and(|h| h.claim.is_some()))
             .map(|(meta, _)| meta.location)
             .collect();
         stream::iter(claimed)
@@ -712,12 +724,12 @@ impl Entries {
     /// [`Core::delete_stale_entries`](cachier_core::Core::delete_stale_entries): entries
     /// stored longer than `older_than` ago by the server's clock, except under a live claim.
     pub(crate) async fn delete_stale_entries(&self, older_than: Duration) -> Result<u64, Error> {
-        let headers = self.headers("delete_stale_entries").await?;
+        let headers = self.headers("delete_stale_entries", 0).await?;
         let now = self.now_ms();
         let cutoff = now.saturating_sub(i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX));
         let stale: Vec<Path> = headers
             .into_iter()
-            .filter(|(meta, header)| match header {
+            .filter(|(meta, (header, _))| match header {
                 Ok(h) => h.time_ms < cutoff && live(&h.claim, now).is_none(),
                 // Unreadable objects go by their last write.
                 Err(_) => meta.last_modified.timestamp_millis() < cutoff,
@@ -728,13 +740,14 @@ impl Entries {
     }
 
     /// [`Core::entries`](cachier_core::Core::entries): the listing, and each object's header
-    /// by a ranged read (values never cross the network).
+    /// and its value's first bytes (the arguments' preview) by a ranged read (values never
+    /// cross the network).
     pub(crate) async fn entries(&self) -> Result<Vec<EntryInfo>, Error> {
-        let headers = self.headers("entries").await?;
+        let headers = self.headers("entries", PREVIEW_PREFIX_LEN).await?;
         let now = self.now_ms();
         let mut out: Vec<EntryInfo> = headers
             .into_iter()
-            .filter_map(|(meta, header)| {
+            .filter_map(|(meta, (header, value_head))| {
                 let key = Key::from_hex(meta.location.filename()?)?;
                 Some(match header {
                     Ok(h) => {
@@ -752,6 +765,7 @@ impl Entries {
                             age,
                             completed: h.completed,
                             claim: live(&h.claim, now).map(owner),
+                            preview: h.completed.then(|| preview_of(&value_head)).flatten(),
                         }
                     }
                     Err(_) => EntryInfo::of(
@@ -770,6 +784,9 @@ impl Entries {
         Ok(self.list("len").await?.len() as u64)
     }
 }
+
+/// A listed object's header, and the first bytes of its value read with it.
+type Listed = (Result<Header, Unreadable>, Bytes);
 
 /// The claim recorded in an object if its lease is ahead of the server's clock `now`.
 fn live(claim: &Option<StoredClaim>, now: i64) -> Option<&StoredClaim> {

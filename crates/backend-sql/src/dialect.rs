@@ -283,11 +283,13 @@ impl Statements {
             ),
             // Len.
             format!("SELECT COUNT(*) FROM {t} WHERE function_id = {}", p(1)),
-            // Entries: everything but the values; the store's clock as in Get.
+            // Entries: everything but the values (their first bytes only, which hold the
+            // arguments' preview); the store's clock as in Get.
             format!(
-                "SELECT key, CAST(COALESCE(length(value), 0) AS BIGINT), stored_at, {now}, completed, claim_owner, {live} \
-                 FROM {t} WHERE function_id = {}",
+                "SELECT key, CAST(COALESCE(length(value), 0) AS BIGINT), stored_at, {now}, completed, claim_owner, {live}, \
+                 substr(value, 1, {prefix}) FROM {t} WHERE function_id = {}",
                 p(1),
+                prefix = cachier_core::codec::PREVIEW_PREFIX_LEN,
             ),
             // Namespaces.
             format!("SELECT DISTINCT function_id FROM {t}"),

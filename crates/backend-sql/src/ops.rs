@@ -8,7 +8,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cachier_core::{CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim};
+use cachier_core::{preview_of, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim};
 
 use crate::dialect::Stmt;
 
@@ -68,6 +68,8 @@ pub(crate) struct Listed {
     pub(crate) completed: bool,
     pub(crate) claim_owner: Option<String>,
     pub(crate) live: bool,
+    /// The value's first bytes, which hold the arguments' preview.
+    pub(crate) head: Option<Vec<u8>>,
 }
 
 /// Logs a row that cannot be read; it is served as a miss and overwritten by the next `put`.
@@ -271,6 +273,7 @@ impl<'a, C: Connection + ?Sized> Ops<'a, C> {
                     age: age_of(row.stored_us, row.now_us),
                     completed: row.completed,
                     claim: LiveClaim::if_live(row.live, row.claim_owner),
+                    preview: row.head.as_deref().and_then(preview_of),
                 })
             })
             .collect())

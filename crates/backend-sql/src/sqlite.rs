@@ -154,6 +154,7 @@ fn read_listed(row: &rusqlite::Row<'_>) -> rusqlite::Result<Listed> {
         completed: row.get(4)?,
         claim_owner: row.get(5)?,
         live: row.get::<_, Option<bool>>(6)?.unwrap_or(false),
+        head: row.get(7)?,
     })
 }
 

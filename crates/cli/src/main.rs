@@ -41,7 +41,8 @@ enum Command {
         #[arg(long, value_parser = duration)]
         stale_after: Option<Duration>,
     },
-    /// One function's entries: key, age, size, completed, being calculated, claim owner.
+    /// One function's entries: key, age, size, completed, being calculated, claim owner, and
+    /// the arguments each was computed from (where the entry stores a preview of them).
     Show {
         /// The function's namespace, as `cachier ls` prints it.
         namespace: String,
@@ -55,7 +56,8 @@ enum Command {
         #[arg(value_parser = key)]
         key: Key,
     },
-    /// Delete every entry of a function.
+    /// Delete every entry of a function. On the file backend, also remove its files when no
+    /// process has its store open.
     Clear {
         /// The function's namespace.
         namespace: String,
@@ -228,11 +230,14 @@ fn run(cli: &Cli) -> Result<(), String> {
             let entries = count(n, "entry", "entries");
             if confirm(*yes, &format!("delete {entries} of {namespace}?"))? {
                 core.clear_cache().map_err(fail)?;
-                drop(core);
-                if let Some(dir) = file_dir(&url).filter(|_| single_store(&url)) {
-                    remove_empty_claims_dir(&dir, &namespace);
+                let mut message = format!("cleared {entries} of {namespace}");
+                if let Some(dir) = file_dir(&url) {
+                    // This process's own hold on the store goes first: it counts as a user.
+                    drop(core);
+                    drop(backend);
+                    message.push_str(&remove_unused_files(&dir, &namespace, !single_store(&url)));
                 }
-                out.done(&format!("cleared {entries} of {namespace}"), n);
+                out.done(&message, n);
             }
         }
         Command::ClearBeingCalculated { namespace, yes } => {
@@ -295,13 +300,21 @@ fn run(cli: &Cli) -> Result<(), String> {
     Ok(())
 }
 
-/// Removes the lock-file directory of a cleared function of the file backend if it is empty
-/// (`remove_dir` refuses a directory that is not, so a live claim keeps it; a claim made later
-/// creates it again). The function's SQLite file stays: another process may have it open, and
-/// a file removed under an open connection would cut that process off from the cache.
-fn remove_empty_claims_dir(dir: &std::path::Path, namespace: &Namespace) {
-    let stem = cachier::backends::file::file_stem(namespace.as_str());
-    let _ = std::fs::remove_dir(dir.join(format!("{stem}.claims")));
+/// Removes the files of a cleared function of the file backend (its empty store, claims
+/// directory and change counters) unless a process has its store open: those keep working on
+/// the files they have open. Returns what to add to the outcome; a failure to remove is a
+/// note, not an error, since the entries are cleared either way.
+fn remove_unused_files(dir: &std::path::Path, namespace: &Namespace, separate: bool) -> String {
+    use cachier::backends::file::{remove_unused_store, Removal};
+    match remove_unused_store(dir, namespace, separate) {
+        Ok(Removal::Removed) => "; its files were removed".into(),
+        Ok(Removal::InUse) => "; its files stay while a process has it open".into(),
+        Ok(Removal::NotEmpty | Removal::Absent) => String::new(),
+        Err(error) => format!(
+            "; its files stay: {}",
+            cachier_settings::chain_message(&error)
+        ),
+    }
 }
 
 /// The namespace named `name`, if the store has it.

@@ -63,6 +63,8 @@ struct EntryReport<'a> {
     completed: bool,
     being_calculated: bool,
     claim_owner: Option<&'a str>,
+    /// The preview of the entry's arguments, where the entry carries one.
+    arguments: Option<&'a str>,
 }
 
 /// Table or JSON output.
@@ -129,6 +131,7 @@ impl Output {
                     completed: e.completed,
                     being_calculated: e.being_calculated(),
                     claim_owner: e.claim_owner(),
+                    arguments: e.preview.as_deref(),
                 })
                 .collect();
             out!(
@@ -148,6 +151,7 @@ impl Output {
             "COMPLETED",
             "CALCULATING",
             "CLAIM OWNER",
+            "ARGUMENTS",
         ]
         .map(String::from)
         .to_vec()];
@@ -159,6 +163,9 @@ impl Output {
                 yes_no(e.completed),
                 yes_no(e.being_calculated()),
                 e.claim_owner().unwrap_or("-").to_owned(),
+                // Last: the one column of varying width. Entries stored without a preview
+                // (previews off, or written before previews existed) show "-".
+                e.preview.clone().unwrap_or_else(|| "-".into()),
             ]);
         }
         print_table(&rows);

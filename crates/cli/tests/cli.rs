@@ -89,6 +89,23 @@ fn exercise(url: &str) {
         .iter()
         .all(|e| e["completed"] == true && e["key"].as_str().unwrap().len() == 64));
     assert!(stdout(cachier(url).args(["show", &name])).contains("COMPLETED"));
+    // Each entry shows the arguments it was computed from (previews are on by default).
+    let mut arguments: Vec<&str> = entries
+        .iter()
+        .map(|e| e["arguments"].as_str().unwrap_or("-"))
+        .collect();
+    arguments.sort();
+    assert_eq!(arguments, ["1", "2"], "{show}");
+    let table = stdout(cachier(url).args(["show", &name]));
+    let header = table.lines().next().unwrap();
+    assert!(header.ends_with("ARGUMENTS"), "{table}");
+    assert!(
+        table
+            .lines()
+            .skip(1)
+            .all(|l| l.ends_with(" 1") || l.ends_with(" 2")),
+        "{table}"
+    );
 
     // Without --yes and without a terminal, nothing is cleared.
     let refused = cachier(url).args(["clear", &name]).output().unwrap();
@@ -383,6 +400,192 @@ fn refused_connections_are_explained() {
             "{url} names the reason once: {text}"
         );
     }
+}
+
+#[test]
+fn show_lists_the_arguments_of_each_entry_unless_previews_are_off() {
+    let dir = fresh_dir("cli-arguments");
+    let url = format!("file://{}", dir.display());
+    let backend = cachier::backend_from_url(&url).expect("open backend");
+    let shown = unique_name("cli-shown");
+    let f = cachier::memoize(&shown, |(n, s): (u64, String)| format!("{s}{n}"))
+        .shared_backend(backend.clone())
+        .build()
+        .expect("build");
+    f.call((7, "tab\there".into()));
+    f.call((8, "x".repeat(500)));
+    let hidden = unique_name("cli-hidden");
+    let g = cachier::memoize(&hidden, |token: String| token.len())
+        .shared_backend(backend)
+        .preview_args(false)
+        .build()
+        .expect("build");
+    g.call("s3cret-token".into());
+
+    let table = stdout(cachier(&url).args(["show", &shown]));
+    assert!(table.contains(r#"7, "tab\there""#), "{table}");
+    let long = table
+        .lines()
+        .find(|l| l.contains("8, \"xxx"))
+        .unwrap_or_else(|| panic!("{table}"));
+    let preview = &long[long.find("8, ").unwrap()..];
+    assert!(
+        preview.ends_with('…') && preview.len() <= 120,
+        "cut to 120 bytes: {preview}"
+    );
+
+    let out = stdout(cachier(&url).args(["show", &hidden]));
+    assert!(!out.contains("s3cret"), "{out}");
+    assert!(out.lines().nth(1).unwrap().ends_with(" -"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(cachier(&url).args(["--json", "show", &hidden]))).unwrap();
+    assert_eq!(json[0]["arguments"], serde_json::Value::Null);
+}
+
+/// The files of `name`'s single store in `dir`: its database and SQLite sidecars, claims
+/// directory, change counters and open lock.
+fn store_files(dir: &std::path::Path, name: &str) -> Vec<String> {
+    let stem = cachier::backends::file::file_stem(name);
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with(&format!("{stem}.")))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn clear_removes_the_files_of_a_store_nobody_has_open() {
+    let dir = fresh_dir("cli-remove");
+    let url = format!("file://{}", dir.display());
+    let name = populate(&url);
+    let other = populate(&url);
+    let before = store_files(&dir, &name);
+    for suffix in [".sqlite3", ".claims", ".changes", ".open.lock"] {
+        assert!(
+            before.iter().any(|f| f.ends_with(suffix)),
+            "{suffix} in {before:?}"
+        );
+    }
+    let out = stdout(cachier(&url).args(["clear", &name, "--yes"]));
+    assert!(
+        out.contains("cleared 2 entries") && out.contains("its files were removed"),
+        "{out}"
+    );
+    assert_eq!(store_files(&dir, &name), Vec::<String>::new(), "all gone");
+    assert_eq!(
+        store_files(&dir, &other).len(),
+        before.len(),
+        "another function's stay"
+    );
+
+    // The function works again from nothing: it computes, stores, and is then a hit.
+    let calls = cachier_testkit::Counter::new();
+    let counted = calls.clone();
+    let f = cachier::memoize(&name, move |x: u64| {
+        counted.bump();
+        x * 10
+    })
+    .shared_backend(cachier::backend_from_url(&url).expect("open backend"))
+    .build()
+    .expect("build");
+    assert_eq!(f.call(1), 10);
+    assert_eq!(f.call(1), 10);
+    assert_eq!(calls.get(), 1, "stored again, then served");
+    assert!(store_files(&dir, &name)
+        .iter()
+        .any(|f| f.ends_with(".sqlite3")));
+}
+
+/// Set in the child process of `clear_keeps_the_files_of_a_store_another_process_has_open`:
+/// the store's URL and the function's name, on two lines.
+const HOLDER_ENV: &str = "CACHIER_CLI_TEST_HOLDER";
+
+/// Not a test of its own: in the child process that [`HOLDER_ENV`] marks, has a function's
+/// store open until its stdin closes, calling it before and after.
+#[test]
+fn holder_process() {
+    let Ok(spec) = std::env::var(HOLDER_ENV) else {
+        return;
+    };
+    let (url, name) = spec.split_once('\n').expect("url and name");
+    let f = cachier::memoize(name, |x: u64| x * 10)
+        .shared_backend(cachier::backend_from_url(url).expect("open backend"))
+        .build()
+        .expect("build");
+    assert_eq!(f.call(1), 10);
+    println!("holder: ready");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    println!("holder: still {}", f.call(1));
+}
+
+#[test]
+fn clear_keeps_the_files_of_a_store_another_process_has_open() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = fresh_dir("cli-in-use");
+    let url = format!("file://{}", dir.display());
+    let name = unique_name("cli-in-use");
+    // Three processes: this one (which never opens the store), a holder, and the tool.
+    let mut holder = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "holder_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(HOLDER_ENV, format!("{url}\n{name}"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the holder");
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    // (libtest may print the test's name on the same line.)
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("holder: ready"));
+    assert!(ready, "the holder opened the store");
+    let before = store_files(&dir, &name);
+    assert!(before.iter().any(|f| f.ends_with(".sqlite3")), "{before:?}");
+
+    let out = stdout(cachier(&url).args(["clear", &name, "--yes"]));
+    assert!(
+        out.contains("cleared 1 entry")
+            && out.contains("its files stay while a process has it open"),
+        "{out}"
+    );
+    let after: Vec<String> = store_files(&dir, &name)
+        .into_iter()
+        .filter(|f| !f.ends_with("-wal") && !f.ends_with("-shm"))
+        .collect();
+    assert!(
+        before
+            .iter()
+            .filter(|f| !f.ends_with("-wal") && !f.ends_with("-shm"))
+            .eq(after.iter()),
+        "nothing removed under the holder: {before:?} then {after:?}"
+    );
+
+    // The holder goes on with the same files: it computes the cleared entry again and stores
+    // it where the tool sees it.
+    drop(holder.stdin.take());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(holder.wait().unwrap().success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains("holder: still 10")),
+        "{rest:?}"
+    );
+    let show: serde_json::Value =
+        serde_json::from_str(&stdout(cachier(&url).args(["--json", "show", &name]))).unwrap();
+    assert_eq!(show.as_array().unwrap().len(), 1, "{show}");
+
+    // With the holder gone, the next clear removes the files.
+    let out = stdout(cachier(&url).args(["clear", &name, "--yes"]));
+    assert!(out.contains("its files were removed"), "{out}");
+    assert_eq!(store_files(&dir, &name), Vec::<String>::new());
 }
 
 #[test]

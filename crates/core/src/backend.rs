@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::watch::{ChangeSink, Watch};
-use crate::{Error, Key, Namespace};
+use crate::{codec, Error, Key, Namespace};
 
 /// One stored entry, as a [`Core`] reports it. Its fields cannot disagree: a value is there
 /// only when a computation completed and stored it, a claim only while it is live, so each
@@ -97,6 +97,11 @@ pub struct EntryInfo {
     pub completed: bool,
     /// The live claim on the key, if any.
     pub claim: Option<LiveClaim>,
+    /// A readable preview of the arguments the value was computed from, where the value
+    /// carries one (functions with `preview_args` on; see [`codec::preview`]). Read from the
+    /// value's first [`codec::PREVIEW_PREFIX_LEN`] bytes, so listing it needs neither the
+    /// whole value nor its type.
+    pub preview: Option<String>,
 }
 
 impl EntryInfo {
@@ -109,6 +114,7 @@ impl EntryInfo {
             age: entry.age,
             completed: entry.is_completed(),
             claim: entry.claim.clone(),
+            preview: entry.value.as_deref().and_then(preview_of),
         }
     }
 
@@ -121,6 +127,12 @@ impl EntryInfo {
     pub fn claim_owner(&self) -> Option<&str> {
         self.claim.as_ref()?.owner.as_deref()
     }
+}
+
+/// The preview a stored value (or the first [`codec::PREVIEW_PREFIX_LEN`] bytes of it)
+/// carries, for a store's listing.
+pub fn preview_of(value_prefix: &[u8]) -> Option<String> {
+    codec::preview(value_prefix).map(str::to_owned)
 }
 
 /// What a store can do: declared by each store as data, read once when a function is built.

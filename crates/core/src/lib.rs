@@ -19,8 +19,8 @@ mod unheard;
 pub mod watch;
 
 pub use backend::{
-    claim_then_get, poll_until_released, Backend, Backoff, CacheEntry, Capabilities, Claim,
-    ClaimAndGet, ClaimToken, Core, EntryInfo, LiveClaim,
+    claim_then_get, poll_until_released, preview_of, Backend, Backoff, CacheEntry, Capabilities,
+    Claim, ClaimAndGet, ClaimToken, Core, EntryInfo, LiveClaim,
 };
 pub use cachier_settings::{
     chain_message, parse_bytes, parse_duration, redact_message, redact_url, BoxError, Error,

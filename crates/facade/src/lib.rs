@@ -23,7 +23,9 @@ pub mod backends {
     #[cfg(feature = "file")]
     #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
     pub mod file {
-        pub use cachier_backend_file::{file_stem, FileBackend, FileBackendBuilder};
+        pub use cachier_backend_file::{
+            file_stem, remove_unused_store, FileBackend, FileBackendBuilder, Removal,
+        };
     }
     /// An in-process map (feature `memory`).
     #[cfg(feature = "memory")]

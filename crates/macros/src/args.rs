@@ -25,6 +25,7 @@ const PARAMS: &[&str] = &[
     "cleanup_interval",
     "lease",
     "near_cache",
+    "preview_args",
     "key",
     "allow_non_static_methods",
 ];
@@ -201,7 +202,8 @@ impl Args {
                         "`allow_non_static_methods` is decided at compile time: write it alone or `= true` / `= false`",
                     )),
                 },
-                "next_time" | "allow_none" | "separate_files" | "cleanup_stale" => {
+                "next_time" | "allow_none" | "separate_files" | "cleanup_stale"
+                | "preview_args" => {
                     let value = match &param.value {
                         None => quote_spanned!(span=> true),
                         Some(value) => quote!(#value),
@@ -380,7 +382,13 @@ mod tests {
 
     #[test]
     fn flags_and_values() {
-        let calls = builder(quote!(next_time, allow_none = false, cleanup_stale = on()));
+        let calls = builder(quote!(
+            next_time,
+            allow_none = false,
+            cleanup_stale = on(),
+            preview_args = false
+        ));
+        assert!(calls.contains("preview_args (false)"), "{calls}");
         assert!(calls.contains("next_time (true)"), "{calls}");
         assert!(calls.contains("allow_none (false)"), "{calls}");
         assert!(calls.contains("cleanup_stale (on ())"), "{calls}");

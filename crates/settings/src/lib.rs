@@ -24,6 +24,9 @@ pub const CACHE_DIR_ENV: &str = "CACHIER_CACHE_DIR";
 pub const MAX_WORKERS_ENV: &str = "CACHIER_MAX_WORKERS";
 /// Background workers when [`MAX_WORKERS_ENV`] is unset (cachier's default).
 pub const DEFAULT_MAX_WORKERS: usize = 8;
+/// Environment variable turning argument previews on or off (`1`/`true`/`on` or
+/// `0`/`false`/`off`) for functions that do not set `preview_args` themselves.
+pub const PREVIEW_ARGS_ENV: &str = "CACHIER_PREVIEW_ARGS";
 /// Environment variable naming the default backend by URL, so that a deployed program moves
 /// from the local file cache to a shared server without a code change.
 pub const BACKEND_URL_ENV: &str = "CACHIER_BACKEND_URL";
@@ -71,6 +74,12 @@ pub struct Settings {
     /// [`NearCache::unbounded`]), [`NearCache::OFF`] none anywhere. Read when a function is
     /// built.
     pub near_cache: Option<NearCache>,
+    /// Store a short, readable preview of the arguments with each entry (at most 120 bytes,
+    /// rendered from their serialized form), so that `cachier show` can say which arguments
+    /// an entry belongs to. On by default ([`PREVIEW_ARGS_ENV`] changes the default); turn it
+    /// off where arguments carry secrets, since anyone who can read the store reads the
+    /// preview. Read when a function is built.
+    pub preview_args: bool,
 }
 
 /// The near cache of a function: its values kept typed in this process, in front of its
@@ -171,6 +180,7 @@ impl Default for Settings {
             max_workers: max_workers_from_env(),
             allow_non_static_methods: false,
             near_cache: None,
+            preview_args: preview_args_from_env(),
         }
     }
 }
@@ -231,6 +241,23 @@ fn max_workers_from_env() -> usize {
                     "cachier: ignoring {MAX_WORKERS_ENV}={text:?} (expected a whole number of at least 1); using {DEFAULT_MAX_WORKERS}"
                 );
                 DEFAULT_MAX_WORKERS
+            }
+        },
+    }
+}
+
+fn preview_args_from_env() -> bool {
+    const DEFAULT: bool = true;
+    match std::env::var(PREVIEW_ARGS_ENV) {
+        Err(_) => DEFAULT,
+        Ok(text) => match text.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => true,
+            "0" | "false" | "no" | "off" => false,
+            _ => {
+                eprintln!(
+                    "cachier: ignoring {PREVIEW_ARGS_ENV}={text:?} (expected 1, true, on, 0, false or off); previews stay on"
+                );
+                DEFAULT
             }
         },
     }
@@ -344,6 +371,7 @@ pub struct ParamsUpdate {
     max_workers: Option<usize>,
     allow_non_static_methods: Option<bool>,
     near_cache: Option<Option<NearCache>>,
+    preview_args: Option<bool>,
 }
 
 impl ParamsUpdate {
@@ -444,6 +472,11 @@ impl ParamsUpdate {
         self.near_cache = Some(None);
         self
     }
+    /// See [`Settings::preview_args`].
+    pub fn preview_args(mut self, on: bool) -> Self {
+        self.preview_args = Some(on);
+        self
+    }
 
     fn apply_to(self, s: &mut Settings) -> Result<()> {
         if let Some(name) = self.backend {
@@ -474,7 +507,8 @@ impl ParamsUpdate {
             allow_none,
             cleanup_stale,
             allow_non_static_methods,
-            near_cache
+            near_cache,
+            preview_args
         );
         Ok(())
     }
@@ -604,6 +638,18 @@ mod tests {
         std::env::set_var("XDG_CACHE_HOME", "");
         assert!(default_cache_dir().ends_with(".cachier"));
         std::env::remove_var("XDG_CACHE_HOME");
+
+        assert!(d.preview_args, "previews are on by default");
+        std::env::set_var(PREVIEW_ARGS_ENV, "off");
+        assert!(!Settings::default().preview_args);
+        std::env::set_var(PREVIEW_ARGS_ENV, " TRUE ");
+        assert!(Settings::default().preview_args);
+        std::env::set_var(PREVIEW_ARGS_ENV, "maybe");
+        assert!(
+            Settings::default().preview_args,
+            "a bad value keeps the default"
+        );
+        std::env::remove_var(PREVIEW_ARGS_ENV);
 
         std::env::set_var(MAX_WORKERS_ENV, "3");
         assert_eq!(Settings::default().max_workers, 3);

@@ -956,6 +956,64 @@ pub fn entries_list_keys_and_sizes(open: Open) {
     }
 }
 
+/// `entries` shows the preview of the arguments that a value's envelope carries, read without
+/// the value's type, and none for a value without one (the old envelope, or other bytes).
+pub fn entries_show_the_previews_values_carry(open: Open) {
+    use cachier_core::codec::{encode, encode_with_preview, MAX_PREVIEW_LEN};
+    let Some(s) = Store::open(open, "entries_show_the_previews_values_carry") else {
+        return;
+    };
+    let long = "é".repeat(200);
+    let values = [
+        (
+            1,
+            encode_with_preview(&"small", Some("12, \"abc\"")).expect("encode"),
+        ),
+        (2, encode(&"no preview").expect("encode")),
+        (
+            3,
+            encode_with_preview(&vec![7u8; 1000], Some(long.as_str())).expect("encode"),
+        ),
+        (
+            4,
+            encode_with_preview(&vec![9u8; 100_000], Some("big")).expect("encode"),
+        ),
+        (5, b"garbage".to_vec()),
+    ];
+    for (n, value) in &values {
+        s.core.put(&key(*n), value, None).expect("put");
+    }
+    let listed = match s.core.entries() {
+        Ok(listed) => listed,
+        Err(Error::Unsupported { .. }) if !s.core.capabilities().listing => return,
+        Err(e) => panic!("entries: {e}"),
+    };
+    let preview = |n: u64| {
+        listed
+            .iter()
+            .find(|e| e.key == key(n))
+            .unwrap_or_else(|| panic!("key {n} listed: {listed:?}"))
+            .preview
+            .clone()
+    };
+    assert_eq!(preview(1).as_deref(), Some("12, \"abc\""));
+    assert_eq!(preview(2), None, "the envelope without a preview");
+    let cut = preview(3).expect("a long preview, cut");
+    assert!(
+        cut.len() <= MAX_PREVIEW_LEN && cut.starts_with("éé") && cut.ends_with('…'),
+        "{cut}"
+    );
+    // A store that cannot read a large value's first bytes alone may leave its preview out,
+    // never show another.
+    assert!(matches!(preview(4).as_deref(), Some("big") | None));
+    assert_eq!(preview(5), None, "bytes that are not an envelope");
+    // Stored values still read whole and decode.
+    let entry = s.core.get(&key(3)).expect("get").expect("stored");
+    let value: Vec<u8> = cachier_core::codec::decode(entry.value.as_deref().expect("value"))
+        .expect("decodes past its preview");
+    assert_eq!(value, vec![7u8; 1000]);
+}
+
 /// `Backend::namespaces` lists a namespace while it has entries, or is unsupported.
 pub fn namespaces_list_namespaces_with_entries(open: Open) {
     let case = "namespaces_list_namespaces_with_entries";

@@ -230,7 +230,8 @@ macro_rules! store_contract_tests {
             clear_being_calculated_drops_claims_and_keeps_values,
             delete_stale_entries_deletes_only_older_ones,
             delete_stale_entries_keeps_entries_being_calculated, len_and_is_empty,
-            entries_list_keys_and_sizes, namespaces_list_namespaces_with_entries
+            entries_list_keys_and_sizes, entries_show_the_previews_values_carry,
+            namespaces_list_namespaces_with_entries
         );
         $crate::__store_contract_async_tests!($open);
     };

@@ -346,6 +346,7 @@ fn read_listed(row: &::postgres::Row) -> Result<Listed, ::postgres::Error> {
         completed: row.try_get(4)?,
         claim_owner: row.try_get(5)?,
         live: row.try_get::<_, Option<bool>>(6)?.unwrap_or(false),
+        head: row.try_get(7)?,
     })
 }
 

@@ -177,7 +177,10 @@ where
     pub fn precache_value(&self, args: &A, value: R) -> Result<R, Error> {
         let shared = &self.inner.shared;
         let key = shared.key(args)?;
-        if let Some(bytes) = shared.encode_for_store(&value, &shared.trace(false)) {
+        let preview = shared.preview(args);
+        if let Some(bytes) =
+            shared.encode_for_store(&value, preview.as_deref(), &shared.trace(false))
+        {
             let stored = shared.core.put(&key, &bytes, None);
             shared.forget_near(Some(&key));
             stored?;

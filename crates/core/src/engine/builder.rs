@@ -119,6 +119,7 @@ pub struct Memoize<A, R, M: Kind<A, R> = Blocking> {
     lease: Duration,
     statistics: bool,
     near_cache: Option<NearCache>,
+    preview_args: Option<bool>,
 }
 
 impl<A, R, M> Memoize<A, R, M>
@@ -143,6 +144,7 @@ where
             lease: DEFAULT_LEASE,
             statistics: true,
             near_cache: None,
+            preview_args: None,
         }
     }
 
@@ -274,6 +276,15 @@ where
         self
     }
 
+    /// Store a short, readable preview of the arguments with each entry (at most 120 bytes,
+    /// from their serialized form), which `cachier show` lists next to the key. Default: the
+    /// global `preview_args`, on unless changed. Turn it off where the arguments carry
+    /// secrets (tokens, passwords, personal data): whoever can read the store reads them.
+    pub fn preview_args(mut self, on: bool) -> Self {
+        self.preview_args = Some(on);
+        self
+    }
+
     /// How long a claim outlives its holder's last heartbeat (default 10 s): a crashed
     /// computation is taken over after at most this long.
     pub fn lease(mut self, lease: Duration) -> Self {
@@ -344,6 +355,7 @@ where
             failures: FailureLog::default(),
             stats: Arc::default(),
             statistics: self.statistics,
+            preview_args: self.preview_args.unwrap_or(settings.preview_args),
         };
         stats::register(
             &shared.namespace,

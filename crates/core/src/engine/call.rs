@@ -376,7 +376,7 @@ pub(super) async fn miss<A, R, D>(
     trace: &Trace<'_>,
 ) -> Result<R, Error>
 where
-    A: Send,
+    A: Serialize + Send,
     R: Send,
     D: Runner<A, R>,
 {
@@ -430,7 +430,7 @@ pub(super) async fn from_store<A, R, D>(
     lead: Option<&Lead<'_>>,
 ) -> Result<R, Error>
 where
-    A: Send,
+    A: Serialize + Send,
     R: Send,
     D: Runner<A, R>,
 {
@@ -540,7 +540,7 @@ pub(super) async fn compute_claimed<A, R, D>(
     lead: Option<&Lead<'_>>,
 ) -> Result<R, Error>
 where
-    A: Send,
+    A: Serialize + Send,
     R: Send,
     D: Runner<A, R>,
 {
@@ -559,8 +559,9 @@ where
     trace.note("Calling decorated function and waiting");
     let started = Instant::now();
     shared.count(|s| &s.recalculations);
+    let preview = shared.preview(&args);
     let value = d.compute(args).await;
-    let stored = match shared.encode_and_land(&value, lead, trace) {
+    let stored = match shared.encode_and_land(&value, preview.as_deref(), lead, trace) {
         Some(bytes) => match d.put(&key, &bytes, Some(claim.token())).await {
             Ok(()) => {
                 shared.forget_near(Some(&key));
@@ -625,15 +626,16 @@ pub(super) async fn compute_unclaimed<A, R, D>(
     lead: Option<&Lead<'_>>,
 ) -> Result<R, Error>
 where
-    A: Send,
+    A: Serialize + Send,
     R: Send,
     D: Runner<A, R>,
 {
     let shared = d.shared();
     let started = Instant::now();
     shared.count(|s| &s.recalculations);
+    let preview = shared.preview(&args);
     let value = d.compute(args).await;
-    let stored = match shared.encode_and_land(&value, lead, trace) {
+    let stored = match shared.encode_and_land(&value, preview.as_deref(), lead, trace) {
         Some(bytes) => {
             let stored = d.put(&key, &bytes, None).await;
             shared.forget_near(Some(&key));
@@ -664,7 +666,8 @@ where
     shared.count(|s| &s.uncached);
     let value = d.compute(args).await;
     if let Some(lead) = lead {
-        if let Some(bytes) = shared.encode(&value) {
+        // Followers decode these bytes, never store them: no preview.
+        if let Some(bytes) = shared.encode(&value, None) {
             lead.land(bytes.into());
         }
     }

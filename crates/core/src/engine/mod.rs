@@ -115,6 +115,8 @@ pub struct Shared<A, R> {
     failures: FailureLog,
     stats: Arc<Stats>,
     statistics: bool,
+    /// Store a preview of the arguments with each value (`preview_args`).
+    preview_args: bool,
 }
 
 /// When store failures were last logged, and how many have not been since.
@@ -142,6 +144,13 @@ impl FailureLog {
 impl<A: Serialize, R> Shared<A, R> {
     fn key(&self, args: &A) -> Result<Key, Error> {
         self.encode_args(args).map(|bytes| bytes.key())
+    }
+
+    /// The preview of `args` to store with their value, when previews are on. Rendered on a
+    /// miss only, before the function takes the arguments: a hit never pays for it.
+    fn preview(&self, args: &A) -> Option<String> {
+        self.preview_args
+            .then(|| crate::codec::render_preview(args))
     }
 
     /// What the key hashes: the encoding of the arguments, or of the key function's result.
@@ -203,9 +212,10 @@ impl<A, R> Shared<A, R> {
         );
     }
 
-    /// `value` encoded, or `None` when it is not cached at all (an `Err`, or unencodable).
-    fn encode(&self, value: &R) -> Option<Vec<u8>> {
-        match (self.codec.encode)(value)? {
+    /// `value` encoded (with the arguments' `preview`, if any), or `None` when it is not
+    /// cached at all (an `Err`, or unencodable).
+    fn encode(&self, value: &R, preview: Option<&str>) -> Option<Vec<u8>> {
+        match (self.codec.encode)(value, preview)? {
             Err(error) => {
                 tracing::warn!(namespace = %self.namespace, %error, "cachier: result not cached");
                 None
@@ -228,8 +238,13 @@ impl<A, R> Shared<A, R> {
 
     /// The bytes to store for `value`, or `None` when it must not be stored (an `Err`, an
     /// unencodable value, or over the size limit).
-    fn encode_for_store(&self, value: &R, trace: &Trace<'_>) -> Option<Vec<u8>> {
-        self.encode(value)
+    fn encode_for_store(
+        &self,
+        value: &R,
+        preview: Option<&str>,
+        trace: &Trace<'_>,
+    ) -> Option<Vec<u8>> {
+        self.encode(value, preview)
             .filter(|bytes| self.storable(bytes, trace))
     }
 
@@ -238,10 +253,11 @@ impl<A, R> Shared<A, R> {
     fn encode_and_land(
         &self,
         value: &R,
+        preview: Option<&str>,
         lead: Option<&Lead<'_>>,
         trace: &Trace<'_>,
     ) -> Option<Arc<[u8]>> {
-        let bytes: Arc<[u8]> = self.encode(value)?.into();
+        let bytes: Arc<[u8]> = self.encode(value, preview)?.into();
         if let Some(lead) = lead {
             lead.land(bytes.clone());
         }

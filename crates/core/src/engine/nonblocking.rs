@@ -241,7 +241,10 @@ where
     pub async fn precache_value(&self, args: &A, value: R) -> Result<R, Error> {
         let shared = &self.inner.shared;
         let key = shared.key(args)?;
-        if let Some(bytes) = shared.encode_for_store(&value, &shared.trace(false)) {
+        let preview = shared.preview(args);
+        if let Some(bytes) =
+            shared.encode_for_store(&value, preview.as_deref(), &shared.trace(false))
+        {
             let stored = self.inner.store.put(&key, &bytes, None).await;
             self.inner.shared.forget_near(Some(&key));
             stored?;

@@ -12,7 +12,8 @@ pub(super) type Encoded = Option<Result<Vec<u8>, Error>>;
 
 pub(super) struct ValueCodec<R> {
     /// `None` when the result must not be cached (an `Err`).
-    pub(super) encode: fn(&R) -> Encoded,
+    /// Encodes a result with the preview of its arguments, if any.
+    pub(super) encode: fn(&R, Option<&str>) -> Encoded,
     pub(super) decode: fn(&[u8]) -> Result<R, Error>,
     /// A copy of a result that is stored (for the near cache); `None` for one that is not.
     pub(super) clone_stored: fn(&R) -> Option<R>,
@@ -47,14 +48,17 @@ impl<T: Serialize + DeserializeOwned + Clone, E> ValueCodec<Result<T, E>> {
     }
 }
 
-pub(super) fn encode_plain<V: Serialize>(value: &V) -> Encoded {
-    Some(codec::encode(value))
+pub(super) fn encode_plain<V: Serialize>(value: &V, preview: Option<&str>) -> Encoded {
+    Some(codec::encode_with_preview(value, preview))
 }
 pub(super) fn decode_plain<V: DeserializeOwned>(bytes: &[u8]) -> Result<V, Error> {
     codec::decode(bytes)
 }
-pub(super) fn encode_ok<T: Serialize, E>(result: &Result<T, E>) -> Encoded {
-    result.as_ref().ok().map(codec::encode)
+pub(super) fn encode_ok<T: Serialize, E>(result: &Result<T, E>, preview: Option<&str>) -> Encoded {
+    result
+        .as_ref()
+        .ok()
+        .map(|value| codec::encode_with_preview(value, preview))
 }
 pub(super) fn decode_ok<T: DeserializeOwned, E>(bytes: &[u8]) -> Result<Result<T, E>, Error> {
     codec::decode(bytes).map(Ok)
