@@ -14,7 +14,7 @@
 //! to shared order on every hit.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,26 +25,9 @@ use super::params::Threshold;
 use crate::watch::{ChangeCounters, ChangeSink, Stamp, Subscription, Watch};
 use crate::{Core, Error, Key, NearCache};
 
-/// Most shards of a near cache: enough that two threads seldom meet on one lock.
-const MAX_SHARDS: usize = 16;
-/// Fewest entries, and bytes, a shard is bounded to: each shard holds its share of the bounds,
-/// so a small cache has fewer shards, lest a few keys meeting in one shard evict each other
-/// (or a value larger than a sixteenth of the byte bound never be kept).
-const MIN_SHARD_ENTRIES: usize = 64;
-const MIN_SHARD_BYTES: u64 = 1 << 20;
-
-/// How many shards (a power of two) a near cache of `config`'s bounds has.
-fn shard_count(config: &NearCache) -> usize {
-    let by_entries = config
-        .max_entries
-        .map_or(MAX_SHARDS, |n| n / MIN_SHARD_ENTRIES);
-    let by_bytes = config
-        .max_bytes
-        .map_or(MAX_SHARDS as u64, |n| n / MIN_SHARD_BYTES);
-    let n = by_entries.min(by_bytes.min(MAX_SHARDS as u64) as usize);
-    // The largest power of two not above `n`, and at least one.
-    1 << (usize::BITS - 1 - n.clamp(1, MAX_SHARDS).leading_zeros())
-}
+/// Shards of a near cache (a power of two): enough that two threads seldom meet on one lock.
+/// The bounds hold for the whole cache, not per shard, so a shard may hold any share of them.
+const SHARDS: usize = 16;
 
 /// What an entry costs beyond its encoded value and arguments, for the byte bound: the slot,
 /// its two table entries and allocation headers, roughly.
@@ -54,7 +37,7 @@ const ENTRY_OVERHEAD: u64 = 160;
 pub(crate) struct Near<R> {
     state: Arc<State<R>>,
     hasher: foldhash::fast::RandomState,
-    /// Bounds of each shard.
+    /// Bounds of the whole cache.
     max_entries: usize,
     max_bytes: u64,
     /// Shared change counters (a counted store).
@@ -70,6 +53,8 @@ pub(crate) struct Near<R> {
 /// What the store's messages reach.
 struct State<R> {
     shards: Box<[Mutex<Shard<R>>]>,
+    /// What all shards hold.
+    totals: Arc<Totals>,
     /// False while the store's change channel is down (or not up yet): nothing is served.
     serving: AtomicBool,
     /// Bumped before every invalidation: a value read before it is not kept.
@@ -86,6 +71,15 @@ struct Shard<R> {
     hand: usize,
     len: usize,
     bytes: u64,
+    /// The whole cache's counts, which this shard's changes keep up to date.
+    totals: Arc<Totals>,
+}
+
+/// How many entries, and bytes, a near cache holds in all its shards.
+#[derive(Default)]
+struct Totals {
+    len: AtomicUsize,
+    bytes: AtomicU64,
 }
 
 struct Slot<R> {
@@ -132,10 +126,12 @@ impl<R: Send + 'static> Near<R> {
         core: &dyn Core,
         clone: fn(&R) -> Option<R>,
     ) -> Result<Near<R>, Error> {
-        let shards = shard_count(config);
-        let per_shard = |total: u64| total.div_ceil(shards as u64).max(1);
+        let totals = Arc::new(Totals::default());
         let state = Arc::new(State {
-            shards: (0..shards).map(|_| Mutex::new(Shard::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard::new(totals.clone())))
+                .collect(),
+            totals,
             // A pushed store says when its channel is up; until then nothing is served.
             serving: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
@@ -143,10 +139,8 @@ impl<R: Send + 'static> Near<R> {
         let mut near = Near {
             state: state.clone(),
             hasher: foldhash::fast::RandomState::default(),
-            max_entries: config
-                .max_entries
-                .map_or(usize::MAX, |n| per_shard(n as u64) as usize),
-            max_bytes: config.max_bytes.map_or(u64::MAX, per_shard),
+            max_entries: config.max_entries.unwrap_or(usize::MAX).max(1),
+            max_bytes: config.max_bytes.unwrap_or(u64::MAX),
             counters: None,
             ttl: None,
             _subscription: None,
@@ -255,8 +249,12 @@ impl<R> Near<R> {
         {
             shard.remove(index);
         }
+        // The cache's bounds, made room for in this shard: with keys spread evenly, its share
+        // of the entries is as good as any (the bound is exceeded by at most one entry per
+        // shard, while others hold everything).
         while shard.len > 0
-            && (shard.len >= self.max_entries || shard.bytes + charge > self.max_bytes)
+            && (state.totals.len.load(Ordering::Relaxed) >= self.max_entries
+                || state.totals.bytes.load(Ordering::Relaxed) + charge > self.max_bytes)
         {
             shard.evict_one();
         }
@@ -312,7 +310,7 @@ impl<R> State<R> {
     fn forget_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         for shard in self.shards.iter() {
-            *shard.lock() = Shard::new();
+            shard.lock().clear();
         }
     }
 }
@@ -347,7 +345,7 @@ impl<R: Send + 'static> ChangeSink for SinkOf<R> {
 }
 
 impl<R> Shard<R> {
-    fn new() -> Shard<R> {
+    fn new(totals: Arc<Totals>) -> Shard<R> {
         Shard {
             by_args: HashTable::new(),
             by_key: HashTable::new(),
@@ -356,7 +354,15 @@ impl<R> Shard<R> {
             hand: 0,
             len: 0,
             bytes: 0,
+            totals,
         }
+    }
+
+    /// Drops every entry (and the memory of its tables).
+    fn clear(&mut self) {
+        self.totals.len.fetch_sub(self.len, Ordering::Relaxed);
+        self.totals.bytes.fetch_sub(self.bytes, Ordering::Relaxed);
+        *self = Shard::new(self.totals.clone());
     }
 
     #[inline]
@@ -368,6 +374,8 @@ impl<R> Shard<R> {
         let (hash, key_hash_) = (slot.hash, key_hash(&slot.key));
         self.len += 1;
         self.bytes += slot.charge;
+        self.totals.len.fetch_add(1, Ordering::Relaxed);
+        self.totals.bytes.fetch_add(slot.charge, Ordering::Relaxed);
         let index = match self.free.pop() {
             Some(index) => {
                 self.slots[index as usize] = Some(slot);
@@ -398,6 +406,8 @@ impl<R> Shard<R> {
         }
         self.len -= 1;
         self.bytes -= slot.charge;
+        self.totals.len.fetch_sub(1, Ordering::Relaxed);
+        self.totals.bytes.fetch_sub(slot.charge, Ordering::Relaxed);
         self.free.push(index);
     }
 
@@ -510,16 +520,18 @@ mod tests {
                 most = most.max(bytes(&n));
             }
         }
-        // Each shard keeps within its share (rounded up) of the bound.
-        assert!(most <= bound + MAX_SHARDS as u64, "{most} bytes kept");
-        assert!(bytes(&n) <= bound + MAX_SHARDS as u64);
+        // Within the bound, give or take one entry (under 200 bytes) per shard.
+        let slack = SHARDS as u64 * 200;
+        assert!(most <= bound + slack, "{most} bytes kept");
+        assert!(bytes(&n) <= bound + slack);
+        assert_eq!(bytes(&n), n.state.totals.bytes.load(Ordering::Relaxed));
         let entries = n.len() as u64;
         assert!(entries > 1000, "the bound is used: {entries} entries");
         // The slots' vectors (the most entries a shard ever held) stay within what the
         // bound lets them hold.
         let slots: usize = n.state.shards.iter().map(|s| s.lock().slots.len()).sum();
         assert!(
-            slots as u64 * ENTRY_OVERHEAD <= bound + MAX_SHARDS as u64 * ENTRY_OVERHEAD,
+            slots as u64 * ENTRY_OVERHEAD <= bound + slack,
             "{slots} slots for {entries} entries"
         );
     }
@@ -534,10 +546,13 @@ mod tests {
             let served = (0..bound as u64).filter(|&i| get(&n, i) == Some(i)).count();
             assert_eq!(served, bound, "entries({bound})");
         }
-        assert_eq!(shard_count(&NearCache::entries(10)), 1);
-        assert_eq!(shard_count(&NearCache::entries(100_000)), MAX_SHARDS);
-        assert_eq!(shard_count(&NearCache::bytes(3 << 20)), 2);
-        assert_eq!(shard_count(&NearCache::unbounded()), MAX_SHARDS);
+        // Keys beyond the bound evict others, wherever they fall.
+        let n = near(NearCache::entries(1_000));
+        for i in 0..10_000u64 {
+            keep(&n, i);
+        }
+        assert!(n.len() <= 1_000 + SHARDS, "{} entries", n.len());
+        assert!(n.len() >= 1_000, "{} entries", n.len());
     }
 
     #[test]
