@@ -14,42 +14,20 @@ use std::time::{Duration, Instant};
 
 use cachier::NearCache;
 
-use crate::{run_name, summarize, Config, Row};
+use crate::{run_name, stores, summarize, Config, Row};
 
 /// Samples per row: each waiter sample takes about 15 ms.
 const SAMPLES: usize = 200;
-
-/// The stores whose changes reach other instances: (label, URL).
-fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    #[allow(unused_mut)] // each store is pushed under its own feature
-    let mut stores = Vec::new();
-    #[cfg(feature = "file")]
-    stores.push(("file", format!("file://{}", dir.display())));
-    #[cfg(feature = "postgres")]
-    stores.push((
-        "PostgreSQL",
-        crate::server_url(
-            &["CACHIER_BENCH_POSTGRES_URL", "CACHIER_TEST_POSTGRES_URL"],
-            "postgres://postgres@127.0.0.1:5432/test",
-        ),
-    ));
-    #[cfg(feature = "redis")]
-    stores.push((
-        "Redis",
-        crate::server_url(
-            &["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"],
-            "redis://127.0.0.1:6379/0",
-        ),
-    ));
-    let _ = dir;
-    stores
-}
 
 /// The coherence and waiter rows of every store that can be reached.
 pub fn rows(_config: &Config) -> Vec<Row> {
     let dir = std::env::temp_dir().join(run_name("coherence").replace("::", "-"));
     let mut rows = Vec::new();
-    for (label, url) in stores(&dir) {
+    // The stores that tell other instances of changes (SQLite and MongoDB do not).
+    let coherent = stores(&dir)
+        .into_iter()
+        .filter(|(label, _)| matches!(*label, "file" | "PostgreSQL" | "Redis"));
+    for (label, url) in coherent {
         let open = || cachier::backend_from_url(&url);
         let (Ok(reader), Ok(writer), Ok(waiter), Ok(computer)) = (open(), open(), open(), open())
         else {

@@ -204,6 +204,47 @@ impl Row {
     }
 }
 
+/// The stores compiled in whose functions can have a near cache worth measuring, as (label,
+/// URL): a file cache and an SQLite database under `dir`, and the servers of their own rows.
+#[allow(dead_code)] // used by the near and coherence rows, each under its features
+pub(crate) fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
+    #[allow(unused_mut)] // each store is pushed under its own feature
+    let mut stores = Vec::new();
+    #[cfg(feature = "file")]
+    stores.push(("file", format!("file://{}", dir.join("file").display())));
+    #[cfg(feature = "sqlite")]
+    stores.push((
+        "SQLite",
+        format!("sqlite://{}", dir.join("near.db").display()),
+    ));
+    #[cfg(feature = "postgres")]
+    stores.push((
+        "PostgreSQL",
+        server_url(
+            &["CACHIER_BENCH_POSTGRES_URL", "CACHIER_TEST_POSTGRES_URL"],
+            "postgres://postgres@127.0.0.1:5432/test",
+        ),
+    ));
+    #[cfg(feature = "redis")]
+    stores.push((
+        "Redis",
+        server_url(
+            &["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"],
+            "redis://127.0.0.1:6379/0",
+        ),
+    ));
+    #[cfg(feature = "mongo")]
+    stores.push((
+        "MongoDB",
+        server_url(
+            &["CACHIER_BENCH_MONGO_URL", "CACHIER_TEST_MONGO_URL"],
+            "mongodb://127.0.0.1:27017/?directConnection=true",
+        ),
+    ));
+    let _ = dir;
+    stores
+}
+
 /// The server to measure: the first of `vars` that is set, else `default`.
 pub fn server_url(vars: &[&str], default: &str) -> String {
     vars.iter()

@@ -12,46 +12,7 @@ use std::time::{Duration, Instant};
 
 use cachier::NearCache;
 
-use crate::{overhead_fn, prefill, run_name, scattered, summarize, Config, Row};
-
-/// The stores a near cache is measured in front of: (label, URL).
-fn stores(dir: &std::path::Path) -> Vec<(&'static str, String)> {
-    #[allow(unused_mut)] // each store is pushed under its own feature
-    let mut stores = Vec::new();
-    #[cfg(feature = "file")]
-    stores.push(("file", format!("file://{}", dir.join("file").display())));
-    #[cfg(feature = "sqlite")]
-    stores.push((
-        "SQLite",
-        format!("sqlite://{}", dir.join("near.db").display()),
-    ));
-    #[cfg(feature = "postgres")]
-    stores.push((
-        "PostgreSQL",
-        crate::server_url(
-            &["CACHIER_BENCH_POSTGRES_URL", "CACHIER_TEST_POSTGRES_URL"],
-            "postgres://postgres@127.0.0.1:5432/test",
-        ),
-    ));
-    #[cfg(feature = "redis")]
-    stores.push((
-        "Redis",
-        crate::server_url(
-            &["CACHIER_BENCH_REDIS_URL", "CACHIER_TEST_REDIS_URL"],
-            "redis://127.0.0.1:6379/0",
-        ),
-    ));
-    #[cfg(feature = "mongo")]
-    stores.push((
-        "MongoDB",
-        crate::server_url(
-            &["CACHIER_BENCH_MONGO_URL", "CACHIER_TEST_MONGO_URL"],
-            "mongodb://127.0.0.1:27017/?directConnection=true",
-        ),
-    ));
-    let _ = dir;
-    stores
-}
+use crate::{overhead_fn, prefill, run_name, scattered, stores, summarize, Config, Row};
 
 /// Near hits in front of every store, and the two-thread rows.
 pub fn rows(config: &Config) -> Vec<Row> {
