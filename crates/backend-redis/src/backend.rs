@@ -8,11 +8,11 @@ use cachier_core::{block_on, Backend, Core, Error, Key, Namespace};
 
 use crate::blocking::{RedisCore, SyncConn};
 use crate::builder::RedisBackendBuilder;
-use crate::listen::Listener;
 #[cfg(feature = "async")]
 use crate::nonblocking::RedisAsyncCore;
 use crate::ops::{self, Scope};
 use crate::pool::{Pool, Server};
+use cachier_core::watch::Listener;
 
 /// A Redis (or Valkey) server, or a Redis Cluster, shared by processes and machines: one hash
 /// per entry under `{prefix}:{namespace}:{key hex}`. Clones share one connection pool.

@@ -98,14 +98,14 @@ impl Core for RedisCore {
     /// Every write announces its change on the prefix's channel, which the backend's listener
     /// hears (see `listen.rs`).
     fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
-        let hub = self.shared.listener.hub(&self.shared);
+        let hub = crate::listen::hub(&self.shared.listener, &self.shared);
         Ok(Watch::Pushed(hub.subscribe(self.scope.namespace(), sink)))
     }
 
     /// Sleeps until the key's end of claim is announced, looking at the store every
     /// `wait_poll` meanwhile (and every 25 ms at most while the channel is down).
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
-        let hub = self.shared.listener.hub(&self.shared);
+        let hub = crate::listen::hub(&self.shared.listener, &self.shared);
         hub.wait_key(
             self.scope.namespace(),
             key,

@@ -7,9 +7,9 @@ use std::time::Duration;
 use cachier_core::Error;
 
 use crate::backend::{RedisBackend, Shared};
-use crate::listen::Listener;
 use crate::pool::{Pool, PoolSettings, Server};
 use crate::DEFAULT_PREFIX;
+use cachier_core::watch::Listener;
 
 /// Attempts of a cluster request beyond the first (each after a redirection, a reconnection or
 /// a short wait while the cluster is down): enough to follow a resharding's `MOVED` and `ASK`,

@@ -19,10 +19,10 @@
 //! else on a primary found from the cluster's map, and moves on when that node dies.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use cachier_core::watch::ChangeHub;
+use cachier_core::watch::{ChangeHub, Listener};
 use cachier_core::BoxError;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
 
@@ -34,53 +34,21 @@ use crate::pool::{Request, Server};
 /// Longest pause between two attempts to subscribe again (shorter with a shorter heartbeat).
 const RETRY: Duration = Duration::from_millis(250);
 
-/// A backend's change channel: the hub, and the thread that feeds it once started.
-pub(crate) struct Listener {
-    hub: Arc<ChangeHub>,
-    heartbeat: Duration,
-    started: Once,
-    /// Set when the backend is dropped: the thread ends at its next look.
-    stop: Arc<AtomicBool>,
-}
-
-impl Listener {
-    pub(crate) fn new(heartbeat: Duration) -> Listener {
-        Listener {
-            hub: ChangeHub::new(),
-            heartbeat,
-            started: Once::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// The hub, after starting the thread if it is not running yet.
-    pub(crate) fn hub(&self, shared: &Arc<Shared>) -> &Arc<ChangeHub> {
-        self.started.call_once(|| {
-            let thread = Thread {
-                shared: Arc::downgrade(shared),
-                hub: self.hub.clone(),
-                stop: self.stop.clone(),
-                heartbeat: self.heartbeat,
-                channel: ops::changes_channel(&shared.prefix),
-                prefix: shared.prefix.clone(),
-                shown: shared.shown.clone(),
-            };
-            let spawned = std::thread::Builder::new()
-                .name("cachier-redis-listen".into())
-                .spawn(move || thread.run());
-            if let Err(error) = spawned {
-                // The hub stays down: near caches do not serve, and waiters poll.
-                tracing::warn!(%error, "cachier: cannot start the Redis change listener; near caches stay off and waiters poll");
-            }
-        });
-        &self.hub
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
+/// The hub of a backend's change channel, after starting its listening thread if it is not
+/// running yet.
+pub(crate) fn hub<'a>(listener: &'a Listener, shared: &Arc<Shared>) -> &'a Arc<ChangeHub> {
+    listener.hub("cachier-redis-listen", |listening| {
+        let thread = Thread {
+            shared: Arc::downgrade(shared),
+            hub: listening.hub,
+            stop: listening.stop,
+            heartbeat: listening.heartbeat,
+            channel: ops::changes_channel(&shared.prefix),
+            prefix: shared.prefix.clone(),
+            shown: shared.shown.clone(),
+        };
+        move || thread.run()
+    })
 }
 
 /// What the listening thread owns: the backend only weakly, so that dropping the backend ends

@@ -100,7 +100,7 @@ impl AsyncCore for RedisAsyncCore {
     /// Sleeps until the key's end of claim is announced (the blocking store's wait, awaited).
     fn wait<'a>(&'a self, key: &'a Key, max: Duration) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let hub = self.shared.listener.hub(&self.shared);
+            let hub = crate::listen::hub(&self.shared.listener, &self.shared);
             let released = || async {
                 Ok(!ops::get(self.con(), &self.scope, key)
                     .await?

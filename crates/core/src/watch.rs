@@ -7,7 +7,7 @@ use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Once, Weak};
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
@@ -73,6 +73,73 @@ pub struct Stamp {
     pub key: u64,
     /// The whole function's counter.
     pub all: u64,
+}
+
+/// A backend's change channel, started on first use: its hub, and the thread that feeds it,
+/// told to stop when the backend that owns this is dropped.
+pub struct Listener {
+    hub: Arc<ChangeHub>,
+    heartbeat: Duration,
+    started: Once,
+    stop: Arc<AtomicBool>,
+}
+
+/// What a listening thread is handed: the hub to feed, the flag that ends it, and how often
+/// it checks its connection.
+#[derive(Debug, Clone)]
+pub struct Listening {
+    /// The hub the thread feeds.
+    pub hub: Arc<ChangeHub>,
+    /// Set when the backend is dropped: the thread ends at its next look.
+    pub stop: Arc<AtomicBool>,
+    /// How often the thread checks that its connection still answers.
+    pub heartbeat: Duration,
+}
+
+impl fmt::Debug for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Listener")
+            .field("heartbeat", &self.heartbeat)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Listener {
+    /// A channel whose thread checks its connection every `heartbeat`, not started yet.
+    pub fn new(heartbeat: Duration) -> Listener {
+        Listener {
+            hub: ChangeHub::new(),
+            heartbeat,
+            started: Once::new(),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The hub, after starting the listening thread (named `name`) that `start` makes, if it
+    /// is not running yet. A thread that cannot be started leaves the hub down: near caches
+    /// do not serve, and waiters poll.
+    pub fn hub<F>(&self, name: &str, start: impl FnOnce(Listening) -> F) -> &Arc<ChangeHub>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        self.started.call_once(|| {
+            let run = start(Listening {
+                hub: self.hub.clone(),
+                stop: self.stop.clone(),
+                heartbeat: self.heartbeat,
+            });
+            if let Err(error) = std::thread::Builder::new().name(name.into()).spawn(run) {
+                tracing::warn!(%error, thread = name, "cachier: cannot start a change listener; near caches stay off and waiters poll");
+            }
+        });
+        &self.hub
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
 }
 
 /// Fans the messages of one channel (a Redis subscription, a PostgreSQL `LISTEN`) out to the

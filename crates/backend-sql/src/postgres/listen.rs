@@ -15,12 +15,12 @@
 //! listens again the hub says so (near caches forget everything, since messages were missed).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Once, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::{Client, Config, NoTls};
-use cachier_core::watch::ChangeHub;
+use cachier_core::watch::{ChangeHub, Listener};
 use cachier_core::Key;
 
 use super::Server;
@@ -28,58 +28,26 @@ use super::Server;
 /// Longest pause between two attempts to listen again (shorter with a shorter heartbeat).
 const RETRY: Duration = Duration::from_millis(250);
 
-/// A backend's change channel: the hub, and the thread that feeds it once started.
-pub(crate) struct Listener {
-    hub: Arc<ChangeHub>,
-    heartbeat: Duration,
-    started: Once,
-    /// Set when the backend is dropped: the thread ends at its next look.
-    stop: Arc<AtomicBool>,
-}
-
-impl Listener {
-    pub(crate) fn new(heartbeat: Duration) -> Listener {
-        Listener {
-            hub: ChangeHub::new(),
-            heartbeat,
-            started: Once::new(),
-            stop: Arc::new(AtomicBool::new(false)),
-        }
-    }
-
-    /// The hub, after starting the thread if it is not running yet.
-    pub(crate) fn hub(&self, server: &Arc<Server>) -> &Arc<ChangeHub> {
-        self.started.call_once(|| {
-            let mut config = server.config.clone();
-            let name = format!(
-                "{}-listen",
-                server.config.get_application_name().unwrap_or("cachier")
-            );
-            config.application_name(&name);
-            let thread = Thread {
-                server: Arc::downgrade(server),
-                hub: self.hub.clone(),
-                stop: self.stop.clone(),
-                heartbeat: self.heartbeat,
-                config,
-                label: server.label.clone(),
-            };
-            let spawned = std::thread::Builder::new()
-                .name("cachier-pg-listen".into())
-                .spawn(move || thread.run());
-            if let Err(error) = spawned {
-                // The hub stays down: near caches do not serve, and waiters poll.
-                tracing::warn!(%error, "cachier: cannot start the PostgreSQL change listener; near caches stay off and waiters poll");
-            }
-        });
-        &self.hub
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-    }
+/// The hub of a backend's change channel, after starting its listening thread if it is not
+/// running yet.
+pub(crate) fn hub<'a>(listener: &'a Listener, server: &Arc<Server>) -> &'a Arc<ChangeHub> {
+    listener.hub("cachier-pg-listen", |listening| {
+        let mut config = server.config.clone();
+        let name = format!(
+            "{}-listen",
+            server.config.get_application_name().unwrap_or("cachier")
+        );
+        config.application_name(&name);
+        let thread = Thread {
+            server: Arc::downgrade(server),
+            hub: listening.hub,
+            stop: listening.stop,
+            heartbeat: listening.heartbeat,
+            config,
+            label: server.label.clone(),
+        };
+        move || thread.run()
+    })
 }
 
 /// Why a session of the listener ended.

@@ -69,7 +69,7 @@ pub(crate) struct Server {
     /// Until when connecting is not retried, and why.
     down: Mutex<Option<(Instant, String)>>,
     /// The change channel, started on first use.
-    listener: listen::Listener,
+    listener: cachier_core::watch::Listener,
     /// How often a waiter looks at the table while the change channel is up.
     wait_poll: Duration,
 }
@@ -99,7 +99,7 @@ impl Server {
             wait_timeout: timeout,
             schema_ready: AtomicBool::new(false),
             down: Mutex::new(None),
-            listener: listen::Listener::new(push.heartbeat),
+            listener: cachier_core::watch::Listener::new(push.heartbeat),
             wait_poll: push.wait_poll,
         })
     }
@@ -110,7 +110,7 @@ impl Server {
         if function_id.len() > MAX_NOTIFIED_NAMESPACE {
             return Watch::Unwatched;
         }
-        let hub = self.listener.hub(self);
+        let hub = listen::hub(&self.listener, self);
         Watch::Pushed(hub.subscribe(function_id, sink))
     }
 
@@ -126,7 +126,7 @@ impl Server {
         if function_id.len() > MAX_NOTIFIED_NAMESPACE {
             return None;
         }
-        let hub = self.listener.hub(self);
+        let hub = listen::hub(&self.listener, self);
         Some(hub.wait_key(function_id, key, max, self.wait_poll, released))
     }
 
@@ -145,7 +145,7 @@ impl Server {
         if function_id.len() > MAX_NOTIFIED_NAMESPACE {
             return None;
         }
-        let hub = self.listener.hub(self);
+        let hub = listen::hub(&self.listener, self);
         Some(
             hub.wait_key_async(function_id, key, max, self.wait_poll, released)
                 .await,
