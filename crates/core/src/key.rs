@@ -77,27 +77,40 @@ pub(crate) struct ArgBytes {
 }
 
 impl ArgBytes {
+    /// Nothing encoded yet.
+    #[inline(always)]
+    pub(crate) const fn new() -> ArgBytes {
+        ArgBytes {
+            stack: [0; 128],
+            len: 0,
+            heap: None,
+        }
+    }
+
+    /// The encoding of `value`.
     pub(crate) fn of<T: Serialize + ?Sized>(value: &T) -> Result<ArgBytes, Error> {
-        let mut stack = [0u8; 128];
-        stack[0] = KEY_FORMAT_VERSION;
+        let mut bytes = ArgBytes::new();
+        bytes.encode(value)?;
+        Ok(bytes)
+    }
+
+    /// Encodes `value` here, replacing what was encoded before. Where the hit path encodes:
+    /// in place, so the buffer is never moved.
+    #[inline(always)]
+    pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.stack[0] = KEY_FORMAT_VERSION;
         let value = canonical::Canonical(value);
-        match postcard::to_slice(&value, &mut stack[1..]) {
+        match postcard::to_slice(&value, &mut self.stack[1..]) {
             Ok(bytes) => {
-                let len = bytes.len() + 1;
-                Ok(ArgBytes {
-                    stack,
-                    len,
-                    heap: None,
-                })
+                self.len = bytes.len() + 1;
+                self.heap = None;
+                Ok(())
             }
             Err(postcard::Error::SerializeBufferFull) => {
                 let bytes = postcard::to_extend(&value, vec![KEY_FORMAT_VERSION])
                     .map_err(|e| encode_error(&e))?;
-                Ok(ArgBytes {
-                    stack,
-                    len: 0,
-                    heap: Some(bytes),
-                })
+                self.heap = Some(bytes);
+                Ok(())
             }
             Err(e) => Err(encode_error(&e)),
         }

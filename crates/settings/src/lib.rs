@@ -2,18 +2,19 @@
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod call_defaults;
 mod error;
 mod redact;
 mod size;
 
-use std::cell::RefCell;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use parking_lot::RwLock;
 
+pub use call_defaults::CallDefaults;
 pub use error::{chain_message, BoxError, Error, ErrorKind, Result, SharedError};
 pub use redact::{redact_message, redact_url};
 pub use size::{parse_bytes, parse_duration, SizeSpec};
@@ -263,16 +264,15 @@ fn preview_args_from_env() -> bool {
     }
 }
 
-/// The live settings. `caching_enabled` sits apart in an atomic: every call reads it.
-static GLOBAL: LazyLock<RwLock<Arc<Settings>>> =
-    LazyLock::new(|| RwLock::new(Arc::new(Settings::default())));
+/// The live settings. `caching_enabled` and the [`CallDefaults`] sit apart in atomics: every
+/// call reads them.
+static GLOBAL: LazyLock<RwLock<Arc<Settings>>> = LazyLock::new(|| {
+    let settings = Settings::default();
+    CALL_DEFAULTS.store(&CallDefaults::of(&settings));
+    RwLock::new(Arc::new(settings))
+});
 static CACHING_ENABLED: AtomicBool = AtomicBool::new(true);
-/// Bumped on every change, so that threads can keep a copy and re-read only after a change.
-static GENERATION: AtomicU64 = AtomicU64::new(0);
-
-thread_local! {
-    static LOCAL_COPY: RefCell<Option<(u64, Arc<Settings>)>> = const { RefCell::new(None) };
-}
+static CALL_DEFAULTS: call_defaults::Published = call_defaults::Published::new();
 
 /// A snapshot of the global parameters.
 pub fn get_global_params() -> Settings {
@@ -286,29 +286,18 @@ pub fn global_params() -> Arc<Settings> {
     GLOBAL.read().clone()
 }
 
-/// Runs `read` on the global parameters. What the call engine uses on every call: a copy kept
-/// per thread is re-read only after a change (one relaxed atomic load otherwise).
-pub fn with_global_params<T>(read: impl FnOnce(&Settings) -> T) -> T {
-    let generation = GENERATION.load(Ordering::Acquire);
-    LOCAL_COPY.with(|cell| {
-        let mut local = cell.borrow_mut();
-        match &*local {
-            Some((seen, settings)) if *seen == generation => read(settings),
-            _ => {
-                let settings = global_params();
-                let out = read(&settings);
-                *local = Some((generation, settings));
-                out
-            }
-        }
-    })
+/// The global parameters a call resolves: what the call engine reads on every call, without
+/// a lock (a few atomic loads).
+pub fn call_defaults() -> CallDefaults {
+    LazyLock::force(&GLOBAL);
+    CALL_DEFAULTS.load()
 }
 
 /// Replaces the live settings; the caller holds the write lock.
 fn publish(guard: &mut Arc<Settings>, next: Settings) {
     CACHING_ENABLED.store(next.caching_enabled, Ordering::Relaxed);
+    CALL_DEFAULTS.store(&CallDefaults::of(&next));
     *guard = Arc::new(next);
-    GENERATION.fetch_add(1, Ordering::Release);
 }
 
 /// Applies `update` to the global parameters, all or nothing.
@@ -716,7 +705,7 @@ mod tests {
         assert!(Settings::default().backend.error().is_none());
         assert_eq!(now.entry_size_limit, Some(1024));
         assert_eq!(
-            with_global_params(|s| s.stale_after),
+            call_defaults().stale_after,
             Some(Duration::from_secs(5))
         );
 
@@ -725,6 +714,6 @@ mod tests {
         enable_caching();
         assert!(caching_enabled());
         reset_global_params();
-        assert_eq!(with_global_params(|s| s.stale_after), None);
+        assert_eq!(call_defaults().stale_after, None);
     }
 }

@@ -35,7 +35,7 @@ pub(super) fn no_default_backend(settings: &Settings) -> Result<Arc<dyn Backend>
 }
 
 /// A custom key function: the canonical encoding of what it returns for the arguments.
-pub(super) type KeyFn<A> = Arc<dyn Fn(&A) -> Result<ArgBytes, Error> + Send + Sync>;
+pub(super) type KeyFn<A> = Arc<dyn Fn(&A, &mut ArgBytes) -> Result<(), Error> + Send + Sync>;
 
 /// How the memoized function is called: the blocking and the async kinds of [`Memoize`].
 pub trait Kind<A, R>: Sized + 'static {
@@ -181,7 +181,9 @@ where
         K: Serialize,
         KF: Fn(&A) -> K + Send + Sync + 'static,
     {
-        self.key_fn = Some(Arc::new(move |args: &A| ArgBytes::of(&key(args))));
+        self.key_fn = Some(Arc::new(move |args: &A, out: &mut ArgBytes| {
+            out.encode(&key(args))
+        }));
         self
     }
 

@@ -13,6 +13,7 @@ use super::flight::{Flight, Joined, Landing, Lead};
 use super::near::Keep;
 use super::params::{threshold, Threshold, Want};
 use super::Shared;
+use crate::key::ArgBytes;
 use crate::lease::Heartbeat;
 use crate::stats::Stats;
 use crate::{
@@ -180,14 +181,12 @@ where
     }
     let started = (shared.statistics && Stats::sample_this_call()).then(Instant::now);
     let trace = shared.trace(options.verbose);
-    let encoded = match shared.encode_args(&args) {
-        Ok(encoded) => encoded,
-        Err(error) => {
-            shared.tolerate(error, strict)?;
-            shared.count(|s| &s.misses);
-            return Ok(compute_uncached(d, args, None).await);
-        }
-    };
+    let mut encoded = ArgBytes::new();
+    if let Err(error) = shared.encode_args(&args, &mut encoded) {
+        shared.tolerate(error, strict)?;
+        shared.count(|s| &s.misses);
+        return Ok(compute_uncached(d, args, None).await);
+    }
     let mut want = Want {
         seen: None,
         threshold: threshold(stale_after, options.max_age),
@@ -281,7 +280,8 @@ pub(super) fn near_hit<A: Serialize, R>(
     if resolved.cleanup_stale {
         shared.maybe_cleanup(resolved.stale_after, resolved.cleanup_interval);
     }
-    let encoded = shared.encode_args(args).ok()?;
+    let mut encoded = ArgBytes::new();
+    shared.encode_args(args, &mut encoded).ok()?;
     let bytes = encoded.as_bytes();
     let threshold = threshold(resolved.stale_after, options.max_age);
     let value = near.get(near.hash(bytes), bytes, threshold, resolved.allow_none)?;

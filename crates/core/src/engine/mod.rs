@@ -143,7 +143,9 @@ impl FailureLog {
 
 impl<A: Serialize, R> Shared<A, R> {
     fn key(&self, args: &A) -> Result<Key, Error> {
-        self.encode_args(args).map(|bytes| bytes.key())
+        let mut encoded = ArgBytes::new();
+        self.encode_args(args, &mut encoded)?;
+        Ok(encoded.key())
     }
 
     /// The preview of `args` to store with their value, when previews are on. Rendered on a
@@ -154,10 +156,12 @@ impl<A: Serialize, R> Shared<A, R> {
     }
 
     /// What the key hashes: the encoding of the arguments, or of the key function's result.
-    fn encode_args(&self, args: &A) -> Result<ArgBytes, Error> {
+    /// Encoded into `out` in place (the hit path never moves the buffer).
+    #[inline(always)]
+    fn encode_args(&self, args: &A, out: &mut ArgBytes) -> Result<(), Error> {
         match &self.key_fn {
-            Some(key_fn) => key_fn(args),
-            None => ArgBytes::of(args),
+            Some(key_fn) => key_fn(args, out),
+            None => out.encode(args),
         }
     }
 }

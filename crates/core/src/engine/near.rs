@@ -82,11 +82,14 @@ struct Totals {
     bytes: AtomicU64,
 }
 
+/// The fields a hit reads come first (`repr(C)` keeps them in this order), so that a hit
+/// mostly touches one cache line of its slot.
+#[repr(C)]
 struct Slot<R> {
     hash: u64,
-    args: Box<[u8]>,
-    key: Key,
+    args: Args,
     value: R,
+    referenced: bool,
     /// The value's age by the store's clock when read, and when that was by ours: its age
     /// now is their sum.
     age: Duration,
@@ -94,7 +97,59 @@ struct Slot<R> {
     none: bool,
     stamp: Option<Stamp>,
     charge: u64,
-    referenced: bool,
+    key: Key,
+}
+
+/// A slot's encoded arguments: short ones (most) in the slot itself, so a hit follows no
+/// pointer to compare them.
+enum Args {
+    Inline { len: u8, bytes: [u8; INLINE_ARGS] },
+    Heap(Box<[u8]>),
+}
+
+/// The longest arguments kept in the slot: a slot's `Args` is then no larger than a boxed
+/// slice and its tag.
+const INLINE_ARGS: usize = 22;
+
+impl Args {
+    fn new(args: &[u8]) -> Args {
+        if args.len() <= INLINE_ARGS {
+            let mut bytes = [0; INLINE_ARGS];
+            bytes[..args.len()].copy_from_slice(args);
+            Args::Inline {
+                len: args.len() as u8,
+                bytes,
+            }
+        } else {
+            Args::Heap(args.into())
+        }
+    }
+
+    #[inline]
+    fn is(&self, args: &[u8]) -> bool {
+        match self {
+            Args::Inline { len, bytes } => same_bytes(&bytes[..*len as usize], args),
+            Args::Heap(bytes) => **bytes == *args,
+        }
+    }
+}
+
+/// `a == b`, without a call to `memcmp` for the short slices arguments mostly are: slices of
+/// 4 to 16 bytes are compared as two overlapping words, first and last.
+#[inline]
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word8 = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8"));
+    let word4 = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().expect("4"));
+    match n {
+        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
+        8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
+        _ => a == b,
+    }
 }
 
 /// Taken just before the store is read: what a value read then must still match to be kept.
@@ -185,7 +240,7 @@ impl<R> Near<R> {
         let mut shard = state.shard(hash).lock();
         let index = *shard
             .by_args
-            .find(hash, |&i| shard.slot(i).args[..] == *args)?;
+            .find(hash, |&i| shard.slot(i).args.is(args))?;
         let slot = shard.slots[index as usize].as_mut().expect("indexed slot");
         if slot.none && !allow_none {
             return None;
@@ -245,7 +300,7 @@ impl<R> Near<R> {
         }
         if let Some(&index) = shard
             .by_args
-            .find(hash, |&i| shard.slot(i).args[..] == *args)
+            .find(hash, |&i| shard.slot(i).args.is(args))
         {
             shard.remove(index);
         }
@@ -260,7 +315,7 @@ impl<R> Near<R> {
         }
         shard.insert(Slot {
             hash,
-            args: args.into(),
+            args: Args::new(args),
             key: keep.key,
             value,
             age: keep.age,
@@ -434,6 +489,22 @@ mod tests {
     use super::*;
     use crate::backend::Inert;
     use crate::watch::ChangeHub;
+
+    /// Every length, and a difference at every position, in and out of the slot.
+    #[test]
+    fn arguments_compare_byte_for_byte() {
+        for n in 0..40usize {
+            let a: Vec<u8> = (0..n as u8).collect();
+            let args = Args::new(&a);
+            assert!(args.is(&a) && same_bytes(&a, &a), "{n}");
+            assert!(!args.is(&a[..n.saturating_sub(1)]) || n == 0, "{n}");
+            for at in 0..n {
+                let mut b = a.clone();
+                b[at] ^= 0x80;
+                assert!(!args.is(&b) && !same_bytes(&a, &b), "{n} {at}");
+            }
+        }
+    }
 
     /// A near cache in front of a store that tells of no change (entries live a minute).
     fn near(config: NearCache) -> Near<u64> {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use cachier_settings::{with_global_params, Settings};
+use cachier_settings::{call_defaults, CallDefaults};
 
 use super::Shared;
 use crate::options::MaxAge;
@@ -51,21 +51,15 @@ impl CallParams {
         }
     }
 
-    /// The values of one call, each unset one taken from `globals`; `None` when one is unset
-    /// and no `globals` are given.
-    fn resolved(&self, globals: Option<&Settings>) -> Option<Resolved> {
-        Some(Resolved {
-            stale_after: match self.stale_after {
-                Some(stale_after) => stale_after,
-                None => globals?.stale_after,
-            },
-            next_time: self.next_time.or(globals.map(|s| s.next_time))?,
-            allow_none: self.allow_none.or(globals.map(|s| s.allow_none))?,
-            cleanup_stale: self.cleanup_stale.or(globals.map(|s| s.cleanup_stale))?,
-            cleanup_interval: self
-                .cleanup_interval
-                .or(globals.map(|s| s.cleanup_interval))?,
-        })
+    /// The values of one call, each unset one taken from `globals`.
+    fn resolved(&self, globals: &CallDefaults) -> Resolved {
+        Resolved {
+            stale_after: self.stale_after.unwrap_or(globals.stale_after),
+            next_time: self.next_time.unwrap_or(globals.next_time),
+            allow_none: self.allow_none.unwrap_or(globals.allow_none),
+            cleanup_stale: self.cleanup_stale.unwrap_or(globals.cleanup_stale),
+            cleanup_interval: self.cleanup_interval.unwrap_or(globals.cleanup_interval),
+        }
     }
 }
 
@@ -87,7 +81,7 @@ pub(super) fn threshold(stale_after: Option<Duration>, max_age: Option<MaxAge>) 
 }
 
 /// The call-time parameters of one call, resolved once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Resolved {
     pub(super) cleanup_stale: bool,
     pub(super) stale_after: Option<Duration>,
@@ -127,15 +121,8 @@ impl Want {
 
 impl<A, R> Shared<A, R> {
     /// The call-time parameters of one call: per-call option, else builder value, else global.
-    /// The globals are read only when a parameter is left to them.
     pub(super) fn resolve(&self, options: &CallOptions) -> Resolved {
-        let params = options.params.or(&self.params);
-        match params.resolved(None) {
-            Some(resolved) => resolved,
-            None => {
-                with_global_params(|globals| params.resolved(Some(globals))).unwrap_or_default()
-            }
-        }
+        options.params.or(&self.params).resolved(&call_defaults())
     }
 
     /// The next slice of a wait for another caller's computation that began at `start`, or
@@ -144,7 +131,7 @@ impl<A, R> Shared<A, R> {
     pub(super) fn wait_slice(&self, start: Instant) -> Option<Duration> {
         let timeout = match self.params.wait_for_calc_timeout {
             Some(timeout) => timeout,
-            None => with_global_params(|s| s.wait_for_calc_timeout),
+            None => call_defaults().wait_for_calc_timeout,
         };
         if timeout.is_zero() {
             return Some(WAIT_SLICE);
