@@ -100,9 +100,13 @@ impl ArgBytes {
     pub(crate) fn encode<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         self.stack[0] = KEY_FORMAT_VERSION;
         let value = canonical::Canonical(value);
-        match postcard::to_slice(&value, &mut self.stack[1..]) {
-            Ok(bytes) => {
-                self.len = bytes.len() + 1;
+        let onto_stack = OntoStack {
+            buffer: &mut self.stack,
+            len: 1,
+        };
+        match postcard::serialize_with_flavor(&value, onto_stack) {
+            Ok(len) => {
+                self.len = len;
                 self.heap = None;
                 Ok(())
             }
@@ -150,6 +154,77 @@ impl std::hash::Hasher for KeyHasher {
 
 /// [`std::hash::BuildHasher`] of [`KeyHasher`], for `HashMap<Key, _, KeyHasherBuilder>`.
 pub type KeyHasherBuilder = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// postcard's output into [`ArgBytes`]'s stack buffer. postcard writes a number through a
+/// slice of 1 to 10 bytes; a slice's usual copy calls `memcpy`, which costs more than the
+/// rest of encoding a number, so short slices are copied inline.
+struct OntoStack<'a> {
+    buffer: &'a mut [u8; 128],
+    len: usize,
+}
+
+impl postcard::ser_flavors::Flavor for OntoStack<'_> {
+    type Output = usize;
+
+    #[inline(always)]
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        let slot = self
+            .buffer
+            .get_mut(self.len)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        *slot = byte;
+        self.len += 1;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        let end = self.len + bytes.len();
+        let target = self
+            .buffer
+            .get_mut(self.len..end)
+            .ok_or(postcard::Error::SerializeBufferFull)?;
+        copy_short(target, bytes);
+        self.len = end;
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<usize> {
+        Ok(self.len)
+    }
+}
+
+/// `target.copy_from_slice(source)` (same lengths), without a `memcpy` call for up to 16
+/// bytes: two overlapping words, first and last, or single bytes.
+#[inline(always)]
+fn copy_short(target: &mut [u8], source: &[u8]) {
+    let n = source.len();
+    match n {
+        0 => {}
+        // First, middle and last: every byte of 1 to 3 (a loop would become a `memcpy`).
+        1..4 => {
+            for at in [0, n / 2, n - 1] {
+                target[at] = source[at];
+            }
+        }
+        4..8 => {
+            let (first, last) = (word::<4>(source, 0), word::<4>(source, n - 4));
+            target[..4].copy_from_slice(&first);
+            target[n - 4..].copy_from_slice(&last);
+        }
+        8..=16 => {
+            let (first, last) = (word::<8>(source, 0), word::<8>(source, n - 8));
+            target[..8].copy_from_slice(&first);
+            target[n - 8..].copy_from_slice(&last);
+        }
+        _ => target.copy_from_slice(source),
+    }
+}
+
+#[inline(always)]
+fn word<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    bytes[at..at + N].try_into().expect("in bounds")
+}
 
 fn encode_error(e: &postcard::Error) -> Error {
     Error::encode("arguments", e.clone())
@@ -252,6 +327,29 @@ mod tests {
         let signed = format!("+{}", &a.to_hex()[1..]);
         assert_eq!(Key::from_hex(&signed), None, "a sign is not a hex digit");
         assert_eq!(Key::from_hex(&"+f".repeat(32)), None);
+    }
+
+    /// The stack encoding is postcard's, byte for byte, at every length of every piece
+    /// (numbers of each varint width, strings across the inline-copy sizes, the spill to
+    /// the heap).
+    #[test]
+    fn stack_encoding_is_postcards() {
+        let check = |value: &(u64, i32, String, Vec<u8>)| {
+            let mut expected = vec![KEY_FORMAT_VERSION];
+            expected.extend(postcard::to_stdvec(value).unwrap());
+            assert_eq!(
+                ArgBytes::of(value).unwrap().as_bytes(),
+                expected,
+                "{value:?}"
+            );
+        };
+        for shift in 0..64 {
+            for len in [0, 1, 3, 4, 7, 8, 9, 15, 16, 17, 40, 200] {
+                let text = "é".repeat(len / 2) + &"x".repeat(len % 2);
+                let bytes = vec![shift as u8; len];
+                check(&(1u64 << shift, -(1i32 << (shift % 31)), text, bytes));
+            }
+        }
     }
 
     #[test]

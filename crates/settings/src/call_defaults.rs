@@ -83,10 +83,8 @@ impl Published {
         self.sequence.fetch_add(1, Ordering::Relaxed);
         fence(Ordering::Release);
         self.flags.store(flags, Ordering::Relaxed);
-        self.stale_after.store(
-            values.stale_after.map_or(0, nanos),
-            Ordering::Relaxed,
-        );
+        self.stale_after
+            .store(values.stale_after.map_or(0, nanos), Ordering::Relaxed);
         self.cleanup_interval
             .store(nanos(values.cleanup_interval), Ordering::Relaxed);
         self.wait_for_calc_timeout

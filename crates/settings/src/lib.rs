@@ -704,10 +704,7 @@ mod tests {
         std::env::remove_var(BACKEND_URL_ENV);
         assert!(Settings::default().backend.error().is_none());
         assert_eq!(now.entry_size_limit, Some(1024));
-        assert_eq!(
-            call_defaults().stale_after,
-            Some(Duration::from_secs(5))
-        );
+        assert_eq!(call_defaults().stale_after, Some(Duration::from_secs(5)));
 
         disable_caching();
         assert!(!caching_enabled() && !get_global_params().caching_enabled);

@@ -62,12 +62,14 @@ struct State<R> {
 }
 
 struct Shard<R> {
-    /// Slot indices by the hash of the arguments' encoding.
-    by_args: HashTable<u32>,
+    /// What a hit reads, by the hash of the arguments' encoding.
+    by_args: HashTable<Hot<R>>,
     /// Slot indices by the store key (for messages, which name keys).
     by_key: HashTable<u32>,
-    slots: Vec<Option<Slot<R>>>,
+    /// The rest of each entry, at its [`Hot::slot`].
+    slots: Vec<Option<Cold>>,
     free: Vec<u32>,
+    /// The CLOCK hand: a bucket of `by_args`.
     hand: usize,
     len: usize,
     bytes: u64,
@@ -82,20 +84,26 @@ struct Totals {
     bytes: AtomicU64,
 }
 
-/// The fields a hit reads come first (`repr(C)` keeps them in this order), so that a hit
-/// mostly touches one cache line of its slot.
-#[repr(C)]
-struct Slot<R> {
-    hash: u64,
+/// What a hit reads of an entry, kept in the table a hit searches: a hit without a staleness
+/// limit touches nothing else (as small as the arguments and value allow).
+struct Hot<R> {
     args: Args,
     value: R,
+    /// Where the rest is, in [`Shard::slots`].
+    slot: u32,
+    none: bool,
     referenced: bool,
+}
+
+/// The rest of an entry: read by a hit only under a staleness limit, a bounded age or change
+/// counters.
+struct Cold {
     /// The value's age by the store's clock when read, and when that was by ours: its age
     /// now is their sum.
     age: Duration,
     read_at: Instant,
-    none: bool,
     stamp: Option<Stamp>,
+    hash: u64,
     charge: u64,
     key: Key,
 }
@@ -135,7 +143,7 @@ impl Args {
 }
 
 /// `a == b`, without a call to `memcmp` for the short slices arguments mostly are: slices of
-/// 4 to 16 bytes are compared as two overlapping words, first and last.
+/// up to 16 bytes are compared as two overlapping words, first and last, or byte by byte.
 #[inline]
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let n = a.len();
@@ -145,7 +153,9 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     let word8 = |s: &[u8], at: usize| u64::from_ne_bytes(s[at..at + 8].try_into().expect("8"));
     let word4 = |s: &[u8], at: usize| u32::from_ne_bytes(s[at..at + 4].try_into().expect("4"));
     match n {
-        0..4 => a.iter().zip(b).all(|(x, y)| x == y),
+        0 => true,
+        // First, middle and last: every byte of 1 to 3.
+        1..4 => a[0] == b[0] && a[n / 2] == b[n / 2] && a[n - 1] == b[n - 1],
         4..8 => word4(a, 0) == word4(b, 0) && word4(a, n - 4) == word4(b, n - 4),
         8..=16 => word8(a, 0) == word8(b, 0) && word8(a, n - 8) == word8(b, n - 8),
         _ => a == b,
@@ -237,22 +247,26 @@ impl<R> Near<R> {
         if !state.serving.load(Ordering::Acquire) {
             return None;
         }
-        let mut shard = state.shard(hash).lock();
-        let index = *shard
-            .by_args
-            .find(hash, |&i| shard.slot(i).args.is(args))?;
-        let slot = shard.slots[index as usize].as_mut().expect("indexed slot");
-        if slot.none && !allow_none {
+        let mut guard = state.shard(hash).lock();
+        let shard = &mut *guard;
+        let hot = shard.by_args.find_mut(hash, |hot| hot.args.is(args))?;
+        if hot.none && !allow_none {
             return None;
         }
         let clocked = matches!(threshold, Threshold::Within(_)) || self.ttl.is_some();
+        if !clocked && self.counters.is_none() && !matches!(threshold, Threshold::Always) {
+            hot.referenced = true;
+            return (self.clone)(&hot.value);
+        }
+        let slot = hot.slot;
+        let cold = shard.slots[slot as usize].as_ref().expect("indexed slot");
         let elapsed = if clocked {
-            slot.read_at.elapsed()
+            cold.read_at.elapsed()
         } else {
             Duration::ZERO
         };
         let expired = self.ttl.is_some_and(|ttl| elapsed > ttl);
-        let changed = match (&self.counters, &slot.stamp) {
+        let changed = match (&self.counters, &cold.stamp) {
             (Some(counters), Some(stamp)) => !counters.unchanged(stamp),
             _ => false,
         };
@@ -260,15 +274,15 @@ impl<R> Near<R> {
             let fresh = match threshold {
                 Threshold::Never => true,
                 Threshold::Always => false,
-                Threshold::Within(limit) => slot.age + elapsed <= limit,
+                Threshold::Within(limit) => cold.age + elapsed <= limit,
             };
             if !fresh {
                 return None;
             }
-            slot.referenced = true;
-            return (self.clone)(&slot.value);
+            hot.referenced = true;
+            return (self.clone)(&hot.value);
         }
-        shard.remove(index);
+        shard.remove(slot);
         None
     }
 
@@ -298,11 +312,9 @@ impl<R> Near<R> {
         {
             return;
         }
-        if let Some(&index) = shard
-            .by_args
-            .find(hash, |&i| shard.slot(i).args.is(args))
-        {
-            shard.remove(index);
+        if let Some(hot) = shard.by_args.find(hash, |hot| hot.args.is(args)) {
+            let slot = hot.slot;
+            shard.remove(slot);
         }
         // The cache's bounds, made room for in this shard: with keys spread evenly, its share
         // of the entries is as good as any (the bound is exceeded by at most one entry per
@@ -313,18 +325,16 @@ impl<R> Near<R> {
         {
             shard.evict_one();
         }
-        shard.insert(Slot {
-            hash,
-            args: Args::new(args),
-            key: keep.key,
-            value,
+        let none = crate::codec::encodes_none(keep.bytes);
+        let cold = Cold {
             age: keep.age,
             read_at: Instant::now(),
-            none: crate::codec::encodes_none(keep.bytes),
             stamp: before.stamp,
+            hash,
             charge,
-            referenced: false,
-        });
+            key: keep.key,
+        };
+        shard.insert(Args::new(args), value, none, cold);
     }
 
     /// Forgets `key` (this process changed it).
@@ -356,8 +366,8 @@ impl<R> State<R> {
         let hash = key_hash(key);
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
-            if let Some(&index) = shard.by_key.find(hash, |&i| shard.slot(i).key == *key) {
-                shard.remove(index);
+            if let Some(&slot) = shard.by_key.find(hash, |&i| shard.cold(i).key == *key) {
+                shard.remove(slot);
             }
         }
     }
@@ -420,62 +430,69 @@ impl<R> Shard<R> {
         *self = Shard::new(self.totals.clone());
     }
 
-    #[inline]
-    fn slot(&self, index: u32) -> &Slot<R> {
-        self.slots[index as usize].as_ref().expect("indexed slot")
+    fn cold(&self, slot: u32) -> &Cold {
+        self.slots[slot as usize].as_ref().expect("indexed slot")
     }
 
-    fn insert(&mut self, slot: Slot<R>) {
-        let (hash, key_hash_) = (slot.hash, key_hash(&slot.key));
+    fn insert(&mut self, args: Args, value: R, none: bool, cold: Cold) {
+        let (hash, key_hash_) = (cold.hash, key_hash(&cold.key));
         self.len += 1;
-        self.bytes += slot.charge;
+        self.bytes += cold.charge;
         self.totals.len.fetch_add(1, Ordering::Relaxed);
-        self.totals.bytes.fetch_add(slot.charge, Ordering::Relaxed);
-        let index = match self.free.pop() {
-            Some(index) => {
-                self.slots[index as usize] = Some(slot);
-                index
+        self.totals.bytes.fetch_add(cold.charge, Ordering::Relaxed);
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot as usize] = Some(cold);
+                slot
             }
             None => {
-                self.slots.push(Some(slot));
+                self.slots.push(Some(cold));
                 (self.slots.len() - 1) as u32
             }
         };
+        let hot = Hot {
+            args,
+            value,
+            slot,
+            none,
+            referenced: false,
+        };
         let slots = &self.slots;
-        let args_hash = |&i: &u32| slots[i as usize].as_ref().expect("indexed slot").hash;
-        self.by_args.insert_unique(hash, index, args_hash);
-        let slots = &self.slots;
-        let by_key = |&i: &u32| key_hash(&slots[i as usize].as_ref().expect("indexed slot").key);
-        self.by_key.insert_unique(key_hash_, index, by_key);
+        let cold = |slot: u32| slots[slot as usize].as_ref().expect("indexed slot");
+        self.by_args
+            .insert_unique(hash, hot, |hot| cold(hot.slot).hash);
+        self.by_key
+            .insert_unique(key_hash_, slot, |&slot| key_hash(&cold(slot).key));
     }
 
-    fn remove(&mut self, index: u32) {
-        let Some(slot) = self.slots[index as usize].take() else {
+    fn remove(&mut self, slot: u32) {
+        let Some(cold) = self.slots[slot as usize].take() else {
             return;
         };
-        if let Ok(found) = self.by_args.find_entry(slot.hash, |&i| i == index) {
+        if let Ok(found) = self.by_args.find_entry(cold.hash, |hot| hot.slot == slot) {
             found.remove();
         }
-        if let Ok(found) = self.by_key.find_entry(key_hash(&slot.key), |&i| i == index) {
+        if let Ok(found) = self.by_key.find_entry(key_hash(&cold.key), |&i| i == slot) {
             found.remove();
         }
         self.len -= 1;
-        self.bytes -= slot.charge;
+        self.bytes -= cold.charge;
         self.totals.len.fetch_sub(1, Ordering::Relaxed);
-        self.totals.bytes.fetch_sub(slot.charge, Ordering::Relaxed);
-        self.free.push(index);
+        self.totals.bytes.fetch_sub(cold.charge, Ordering::Relaxed);
+        self.free.push(slot);
     }
 
-    /// CLOCK: the first slot past the hand whose bit is clear goes; set bits are cleared on
-    /// the way.
+    /// CLOCK over the buckets of `by_args`: the first entry past the hand whose bit is clear
+    /// goes; set bits are cleared on the way.
     fn evict_one(&mut self) {
-        let n = self.slots.len();
+        let n = self.by_args.num_buckets();
         for _ in 0..2 * n + 1 {
             self.hand = (self.hand + 1) % n;
-            match &mut self.slots[self.hand] {
-                Some(slot) if slot.referenced => slot.referenced = false,
-                Some(_) => {
-                    self.remove(self.hand as u32);
+            match self.by_args.get_bucket_mut(self.hand) {
+                Some(hot) if hot.referenced => hot.referenced = false,
+                Some(hot) => {
+                    let slot = hot.slot;
+                    self.remove(slot);
                     return;
                 }
                 None => {}
