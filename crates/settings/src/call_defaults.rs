@@ -96,7 +96,7 @@ impl Published {
     pub(crate) fn load(&self) -> CallDefaults {
         loop {
             let before = self.sequence.load(Ordering::Acquire);
-            if before % 2 == 1 {
+            if !before.is_multiple_of(2) {
                 std::hint::spin_loop();
                 continue;
             }
@@ -129,10 +129,10 @@ mod tests {
 
     fn values(n: u64) -> CallDefaults {
         CallDefaults {
-            stale_after: (n % 2 == 0).then(|| Duration::from_millis(n)),
-            next_time: n % 3 == 0,
-            allow_none: n % 5 == 0,
-            cleanup_stale: n % 7 == 0,
+            stale_after: n.is_multiple_of(2).then(|| Duration::from_millis(n)),
+            next_time: n.is_multiple_of(3),
+            allow_none: n.is_multiple_of(5),
+            cleanup_stale: n.is_multiple_of(7),
             cleanup_interval: Duration::from_millis(n),
             wait_for_calc_timeout: Duration::from_millis(n),
         }
