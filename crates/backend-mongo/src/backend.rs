@@ -2,13 +2,14 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use cachier_core::{Backend, Core, Error, Namespace};
 use mongodb::bson::Document;
 use mongodb::{Client, Collection};
 
 use crate::blocking::MongoCore;
-use crate::builder::{MongoBackendBuilder, Source};
+use crate::builder::{MongoBackendBuilder, Source, DEFAULT_HEARTBEAT, DEFAULT_WAIT_POLL};
 #[cfg(feature = "async")]
 use crate::nonblocking::MongoAsyncCore;
 use crate::ops::{Entries, Shared};
@@ -44,10 +45,18 @@ impl MongoBackend {
     }
 
     /// A backend over a collection the caller already has (see [`MongoBackend::from_client`]
-    /// about its runtime).
+    /// about its runtime), with the default heartbeat and wait poll.
     pub fn from_collection(collection: Collection<Document>) -> MongoBackend {
+        MongoBackend::over(collection, DEFAULT_HEARTBEAT, DEFAULT_WAIT_POLL)
+    }
+
+    pub(crate) fn over(
+        collection: Collection<Document>,
+        heartbeat: Duration,
+        wait_poll: Duration,
+    ) -> MongoBackend {
         MongoBackend {
-            shared: Arc::new(Shared::new(collection)),
+            shared: Arc::new(Shared::new(collection, heartbeat, wait_poll)),
         }
     }
 

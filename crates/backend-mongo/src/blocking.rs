@@ -3,8 +3,10 @@
 //! through [`runtime::block_on`] rather than `cachier_core::block_on`.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use cachier_core::watch::{ChangeSink, Watch};
 use cachier_core::{CacheEntry, Capabilities, Claim, ClaimToken, Core, EntryInfo, Error, Key};
 
 use crate::ops::Entries;
@@ -79,6 +81,10 @@ impl Core for MongoCore {
     fn release(&self, key: &Key, claim: &ClaimToken) -> Result<(), Error> {
         let (key, claim) = (*key, claim.clone());
         self.block("release", |e| async move { e.release(&key, &claim).await })
+    }
+
+    fn watch(&self, sink: Arc<dyn ChangeSink>) -> Result<Watch, Error> {
+        Ok(self.entries.watch(sink))
     }
 
     fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {

@@ -62,7 +62,14 @@ pub struct MongoBackendBuilder {
     collection: Option<String>,
     server_selection_timeout: Option<Duration>,
     connect_timeout: Option<Duration>,
+    heartbeat: Duration,
+    wait_poll: Duration,
 }
+
+/// See [`MongoBackendBuilder::heartbeat`].
+pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
+/// See [`MongoBackendBuilder::wait_poll`].
+pub(crate) const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
 
 impl fmt::Debug for MongoBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -76,6 +83,8 @@ impl fmt::Debug for MongoBackendBuilder {
             .field("collection", &self.collection)
             .field("server_selection_timeout", &self.server_selection_timeout)
             .field("connect_timeout", &self.connect_timeout)
+            .field("heartbeat", &self.heartbeat)
+            .field("wait_poll", &self.wait_poll)
             .finish()
     }
 }
@@ -88,6 +97,8 @@ impl MongoBackendBuilder {
             collection: None,
             server_selection_timeout: None,
             connect_timeout: None,
+            heartbeat: DEFAULT_HEARTBEAT,
+            wait_poll: DEFAULT_WAIT_POLL,
         }
     }
 
@@ -119,6 +130,24 @@ impl MongoBackendBuilder {
         self
     }
 
+    /// How long the change stream (which keeps near caches coherent and wakes waiters) may
+    /// wait for events before it answers anyway (default 500 ms). A stream that does not
+    /// answer within twice this is found down, and near caches stop serving then.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// How often a caller waiting for a computation in another process looks at the store
+    /// while the change stream is up (default 250 ms): the end of a claim is announced, so
+    /// this only bounds how late a lapsed lease (a crashed holder) is noticed. While the
+    /// stream is down, or on a server that cannot stream changes, waiters look every 25 ms
+    /// at most.
+    pub fn wait_poll(mut self, interval: Duration) -> Self {
+        self.wait_poll = interval;
+        self
+    }
+
     /// Creates the client (for a URL source; no connection is made yet).
     ///
     /// # Errors
@@ -128,6 +157,8 @@ impl MongoBackendBuilder {
         for (param, value) in [
             ("server_selection_timeout", self.server_selection_timeout),
             ("connect_timeout", self.connect_timeout),
+            ("heartbeat", Some(self.heartbeat)),
+            ("wait_poll", Some(self.wait_poll)),
         ] {
             if value.is_some_and(|d| d.is_zero()) {
                 return Err(Error::config(param, "must be longer than zero"));
@@ -173,8 +204,10 @@ impl MongoBackendBuilder {
             .or(url_database)
             .unwrap_or_else(|| DEFAULT_DATABASE.to_owned());
         check_name("database", &database)?;
-        Ok(MongoBackend::from_collection(
+        Ok(MongoBackend::over(
             client.database(&database).collection(&collection),
+            self.heartbeat,
+            self.wait_poll,
         ))
     }
 }

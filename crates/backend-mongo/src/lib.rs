@@ -6,6 +6,7 @@ mod backend;
 mod blocking;
 mod builder;
 mod error;
+mod listen;
 #[cfg(feature = "async")]
 mod nonblocking;
 mod ops;

@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use cachier_core::watch::{ChangeSink, Listener, Watch};
 use cachier_core::{
-    preview_of, Backoff, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
+    preview_of, CacheEntry, Claim, ClaimToken, EntryInfo, Error, Key, LiveClaim, Namespace,
 };
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, DateTime, Document};
@@ -21,21 +22,22 @@ use mongodb::{Collection, IndexModel};
 use parking_lot::Mutex;
 
 use crate::backend::NAME;
-use crate::{DriverError, INDEX_NAME};
+use crate::{listen, DriverError, INDEX_NAME};
 
-/// Longest pause between two looks of a waiting caller (a look costs a round trip to the
-/// server, so it polls less often than the default).
-const WAIT_POLL_MAX: Duration = Duration::from_millis(40);
 /// How often the server-clock offset is measured again.
 const CLOCK_REFRESH: Duration = Duration::from_secs(60);
 /// Values up to this size cross the network in a listing, for the arguments' preview at
 /// their start; larger ones are listed without one.
 const PREVIEW_VALUE_MAX: i32 = 4096;
 
-/// What every core of one backend shares: the collection, whether it is set up, and the
-/// measured offset of the server's clock.
+/// What every core of one backend shares: the collection, whether it is set up, the
+/// measured offset of the server's clock, and the change channel.
 pub(crate) struct Shared {
     pub(crate) collection: Collection<Document>,
+    /// The change stream's thread and hub, started on first use (`listen.rs`).
+    pub(crate) listener: Listener,
+    /// How often a waiter looks while the change stream is up.
+    wait_poll: Duration,
     ready: AtomicBool,
     /// Serializes the setup (an async lock: the async path awaits it on the caller's
     /// runtime); holds when and why the last attempt failed.
@@ -47,10 +49,17 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    /// The state of a collection nothing has been sent to yet.
-    pub(crate) fn new(collection: Collection<Document>) -> Shared {
+    /// The state of a collection nothing has been sent to yet, its change stream checked
+    /// every `heartbeat`.
+    pub(crate) fn new(
+        collection: Collection<Document>,
+        heartbeat: Duration,
+        wait_poll: Duration,
+    ) -> Shared {
         Shared {
             collection,
+            listener: Listener::new(heartbeat),
+            wait_poll,
             ready: AtomicBool::new(false),
             setup: tokio::sync::Mutex::new(None),
             clock_offset_ms: AtomicI64::new(0),
@@ -208,7 +217,7 @@ pub(crate) struct Entries {
 }
 
 /// The driver's error code of a failed command or write, if it has one.
-fn error_code(error: &mongodb::error::Error) -> Option<i32> {
+pub(crate) fn error_code(error: &mongodb::error::Error) -> Option<i32> {
     match &*error.kind {
         ErrorKind::Command(e) => Some(e.code),
         ErrorKind::Write(WriteFailure::WriteError(e)) => Some(e.code),
@@ -510,19 +519,22 @@ impl Entries {
         Ok(())
     }
 
-    /// [`Core::wait`](cachier_core::Core::wait): polls a two-field projection with a backoff, sleeping on the timer of
-    /// the runtime it runs on.
+    /// [`Core::wait`](cachier_core::Core::wait): sleeps until the change stream tells of a
+    /// change to the key (or of a deletion), then looks at a two-field projection; every
+    /// `wait_poll` meanwhile, and with a 1–25 ms backoff while the stream is down or the
+    /// server cannot stream. Sleeps on the timer of the runtime it runs on.
     pub(crate) async fn wait(&self, key: &Key, max: Duration) -> Result<bool, Error> {
-        let mut backoff = Backoff::until(max).capped(WAIT_POLL_MAX);
-        loop {
-            if !self.claimed_now(key).await? {
-                return Ok(true);
-            }
-            match backoff.next_pause() {
-                Some(pause) => tokio::time::sleep(pause).await,
-                None => return Ok(false),
-            }
-        }
+        let hub = listen::hub(&self.shared.listener, &self.shared);
+        let released = || async { Ok(!self.claimed_now(key).await?) };
+        hub.wait_key_async(&self.func, key, max, self.shared.wait_poll, released)
+            .await
+    }
+
+    /// [`Core::watch`](cachier_core::Core::watch): the function's messages from the change
+    /// stream, which starts now if it is not running yet.
+    pub(crate) fn watch(&self, sink: Arc<dyn ChangeSink>) -> Watch {
+        let hub = listen::hub(&self.shared.listener, &self.shared);
+        Watch::Pushed(hub.subscribe(&self.func, sink))
     }
 
     /// [`Core::remove`](cachier_core::Core::remove): deletes the document unless a live

@@ -33,4 +33,6 @@ fn main() {
     #[cfg(any(feature = "file", feature = "postgres", feature = "redis"))]
     rows.extend(cachier_bench::coherence::rows(&config));
     cachier_bench::print_table(&rows);
+    #[cfg(feature = "memory")]
+    cachier_bench::near::print_memory_use();
 }

@@ -140,3 +140,75 @@ fn per_call(op: impl Fn(u64) + Send + Sync + Clone + 'static) -> f64 {
     }
     started.elapsed().as_nanos() as f64 / calls.load(Ordering::Relaxed) as f64
 }
+
+/// Entries of the memory-use rows.
+const MEMORY_ENTRIES: u64 = 1_000_000;
+
+/// What a near cache of [`MEMORY_ENTRIES`] entries (`u64` → `u64`) adds to this process's
+/// resident memory, next to a `moka::sync::Cache` of the same entries, in bytes; `None`
+/// where resident memory cannot be read (`/proc/self/status`). The store under the near cache
+/// is filled first, by a function without one, so that only the near cache is counted.
+pub fn memory_use() -> Option<(u64, u64)> {
+    let name = run_name("near-memory-use");
+    let backend = cachier::backends::memory::MemoryBackend::new();
+    let store_only = overhead_fn(&name)
+        .backend(backend.clone())
+        .no_near_cache()
+        .build()
+        .expect("build");
+    prefill(&store_only, MEMORY_ENTRIES as usize);
+    let near = overhead_fn(&name)
+        .backend(backend)
+        .near_cache(NearCache::entries(MEMORY_ENTRIES as usize))
+        .build()
+        .expect("build");
+    let before = resident_bytes()?;
+    for k in 0..MEMORY_ENTRIES {
+        std::hint::black_box(near.call(k));
+    }
+    let near_bytes = resident_bytes()?.saturating_sub(before);
+    assert_eq!(
+        near.stats().hits,
+        MEMORY_ENTRIES,
+        "every call read the store"
+    );
+    let before = resident_bytes()?;
+    let moka = moka::sync::Cache::new(MEMORY_ENTRIES);
+    for k in 0..MEMORY_ENTRIES {
+        moka.insert(k, k.wrapping_mul(2));
+    }
+    moka.run_pending_tasks();
+    let moka_bytes = resident_bytes()?.saturating_sub(before);
+    std::hint::black_box(&moka);
+    Some((near_bytes, moka_bytes))
+}
+
+/// Prints [`memory_use`] as a table.
+pub fn print_memory_use() {
+    let Some((near, moka)) = memory_use() else {
+        eprintln!("memory rows skipped: no /proc/self/status");
+        return;
+    };
+    let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let per = |bytes: u64| bytes as f64 / MEMORY_ENTRIES as f64;
+    println!();
+    println!(
+        "| resident memory of | entries | bytes | per entry | baseline | baseline bytes | ratio |"
+    );
+    println!("|---|---:|---:|---:|---|---:|---:|");
+    println!(
+        "| near cache (`u64` → `u64`) | {MEMORY_ENTRIES} | {:.1} MiB | {:.0} B | moka::sync::Cache, same entries | {:.1} MiB | {:.2}× |",
+        mib(near),
+        per(near),
+        mib(moka),
+        near as f64 / moka as f64
+    );
+}
+
+/// This process's resident memory (Linux: `VmRSS` of `/proc/self/status`).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}

@@ -23,6 +23,10 @@ pub trait ChangeSink: Send + Sync {
     /// The channel went down (`false`; nothing is heard until it is back) or came up
     /// (`true`; everything may have changed meanwhile).
     fn connected(&self, up: bool);
+    /// The store turned out to push nothing (its server cannot): from now on an entry is
+    /// served for a bounded time only, as in front of a [`Watch::Unwatched`] store. By
+    /// default nothing changes: the channel stays down and nothing is served.
+    fn unwatched(&self) {}
 }
 
 /// How a store keeps the near caches of a function coherent ([`crate::Core::watch`]).
@@ -151,6 +155,8 @@ pub struct ChangeHub {
     state: Mutex<HubState>,
     /// The channel is up: messages are being heard.
     up: AtomicBool,
+    /// The store cannot push: the channel will never be up ([`ChangeHub::set_unwatched`]).
+    unwatched: AtomicBool,
     /// Bumped by every message, so a waiter notices one that arrived before it slept.
     generation: AtomicU64,
     woken: Condvar,
@@ -175,7 +181,7 @@ struct KeyWaiter {
     bumps: Mutex<u64>,
     woken: Condvar,
     /// What async callers sleep on.
-    #[cfg(feature = "async")]
+    #[cfg(any(feature = "async", feature = "runtime"))]
     woken_async: tokio::sync::Notify,
 }
 
@@ -183,7 +189,7 @@ impl KeyWaiter {
     fn bump(&self) {
         *self.bumps.lock() += 1;
         self.woken.notify_all();
-        #[cfg(feature = "async")]
+        #[cfg(any(feature = "async", feature = "runtime"))]
         self.woken_async.notify_waiters();
     }
 }
@@ -268,6 +274,9 @@ impl ChangeHub {
             id
         };
         sink.connected(self.is_up());
+        if self.unwatched.load(Ordering::Acquire) {
+            sink.unwatched();
+        }
         Subscription::new(Registration {
             hub: Arc::downgrade(self),
             namespace: namespace.to_owned(),
@@ -298,6 +307,30 @@ impl ChangeHub {
             waiter.bump();
         }
         self.wake();
+    }
+
+    /// A message heard that names no namespace (a store whose messages cannot always say
+    /// whose entry changed): every near cache forgets everything, every waiter looks again.
+    pub fn deliver_everywhere(&self) {
+        for sink in self.sinks_of(None) {
+            sink.changed_all();
+        }
+        for waiter in self.waiters_of(None) {
+            waiter.bump();
+        }
+        self.wake();
+    }
+
+    /// The store cannot push its changes (found out by its listener, which then ends): near
+    /// caches, present and future, serve their entries for a bounded time instead, and
+    /// waiters poll.
+    pub fn set_unwatched(&self) {
+        self.set_connected(false);
+        if !self.unwatched.swap(true, Ordering::AcqRel) {
+            for sink in self.sinks_of(None) {
+                sink.unwatched();
+            }
+        }
     }
 
     /// The channel went down or came back up; every near cache is told, and every waiter
@@ -389,12 +422,12 @@ impl ChangeHub {
         }
     }
 
-    /// [`ChangeHub::wait_key`] for async callers: the same looks, awaited, sleeping on the
-    /// runtime's timer.
+    /// [`ChangeHub::wait_key`] for async callers (and backends whose driver is async): the
+    /// same looks, awaited, sleeping on the runtime's timer.
     ///
     /// # Errors
     /// `released`'s error.
-    #[cfg(feature = "async")]
+    #[cfg(any(feature = "async", feature = "runtime"))]
     pub async fn wait_key_async<F>(
         &self,
         namespace: &str,

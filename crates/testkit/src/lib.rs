@@ -273,13 +273,20 @@ macro_rules! __store_contract_async_tests {
 /// writes reach a sink and a near cache within [`contract::push::PUSH_BOUND`], and so does a
 /// waiter's wake-up.
 /// `open` should make the store's fallback poll long, so that only a pushed message can wake
-/// a waiter that soon.
+/// a waiter that soon. `deletes_everywhere:` for a store whose messages cannot name a deleted
+/// entry (see [`contract::push::Deletes`]).
 #[macro_export]
 macro_rules! store_push_tests {
     ($open:expr) => {
+        $crate::store_push_tests!(@cases $open, $crate::contract::push::Deletes::Named);
+    };
+    (deletes_everywhere: $open:expr) => {
+        $crate::store_push_tests!(@cases $open, $crate::contract::push::Deletes::Everywhere);
+    };
+    (@cases $open:expr, $deletes:expr) => {
         #[test]
         fn pushed_changes_reach_another_instance() {
-            $crate::contract::push::pushed_changes_reach_another_instance($open);
+            $crate::contract::push::pushed_changes_reach_another_instance($open, $deletes);
         }
 
         #[test]

@@ -44,6 +44,8 @@ pub(crate) struct Near<R> {
     counters: Option<Arc<dyn ChangeCounters>>,
     /// How long an entry is served (an unwatched store).
     ttl: Option<Duration>,
+    /// How long an entry is served once a pushing store turns out unable to push.
+    unwatched_ttl: Duration,
     /// Keeps the store's messages coming (a pushed store).
     _subscription: Option<Subscription>,
     /// Copies a stored result (the value codec's).
@@ -59,6 +61,9 @@ struct State<R> {
     serving: AtomicBool,
     /// Bumped before every invalidation: a value read before it is not kept.
     epoch: AtomicU64,
+    /// The store's channel will never come up ([`ChangeSink::unwatched`]): entries are
+    /// served for `unwatched_ttl` only.
+    unwatched: AtomicBool,
 }
 
 struct Shard<R> {
@@ -200,6 +205,7 @@ impl<R: Send + 'static> Near<R> {
             // A pushed store says when its channel is up; until then nothing is served.
             serving: AtomicBool::new(false),
             epoch: AtomicU64::new(0),
+            unwatched: AtomicBool::new(false),
         });
         let mut near = Near {
             state: state.clone(),
@@ -208,6 +214,7 @@ impl<R: Send + 'static> Near<R> {
             max_bytes: config.max_bytes.unwrap_or(u64::MAX),
             counters: None,
             ttl: None,
+            unwatched_ttl: config.unwatched_ttl,
             _subscription: None,
             clone,
         };
@@ -253,7 +260,14 @@ impl<R> Near<R> {
         if hot.none && !allow_none {
             return None;
         }
-        let clocked = matches!(threshold, Threshold::Within(_)) || self.ttl.is_some();
+        let ttl = match self.ttl {
+            Some(ttl) => Some(ttl),
+            None => state
+                .unwatched
+                .load(Ordering::Relaxed)
+                .then_some(self.unwatched_ttl),
+        };
+        let clocked = matches!(threshold, Threshold::Within(_)) || ttl.is_some();
         if !clocked && self.counters.is_none() && !matches!(threshold, Threshold::Always) {
             hot.referenced = true;
             return (self.clone)(&hot.value);
@@ -265,7 +279,7 @@ impl<R> Near<R> {
         } else {
             Duration::ZERO
         };
-        let expired = self.ttl.is_some_and(|ttl| elapsed > ttl);
+        let expired = ttl.is_some_and(|ttl| elapsed > ttl);
         let changed = match (&self.counters, &cold.stamp) {
             (Some(counters), Some(stamp)) => !counters.unchanged(stamp),
             _ => false,
@@ -405,6 +419,13 @@ impl<R: Send + 'static> ChangeSink for SinkOf<R> {
             if up {
                 state.serving.store(true, Ordering::Release);
             }
+        }
+    }
+    fn unwatched(&self) {
+        if let Some(state) = self.0.upgrade() {
+            state.unwatched.store(true, Ordering::Release);
+            state.forget_all();
+            state.serving.store(true, Ordering::Release);
         }
     }
 }
@@ -746,5 +767,35 @@ mod tests {
         keep(&n, 2);
         hub.deliver("f", None);
         assert_eq!(get(&n, 2), None, "a change to every entry forgets them all");
+        keep(&n, 2);
+        hub.deliver_everywhere();
+        assert_eq!(
+            get(&n, 2),
+            None,
+            "a change of no known namespace forgets them all"
+        );
+    }
+
+    /// A pushing store that turns out unable to push: its near caches, those open and those
+    /// opened later, serve for the unwatched bound only, as in front of an unwatched store.
+    #[test]
+    fn a_store_that_cannot_push_serves_for_the_unwatched_bound() {
+        let hub = ChangeHub::new();
+        let store = Pushing {
+            inert: Inert::default(),
+            hub: hub.clone(),
+        };
+        let config = NearCache::entries(10).unwatched_ttl(Duration::from_millis(30));
+        let before = Near::open(&config, &store, |v: &u64| Some(*v)).unwrap();
+        hub.set_unwatched();
+        let after = Near::open(&config, &store, |v: &u64| Some(*v)).unwrap();
+        for n in [&before, &after] {
+            keep(n, 1);
+            assert_eq!(get(n, 1), Some(1), "served while young");
+        }
+        std::thread::sleep(Duration::from_millis(40));
+        for n in [&before, &after] {
+            assert_eq!(get(n, 1), None, "not past the bound");
+        }
     }
 }

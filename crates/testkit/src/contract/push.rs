@@ -134,9 +134,20 @@ fn heard_after(recorder: &Recorder, what: &str, expected: Heard, write: impl FnO
     took
 }
 
+/// What a store's messages say of a deleted entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletes {
+    /// The entry's key, to its namespace only (like every other change).
+    Named,
+    /// That any entry of any namespace may have changed: the store's messages cannot name a
+    /// deleted entry (MongoDB's change stream without pre-images).
+    Everywhere,
+}
+
 /// Each write of one instance (a put, an overwrite, a removal, a released claim, a cleared
-/// function, a stale cleanup) reaches the sink of another instance, for its namespace only.
-pub fn pushed_changes_reach_another_instance(open: Open) {
+/// function, a stale cleanup) reaches the sink of another instance, for its namespace only
+/// (a deletion, to every namespace where the store's messages cannot name it).
+pub fn pushed_changes_reach_another_instance(open: Open, deletes: Deletes) {
     let dir = crate::fresh_dir("push-changes");
     let (Some(a), Some(b)) = (open(&dir), open(&dir)) else {
         return;
@@ -154,7 +165,11 @@ pub fn pushed_changes_reach_another_instance(open: Open) {
     heard_after(&recorder, "overwrite", Heard::Changed(k), || {
         theirs.put(&k, b"two", None).expect("put")
     });
-    heard_after(&recorder, "remove", Heard::Changed(k), || {
+    let removed = match deletes {
+        Deletes::Named => Heard::Changed(k),
+        Deletes::Everywhere => Heard::All,
+    };
+    heard_after(&recorder, "remove", removed, || {
         assert!(theirs.remove(&k).expect("remove"))
     });
     let claimed = match theirs.claim(&key(2), LEASE).expect("claim") {
@@ -188,11 +203,29 @@ pub fn pushed_changes_reach_another_instance(open: Open) {
         Heard::Changed(key(5)),
         || theirs.put(&key(5), b"five", None).expect("put"),
     );
-    assert_eq!(
-        recorder.since(from),
-        [Heard::Changed(key(5))],
-        "only this namespace's changes"
-    );
+    let heard = recorder.since(from);
+    match deletes {
+        Deletes::Named => assert_eq!(
+            heard,
+            [Heard::Changed(key(5))],
+            "only this namespace's changes"
+        ),
+        Deletes::Everywhere => {
+            // The sibling's clear deleted an entry, which reaches every namespace (as do the
+            // deletions of other tests sharing the store meanwhile); its put did not.
+            let named: Vec<_> = heard.iter().filter(|h| **h != Heard::All).collect();
+            assert_eq!(
+                named,
+                [&Heard::Changed(key(5))],
+                "only this namespace's keys: {heard:?}"
+            );
+            assert_eq!(
+                heard.first(),
+                Some(&Heard::All),
+                "the sibling's deletion: {heard:?}"
+            );
+        }
+    }
     theirs.clear_cache().expect("clear");
 }
 
