@@ -52,6 +52,7 @@ mod mongo {
         super::service_url("CACHIER_TEST_MONGO_URL", "mongo near cache")
             .map(|url| format!("mongo:{url}"))
     }
+    cachier_conformance::conformance_tests!(spec);
     cachier_conformance::multiprocess_tests!(@cases spec; near_cache_sees_other_processes_changes);
 }
 

@@ -3,12 +3,12 @@
 //! of runtime, fail fast on a dead server and reconnect after a restart.
 #![cfg(feature = "async")]
 
-use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use cachier_backend_mongo::MongoBackend;
 use cachier_core::{memoize_async, AsyncCore, Backend, Claim, Core, Key, Namespace, OffloadedCore};
+use cachier_testkit::private_mongo::PrivateMongo;
 use cachier_testkit::{unique_name, Counter};
 
 /// The test server's URL, or `None` with a loud SKIPPED line (a failure when
@@ -189,72 +189,18 @@ fn dead_server_times_out() {
     drop(release);
 }
 
-/// A SecantusDB server of this test's own, on a free port.
-struct Server {
-    binary: String,
-    port: u16,
-    child: Child,
-}
-
-impl Server {
-    fn start(binary: &str, port: u16) -> Server {
-        let child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--storage-path", ":memory:", "--log-level", "WARNING"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the test server");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the test server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            binary: binary.to_owned(),
-            port,
-            child,
-        }
-    }
-
-    fn restart(mut self) -> Server {
-        self.stop();
-        Server::start(&self.binary, self.port)
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Needs `CACHIER_TEST_SECANTUSD`, the path of `secantusd-py`: the test stops and
 /// restarts a server of its own (the shared one is left alone).
 #[test]
 fn native_core_reconnects_after_a_server_restart() {
-    let Some(binary) = cachier_testkit::service_url(
-        "CACHIER_TEST_SECANTUSD",
-        "native_core_reconnects_after_a_server_restart",
-    ) else {
+    let Some(mut server) = PrivateMongo::start("native_core_reconnects_after_a_server_restart")
+    else {
         return;
     };
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = Server::start(&binary, port);
-    let backend =
-        MongoBackend::builder(format!("mongodb://127.0.0.1:{port}/?directConnection=true"))
-            .server_selection_timeout(Duration::from_millis(500))
-            .build()
-            .unwrap();
+    let backend = MongoBackend::builder(server.url())
+        .server_selection_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
     let (_, native) = cores(&backend, "restart");
     let key = Key::of(&3u8).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -265,12 +211,11 @@ fn native_core_reconnects_after_a_server_restart() {
         native.put(&key, b"before", None).await.unwrap();
         assert!(native.get(&key).await.unwrap().is_some());
     });
-    let mut server = server;
     server.stop();
     let down = runtime
         .block_on(async { tokio::time::timeout(Duration::from_secs(10), native.get(&key)).await });
     assert!(down.expect("times out").is_err(), "the server is down");
-    let _server = server.restart();
+    server.resume();
     // The driver reconnects by itself; the first operations may still see the old pool.
     let deadline = Instant::now() + Duration::from_secs(15);
     runtime.block_on(async {

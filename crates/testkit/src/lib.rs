@@ -5,6 +5,8 @@
 //! The conformance suite (`cachier-conformance`) re-exports these helpers.
 
 pub mod contract;
+#[cfg(feature = "private-mongo")]
+pub mod private_mongo;
 #[cfg(feature = "private-redis")]
 pub mod private_redis;
 

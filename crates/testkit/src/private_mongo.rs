@@ -1,0 +1,90 @@
+//! A MongoDB-wire server (SecantusDB's `secantusd-py`, the path in `CACHIER_TEST_SECANTUSD`)
+//! of one test alone, on a free loopback port, for fault tests (stop, freeze, restart) that
+//! must not disturb the shared server. Its data lives in memory: a restart starts empty.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::service_url;
+
+/// A private server, killed when dropped.
+pub struct PrivateMongo {
+    binary: String,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateMongo {
+    /// Starts a server and waits until it accepts connections; `None` (a loud SKIPPED line,
+    /// or a failure when services are required) without `CACHIER_TEST_SECANTUSD`.
+    pub fn start(test: &str) -> Option<PrivateMongo> {
+        let binary = service_url("CACHIER_TEST_SECANTUSD", test)?;
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let mut server = PrivateMongo {
+            binary,
+            port,
+            child: None,
+        };
+        server.resume();
+        Some(server)
+    }
+
+    /// `mongodb://127.0.0.1:<port>/?directConnection=true`.
+    pub fn url(&self) -> String {
+        format!("mongodb://127.0.0.1:{}/?directConnection=true", self.port)
+    }
+
+    /// Starts the server (again) on its port and waits until it accepts connections.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new(&self.binary)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--storage-path", ":memory:", "--log-level", "WARNING"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the test server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the test server on port {} did not start",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (`kill -9`) and reaps it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("kill the test server");
+            child.wait().expect("reap the test server");
+        }
+    }
+
+    /// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`...) to the running server.
+    pub fn signal(&self, signal: libc::c_int) {
+        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid; no memory is passed.
+        let status = unsafe { libc::kill(pid, signal) };
+        assert_eq!(status, 0, "kill({pid}, {signal})");
+    }
+}
+
+impl Drop for PrivateMongo {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            // A stopped (SIGSTOP) server must be continued to die promptly.
+            // SAFETY: kill(2) on our own child's pid; no memory is passed.
+            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
+        }
+        self.stop();
+    }
+}
