@@ -30,7 +30,12 @@ fn main() {
     rows.extend(cachier_bench::near::rows(&config));
     #[cfg(feature = "metrics")]
     rows.extend(cachier_bench::metrics::rows(&config));
-    #[cfg(any(feature = "file", feature = "postgres", feature = "redis"))]
+    #[cfg(any(
+        feature = "file",
+        feature = "postgres",
+        feature = "redis",
+        feature = "mongo"
+    ))]
     rows.extend(cachier_bench::coherence::rows(&config));
     cachier_bench::print_table(&rows);
     #[cfg(feature = "memory")]

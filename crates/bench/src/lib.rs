@@ -4,8 +4,13 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-/// Coherence of near caches and waiters across instances (file, PostgreSQL, Redis).
-#[cfg(any(feature = "file", feature = "postgres", feature = "redis"))]
+/// Coherence of near caches and waiters across instances (file, PostgreSQL, Redis, MongoDB).
+#[cfg(any(
+    feature = "file",
+    feature = "postgres",
+    feature = "redis",
+    feature = "mongo"
+))]
 pub mod coherence;
 #[cfg(feature = "file")]
 pub mod file;

@@ -142,7 +142,7 @@ fn per_call(op: impl Fn(u64) + Send + Sync + Clone + 'static) -> f64 {
 }
 
 /// Entries of the memory-use rows.
-const MEMORY_ENTRIES: u64 = 1_000_000;
+pub const MEMORY_ENTRIES: u64 = 1_000_000;
 
 /// What a near cache of [`MEMORY_ENTRIES`] entries (`u64` → `u64`) adds to this process's
 /// resident memory, next to a `moka::sync::Cache` of the same entries, in bytes; `None`

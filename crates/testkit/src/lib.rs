@@ -9,6 +9,8 @@ pub mod contract;
 pub mod private_mongo;
 #[cfg(feature = "private-redis")]
 pub mod private_redis;
+#[cfg(any(feature = "private-mongo", feature = "private-redis"))]
+mod process;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -3,16 +3,17 @@
 //! must not disturb the shared server. Its data lives in memory: a restart starts empty.
 
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::ServerProcess;
 use crate::service_url;
 
 /// A private server, killed when dropped.
 pub struct PrivateMongo {
     binary: String,
     port: u16,
-    child: Option<Child>,
+    child: ServerProcess,
 }
 
 impl PrivateMongo {
@@ -28,7 +29,7 @@ impl PrivateMongo {
         let mut server = PrivateMongo {
             binary,
             port,
-            child: None,
+            child: ServerProcess::default(),
         };
         server.resume();
         Some(server)
@@ -41,7 +42,7 @@ impl PrivateMongo {
 
     /// Starts the server (again) on its port and waits until it accepts connections.
     pub fn resume(&mut self) {
-        assert!(self.child.is_none(), "already running");
+        assert!(!self.child.is_running(), "already running");
         let child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--storage-path", ":memory:", "--log-level", "WARNING"])
@@ -49,7 +50,7 @@ impl PrivateMongo {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start the test server");
-        self.child = Some(child);
+        self.child.started(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
@@ -63,28 +64,11 @@ impl PrivateMongo {
 
     /// Kills the server (`kill -9`) and reaps it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill the test server");
-            child.wait().expect("reap the test server");
-        }
+        self.child.stop();
     }
 
     /// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`...) to the running server.
     pub fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
-        // SAFETY: kill(2) on our own child's pid; no memory is passed.
-        let status = unsafe { libc::kill(pid, signal) };
-        assert_eq!(status, 0, "kill({pid}, {signal})");
-    }
-}
-
-impl Drop for PrivateMongo {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A stopped (SIGSTOP) server must be continued to die promptly.
-            // SAFETY: kill(2) on our own child's pid; no memory is passed.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
-        }
-        self.stop();
+        self.child.signal(signal);
     }
 }

@@ -5,9 +5,10 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::process::ServerProcess;
 use crate::{fresh_dir, services_required};
 
 /// A private `redis-server`, killed when dropped.
@@ -15,7 +16,7 @@ pub struct PrivateRedis {
     port: u16,
     dir: PathBuf,
     extra: Vec<String>,
-    child: Option<Child>,
+    child: ServerProcess,
 }
 
 impl PrivateRedis {
@@ -49,7 +50,7 @@ impl PrivateRedis {
             port,
             dir: fresh_dir(label),
             extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
+            child: ServerProcess::default(),
         };
         server.resume();
         server
@@ -67,7 +68,7 @@ impl PrivateRedis {
 
     /// Starts the server (again) on its port and waits until it answers.
     pub fn resume(&mut self) {
-        assert!(self.child.is_none(), "already running");
+        assert!(!self.child.is_running(), "already running");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -78,7 +79,7 @@ impl PrivateRedis {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start redis-server");
-        self.child = Some(child);
+        self.child.started(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let pong = redis::Client::open(self.url())
@@ -107,29 +108,12 @@ impl PrivateRedis {
 
     /// Kills the server (`kill -9`) and reaps it.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().expect("kill redis-server");
-            child.wait().expect("reap redis-server");
-        }
+        self.child.stop();
     }
 
     /// Sends `signal` (`libc::SIGSTOP`, `libc::SIGCONT`...) to the running server.
     pub fn signal(&self, signal: libc::c_int) {
-        let pid = self.child.as_ref().expect("running").id() as libc::pid_t;
-        // SAFETY: kill(2) on our own child's pid; no memory is passed.
-        let status = unsafe { libc::kill(pid, signal) };
-        assert_eq!(status, 0, "kill({pid}, {signal})");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if let Some(child) = &self.child {
-            // A stopped (SIGSTOP) server must be continued to die promptly.
-            // SAFETY: kill(2) on our own child's pid; no memory is passed.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGCONT) };
-        }
-        self.stop();
+        self.child.signal(signal);
     }
 }
 
@@ -184,7 +168,7 @@ impl PrivateRedisCluster {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
-                child: None,
+                child: ServerProcess::default(),
             };
             node.resume();
             nodes.push(node);
@@ -232,7 +216,7 @@ impl PrivateRedisCluster {
     /// The ports of the nodes that are running primaries serving slots now, by their own word.
     pub fn primaries(&self) -> Vec<u16> {
         let mut out = Vec::new();
-        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+        for node in self.nodes.iter().filter(|n| n.child.is_running()) {
             let Ok(mut con) = self.connect(node.port) else {
                 continue;
             };
@@ -297,7 +281,7 @@ impl PrivateRedisCluster {
     pub fn running(&self) -> Vec<u16> {
         self.nodes
             .iter()
-            .filter(|n| n.child.is_some())
+            .filter(|n| n.child.is_running())
             .map(|n| n.port)
             .collect()
     }

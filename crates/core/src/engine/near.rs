@@ -8,10 +8,12 @@
 //! bounded time only. A value read from the store is kept only if no change was heard since
 //! just before it was read (the `epoch`), so a message that overtakes the read is not lost.
 //!
-//! Entries are spread over shards by the hash of their arguments; each shard is bounded in
-//! entries and bytes and evicts with CLOCK (second chance): a hit sets a bit, eviction sweeps
-//! past set bits (clearing them) to the first clear one. That approximates LRU without a write
-//! to shared order on every hit.
+//! Entries are spread over shards by the hash of their arguments. A shard's table holds what a
+//! hit reads ([`Hot`]); the rest of an entry sits in a slot beside it ([`Cold`]), read only
+//! under a staleness limit, a bounded age or change counters. The cache is bounded in entries
+//! and bytes and evicts with CLOCK (second chance) over a shard's table: a hit sets a bit,
+//! eviction sweeps past set bits (clearing them) to the first clear one. That approximates LRU
+//! without a write to shared order on every hit.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -29,8 +31,9 @@ use crate::{Core, Error, Key, NearCache};
 /// The bounds hold for the whole cache, not per shard, so a shard may hold any share of them.
 const SHARDS: usize = 16;
 
-/// What an entry costs beyond its encoded value and arguments, for the byte bound: the slot,
-/// its two table entries and allocation headers, roughly.
+/// What an entry costs beyond its encoded value and arguments, for the byte bound: its table
+/// entry, its slot, its key index entry and the tables' spare room, roughly (the bench's
+/// memory row: about 224 bytes in all per `u64` entry, arguments and value included).
 const ENTRY_OVERHEAD: u64 = 160;
 
 /// A function's near cache.
