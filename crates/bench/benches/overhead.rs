@@ -38,6 +38,4 @@ fn main() {
     ))]
     rows.extend(cachier_bench::coherence::rows(&config));
     cachier_bench::print_table(&rows);
-    #[cfg(feature = "memory")]
-    cachier_bench::near::print_memory_use();
 }

@@ -144,11 +144,12 @@ fn per_call(op: impl Fn(u64) + Send + Sync + Clone + 'static) -> f64 {
 /// Entries of the memory-use rows.
 pub const MEMORY_ENTRIES: u64 = 1_000_000;
 
-/// What a near cache of [`MEMORY_ENTRIES`] entries (`u64` → `u64`) adds to this process's
-/// resident memory, next to a `moka::sync::Cache` of the same entries, in bytes; `None`
-/// where resident memory cannot be read (`/proc/self/status`). The store under the near cache
-/// is filled first, by a function without one, so that only the near cache is counted.
-pub fn memory_use() -> Option<(u64, u64)> {
+/// The bytes a near cache of [`MEMORY_ENTRIES`] entries (`u64` → `u64`) keeps allocated,
+/// next to a `moka::sync::Cache` of the same entries, as `live_bytes` (the bytes allocated and
+/// not freed, counted by the caller's global allocator) grows while each is filled. The store
+/// under the near cache is filled first, by a function without one, so that only the near
+/// cache is counted.
+pub fn memory_use(live_bytes: impl Fn() -> u64) -> (u64, u64) {
     let name = run_name("near-memory-use");
     let backend = cachier::backends::memory::MemoryBackend::new();
     let store_only = overhead_fn(&name)
@@ -162,38 +163,42 @@ pub fn memory_use() -> Option<(u64, u64)> {
         .near_cache(NearCache::entries(MEMORY_ENTRIES as usize))
         .build()
         .expect("build");
-    let before = resident_bytes()?;
+    let before = live_bytes();
     for k in 0..MEMORY_ENTRIES {
         std::hint::black_box(near.call(k));
     }
-    let near_bytes = resident_bytes()?.saturating_sub(before);
+    let near_bytes = live_bytes().saturating_sub(before);
     assert_eq!(
         near.stats().hits,
         MEMORY_ENTRIES,
         "every call read the store"
     );
-    let before = resident_bytes()?;
+    for k in 0..MEMORY_ENTRIES {
+        std::hint::black_box(near.call(k));
+    }
+    assert_eq!(
+        near.stats().hits,
+        2 * MEMORY_ENTRIES,
+        "every entry was kept and served"
+    );
+    let before = live_bytes();
     let moka = moka::sync::Cache::new(MEMORY_ENTRIES);
     for k in 0..MEMORY_ENTRIES {
         moka.insert(k, k.wrapping_mul(2));
     }
     moka.run_pending_tasks();
-    let moka_bytes = resident_bytes()?.saturating_sub(before);
-    std::hint::black_box(&moka);
-    Some((near_bytes, moka_bytes))
+    let moka_bytes = live_bytes().saturating_sub(before);
+    assert_eq!(moka.entry_count(), MEMORY_ENTRIES, "moka kept every entry");
+    (near_bytes, moka_bytes)
 }
 
 /// Prints [`memory_use`] as a table.
-pub fn print_memory_use() {
-    let Some((near, moka)) = memory_use() else {
-        eprintln!("memory rows skipped: no /proc/self/status");
-        return;
-    };
+pub fn print_memory_use(live_bytes: impl Fn() -> u64) {
+    let (near, moka) = memory_use(live_bytes);
     let mib = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let per = |bytes: u64| bytes as f64 / MEMORY_ENTRIES as f64;
-    println!();
     println!(
-        "| resident memory of | entries | bytes | per entry | baseline | baseline bytes | ratio |"
+        "| memory kept allocated by | entries | bytes | per entry | baseline | baseline bytes | ratio |"
     );
     println!("|---|---:|---:|---:|---|---:|---:|");
     println!(
@@ -203,12 +208,4 @@ pub fn print_memory_use() {
         mib(moka),
         near as f64 / moka as f64
     );
-}
-
-/// This process's resident memory (Linux: `VmRSS` of `/proc/self/status`).
-fn resident_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
