@@ -13,6 +13,7 @@ use crate::service_url;
 pub struct PrivateMongo {
     binary: String,
     port: u16,
+    extra: Vec<String>,
     child: ServerProcess,
 }
 
@@ -20,6 +21,12 @@ impl PrivateMongo {
     /// Starts a server and waits until it accepts connections; `None` (a loud SKIPPED line,
     /// or a failure when services are required) without `CACHIER_TEST_SECANTUSD`.
     pub fn start(test: &str) -> Option<PrivateMongo> {
+        PrivateMongo::start_with(test, &[])
+    }
+
+    /// [`PrivateMongo::start`] with `extra` arguments (`--standalone`: a server without
+    /// change streams, as a standalone `mongod`).
+    pub fn start_with(test: &str, extra: &[&str]) -> Option<PrivateMongo> {
         let binary = service_url("CACHIER_TEST_SECANTUSD", test)?;
         let port = TcpListener::bind("127.0.0.1:0")
             .expect("bind")
@@ -29,6 +36,7 @@ impl PrivateMongo {
         let mut server = PrivateMongo {
             binary,
             port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: ServerProcess::default(),
         };
         server.resume();
@@ -46,6 +54,7 @@ impl PrivateMongo {
         let child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--storage-path", ":memory:", "--log-level", "WARNING"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
