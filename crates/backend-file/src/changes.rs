@@ -13,19 +13,17 @@
 //! as coherent as its cache directory is left alone (deleting files under a running process
 //! is not supported, as for the store itself).
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cachier_core::watch::{ChangeCounters, Stamp};
 use cachier_core::Key;
-use cachier_sqlite::{move_link_aside, no_follow};
 
-use crate::claims::is_link;
+use crate::private_file;
 
 /// Slots of keys; a power of two.
 const SLOTS: usize = 4096;
@@ -54,25 +52,8 @@ impl Changes {
     /// Maps the counters at `path`, creating the file (zeroed) if needed. A link at `path` is
     /// moved aside, never followed.
     pub(crate) fn open(path: &Path) -> io::Result<Changes> {
-        let mut options = fs::OpenOptions::new();
-        options
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600);
-        no_follow(&mut options);
-        let file = match options.open(path) {
-            Err(error) if error.kind() != io::ErrorKind::NotFound && is_link(path) => {
-                move_link_aside(path)?;
-                options.open(path)?
-            }
-            other => other?,
-        };
+        let file = private_file::open_regular(path)?;
         let meta = file.metadata()?;
-        if !meta.is_file() {
-            return Err(io::Error::other("not a regular file"));
-        }
         if meta.len() < LEN as u64 {
             // Growing fills with zeros; every process that maps it sees one file.
             file.set_len(LEN as u64)?;
@@ -157,6 +138,7 @@ impl Drop for Changes {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn two_mappings_of_one_file_see_each_others_bumps() {

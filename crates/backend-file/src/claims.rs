@@ -17,14 +17,15 @@
 use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use cachier_core::{ClaimToken, Error, Key};
-use cachier_sqlite::{move_link_aside, no_follow};
+use cachier_sqlite::move_link_aside;
 use parking_lot::Mutex;
 
 use crate::error::io_error;
+use crate::private_file;
 
 /// What a lock file says about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,10 +127,10 @@ impl Claims {
         self.guard()?;
         let path = self.path(key);
         loop {
-            let file = match open_lock(&path, true) {
+            let file = match private_file::open(&path, true) {
                 Err(error) if error.kind() == io::ErrorKind::NotFound => {
                     create_owned_dir(&self.dir)?;
-                    open_lock(&path, true)?
+                    private_file::open(&path, true)?
                 }
                 other => other?,
             };
@@ -170,7 +171,7 @@ impl Claims {
     pub(crate) fn probe(&self, key: &Key) -> io::Result<Liveness> {
         self.guard()?;
         let path = self.path(key);
-        let file = match open_lock(&path, false) {
+        let file = match private_file::open(&path, false) {
             Ok(file) => file,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Liveness::Absent),
             Err(error) => return Err(error),
@@ -247,31 +248,6 @@ impl Claims {
         }
         Ok(keys)
     }
-}
-
-/// Opens (or creates) the lock file at `path`, never through a link: a link found there is
-/// moved aside, and then is no lock file (`NotFound` unless `create`).
-fn open_lock(path: &Path, create: bool) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .create(create)
-        .truncate(false)
-        .mode(0o600);
-    no_follow(&mut options);
-    match options.open(path) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound && is_link(path) => {
-            move_link_aside(path)?;
-            options.open(path)
-        }
-        other => other,
-    }
-}
-
-/// Whether `path` is a symbolic link (not followed).
-pub(crate) fn is_link(path: &Path) -> bool {
-    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 #[cfg(test)]

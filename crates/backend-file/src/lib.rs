@@ -11,6 +11,7 @@ mod clock;
 mod error;
 mod names;
 mod open_lock;
+mod private_file;
 mod separate;
 mod single;
 

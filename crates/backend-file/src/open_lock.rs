@@ -14,15 +14,15 @@
 
 use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use cachier_core::{Error, Namespace};
-use cachier_sqlite::{move_link_aside, no_follow};
+use cachier_sqlite::no_follow;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::claims::is_link;
 use crate::error::io_error;
+use crate::private_file;
 use crate::{file_stem, separate, single};
 
 /// The file next to a function's store whose shared locks mark the processes using it.
@@ -42,7 +42,7 @@ impl OpenLock {
     /// removal would have to take.
     pub(crate) fn shared(path: &Path) -> io::Result<OpenLock> {
         loop {
-            let file = match open_lock_file(path) {
+            let file = match private_file::open_regular(path) {
                 // A directory this process cannot write (a read-only disk serving hits): the
                 // lock file may still be there to lock, and if not, no removal can happen
                 // here either.
@@ -60,29 +60,6 @@ impl OpenLock {
             }
         }
     }
-}
-
-/// Opens (creating) the lock file at `path`; a link there is moved aside, never followed.
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600);
-    no_follow(&mut options);
-    let file = match options.open(path) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound && is_link(path) => {
-            move_link_aside(path)?;
-            options.open(path)?
-        }
-        other => other?,
-    };
-    if !file.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    Ok(file)
 }
 
 /// Whether `path` still names the open `file`.
@@ -146,7 +123,7 @@ pub fn remove_unused_store(
     {
         return Ok(Removal::Absent);
     }
-    let lock = open_lock_file(&lock_path).map_err(fail(&lock_path))?;
+    let lock = private_file::open_regular(&lock_path).map_err(fail(&lock_path))?;
     match cachier_sqlite::flock(&lock, libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(Removal::InUse),
