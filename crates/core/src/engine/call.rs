@@ -277,14 +277,15 @@ pub(super) fn near_hit<A: Serialize, R>(
     }
     let started = (shared.statistics && Stats::sample_this_call()).then(Instant::now);
     let resolved = shared.resolve(options);
-    if resolved.cleanup_stale {
-        shared.maybe_cleanup(resolved.stale_after, resolved.cleanup_interval);
-    }
     let mut encoded = ArgBytes::new();
     shared.encode_args(args, &mut encoded).ok()?;
     let bytes = encoded.as_bytes();
     let threshold = threshold(resolved.stale_after, options.max_age);
     let value = near.get(near.hash(bytes), bytes, threshold, resolved.allow_none)?;
+    // Only a served call cleans up here: one that goes on to the store does so there.
+    if resolved.cleanup_stale {
+        shared.maybe_cleanup(resolved.stale_after, resolved.cleanup_interval);
+    }
     shared
         .trace(options.verbose)
         .note("Fresh value kept in this process.");
