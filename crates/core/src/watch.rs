@@ -6,7 +6,7 @@
 use std::any::Any;
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Once, Weak};
 use std::time::{Duration, Instant};
 
@@ -149,7 +149,7 @@ impl Drop for Listener {
 /// Fans the messages of one channel (a Redis subscription, a PostgreSQL `LISTEN`) out to the
 /// near caches of each namespace and to the callers waiting for a key. A backend holds one
 /// per connection it listens on, feeds it from its listening thread, and implements
-/// [`crate::Core::watch`] with [`ChangeHub::subscribe`] and `wait` with [`ChangeHub::wait`].
+/// [`crate::Core::watch`] with [`ChangeHub::subscribe`] and `wait` with [`ChangeHub::wait_key`].
 #[derive(Default)]
 pub struct ChangeHub {
     state: Mutex<HubState>,
@@ -157,9 +157,6 @@ pub struct ChangeHub {
     up: AtomicBool,
     /// The store cannot push: the channel will never be up ([`ChangeHub::set_unwatched`]).
     unwatched: AtomicBool,
-    /// Bumped by every message, so a waiter notices one that arrived before it slept.
-    generation: AtomicU64,
-    woken: Condvar,
 }
 
 /// The sinks of one namespace, each with its registration's id.
@@ -306,7 +303,6 @@ impl ChangeHub {
         for waiter in self.waiters_of(Some((namespace, key))) {
             waiter.bump();
         }
-        self.wake();
     }
 
     /// A message heard that names no namespace (a store whose messages cannot always say
@@ -318,7 +314,6 @@ impl ChangeHub {
         for waiter in self.waiters_of(None) {
             waiter.bump();
         }
-        self.wake();
     }
 
     /// The store cannot push its changes (found out by its listener, which then ends): near
@@ -344,7 +339,6 @@ impl ChangeHub {
         for waiter in self.waiters_of(None) {
             waiter.bump();
         }
-        self.wake();
     }
 
     /// The waiters a message concerns: those of one key (or of every key of a namespace,
@@ -497,49 +491,12 @@ impl ChangeHub {
             None => state.sinks.values().flat_map(live).collect(),
         }
     }
-
-    fn wake(&self) {
-        let _state = self.state.lock();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.woken.notify_all();
-    }
-
-    /// Blocks until `released()` says a key's claim ended (true) or `max` passed (false).
-    /// `released` is asked at once, then after every message the channel delivers, and at
-    /// least every `poll` (the fallback when a message is lost or the channel is down).
-    ///
-    /// # Errors
-    /// `released`'s error.
-    pub fn wait(
-        &self,
-        max: Duration,
-        poll: Duration,
-        mut released: impl FnMut() -> Result<bool, Error>,
-    ) -> Result<bool, Error> {
-        let deadline = Instant::now() + max;
-        loop {
-            let seen = self.generation.load(Ordering::Acquire);
-            if released()? {
-                return Ok(true);
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Ok(false);
-            }
-            let until = deadline.min(now + poll);
-            let mut state = self.state.lock();
-            while self.generation.load(Ordering::Acquire) == seen {
-                if self.woken.wait_until(&mut state, until).timed_out() {
-                    break;
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicU64;
 
     #[derive(Default)]
     struct Log(Mutex<Vec<String>>);
@@ -576,28 +533,6 @@ mod tests {
         );
         assert_eq!(*b.0.lock(), ["up false", "up true", "all"]);
         assert!(hub.has_subscribers());
-    }
-
-    #[test]
-    fn a_waiter_wakes_on_a_message_long_before_its_poll() {
-        let hub = ChangeHub::new();
-        let done = Arc::new(AtomicBool::new(false));
-        let waiter = {
-            let (hub, done) = (hub.clone(), done.clone());
-            std::thread::spawn(move || {
-                let started = Instant::now();
-                let released = hub.wait(Duration::from_secs(10), Duration::from_secs(5), || {
-                    Ok(done.load(Ordering::Acquire))
-                });
-                (released.unwrap(), started.elapsed())
-            })
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        done.store(true, Ordering::Release);
-        hub.deliver("f", None);
-        let (released, waited) = waiter.join().unwrap();
-        assert!(released);
-        assert!(waited < Duration::from_secs(2), "waited {waited:?}");
     }
 
     #[test]
@@ -709,10 +644,15 @@ mod tests {
     fn a_wait_ends_at_its_deadline() {
         let hub = ChangeHub::new();
         let started = Instant::now();
+        let key = Key::of(&1).unwrap();
         let released = hub
-            .wait(Duration::from_millis(30), Duration::from_millis(10), || {
-                Ok(false)
-            })
+            .wait_key(
+                "f",
+                &key,
+                Duration::from_millis(30),
+                Duration::from_millis(10),
+                || Ok(false),
+            )
             .unwrap();
         assert!(!released);
         assert!(started.elapsed() >= Duration::from_millis(30));
