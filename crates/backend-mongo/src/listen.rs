@@ -21,11 +21,10 @@
 //! entry for `NearCache::unwatched_ttl` only.
 
 use std::future::IntoFuture;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use cachier_core::watch::{ChangeHub, Listener};
+use cachier_core::watch::{ChangeHub, Listener, Listening};
 use cachier_core::{BoxError, Key};
 use mongodb::bson::{doc, Document};
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
@@ -49,9 +48,7 @@ pub(crate) fn hub<'a>(listener: &'a Listener, shared: &Arc<Shared>) -> &'a Arc<C
     listener.hub("cachier-mongo-listen", |listening| {
         let thread = Thread {
             shared: Arc::downgrade(shared),
-            hub: listening.hub,
-            stop: listening.stop,
-            heartbeat: listening.heartbeat,
+            listening,
         };
         move || thread.run()
     })
@@ -61,9 +58,8 @@ pub(crate) fn hub<'a>(listener: &'a Listener, shared: &Arc<Shared>) -> &'a Arc<C
 /// the thread.
 struct Thread {
     shared: Weak<Shared>,
-    hub: Arc<ChangeHub>,
-    stop: Arc<AtomicBool>,
-    heartbeat: Duration,
+    /// The hub to feed, the stop flag and the heartbeat.
+    listening: Listening,
 }
 
 /// Why a stream ended.
@@ -80,10 +76,10 @@ enum End {
 
 impl Thread {
     fn run(self) {
-        let retry = RETRY.min(self.heartbeat);
+        let retry = RETRY.min(self.listening.heartbeat);
         let mut warned = false;
         let thread = Arc::new(self);
-        while !thread.ended() {
+        while !thread.listening.stopped() {
             let Some(shared) = thread.shared.upgrade() else {
                 break;
             };
@@ -106,26 +102,21 @@ impl Thread {
                 End::Invalidated => continue,
                 End::Unsupported(error) => {
                     tracing::info!(error = %cachier_core::chain_message(&*error), "cachier: the MongoDB server cannot stream changes; near caches serve each entry for their unwatched_ttl and waiters poll");
-                    thread.hub.set_unwatched();
+                    thread.listening.hub.set_unwatched();
                     return;
                 }
                 End::Failed(error) => {
-                    if !warned && !thread.ended() {
+                    if !warned && !thread.listening.stopped() {
                         warned = true;
                         tracing::warn!(error = %cachier_core::chain_message(&*error), "cachier: the MongoDB change stream is down; near caches stop serving and waiters poll until it is back");
                     }
                 }
             }
-            if !thread.ended() {
+            if !thread.listening.stopped() {
                 std::thread::sleep(retry);
             }
         }
-        thread.hub.set_connected(false);
-    }
-
-    /// Whether the backend is gone.
-    fn ended(&self) -> bool {
-        self.stop.load(Ordering::Acquire) || self.shared.strong_count() == 0
+        thread.listening.hub.set_connected(false);
     }
 
     /// Opens a change stream on `collection` and delivers what it hears until it ends. The
@@ -133,12 +124,12 @@ impl Thread {
     async fn listen(&self, collection: Collection<Document>, mut warned: bool) -> (End, bool) {
         let end = match self.open(&collection).await {
             Ok(mut stream) => {
-                self.hub.set_connected(true);
+                self.listening.hub.set_connected(true);
                 if std::mem::take(&mut warned) {
                     tracing::info!("cachier: the MongoDB change stream is back");
                 }
                 let end = self.pump(&mut stream).await;
-                self.hub.set_connected(false);
+                self.listening.hub.set_connected(false);
                 end
             }
             Err(error) if error_code(&error).is_some_and(|c| UNSUPPORTED.contains(&c)) => {
@@ -165,7 +156,7 @@ impl Thread {
             .watch()
             .pipeline([project])
             .full_document(FullDocumentType::UpdateLookup)
-            .max_await_time(self.heartbeat)
+            .max_await_time(self.listening.heartbeat)
             .into_future()
             .await
     }
@@ -174,9 +165,9 @@ impl Thread {
         &self,
         stream: &mut mongodb::change_stream::ChangeStream<ChangeStreamEvent<Document>>,
     ) -> End {
-        let silence = self.heartbeat * 2;
+        let silence = self.listening.heartbeat * 2;
         loop {
-            if self.ended() {
+            if self.listening.stopped() {
                 return End::Stopped;
             }
             let event = match tokio::time::timeout(silence, stream.next_if_any()).await {
@@ -192,21 +183,21 @@ impl Thread {
             match event.operation_type {
                 OperationType::Insert | OperationType::Update | OperationType::Replace => {
                     match entry_of(event.full_document.as_ref()) {
-                        Some((func, key)) => self.hub.deliver(func, Some(&key)),
+                        Some((func, key)) => self.listening.hub.deliver(func, Some(&key)),
                         // Deleted before the lookup, or not an entry: whose, is not known.
-                        None => self.hub.deliver_everywhere(),
+                        None => self.listening.hub.deliver_everywhere(),
                     }
                 }
-                OperationType::Delete => self.hub.deliver_everywhere(),
+                OperationType::Delete => self.listening.hub.deliver_everywhere(),
                 OperationType::Drop
                 | OperationType::Rename
                 | OperationType::DropDatabase
                 | OperationType::Invalidate => {
-                    self.hub.deliver_everywhere();
+                    self.listening.hub.deliver_everywhere();
                     return End::Invalidated;
                 }
                 // A kind of event this version does not know: assume the worst.
-                _ => self.hub.deliver_everywhere(),
+                _ => self.listening.hub.deliver_everywhere(),
             }
         }
     }

@@ -18,11 +18,11 @@
 //! subscription on any node hears the whole cluster: the thread subscribes on a seed node,
 //! else on a primary found from the cluster's map, and moves on when that node dies.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use cachier_core::watch::{ChangeHub, Listener};
+use cachier_core::watch::{ChangeHub, Listener, Listening};
 use cachier_core::BoxError;
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisResult};
 
@@ -40,9 +40,7 @@ pub(crate) fn hub<'a>(listener: &'a Listener, shared: &Arc<Shared>) -> &'a Arc<C
     listener.hub("cachier-redis-listen", |listening| {
         let thread = Thread {
             shared: Arc::downgrade(shared),
-            hub: listening.hub,
-            stop: listening.stop,
-            heartbeat: listening.heartbeat,
+            listening,
             channel: ops::changes_channel(&shared.prefix),
             prefix: shared.prefix.clone(),
             shown: shared.shown.clone(),
@@ -55,9 +53,8 @@ pub(crate) fn hub<'a>(listener: &'a Listener, shared: &Arc<Shared>) -> &'a Arc<C
 /// the thread.
 struct Thread {
     shared: Weak<Shared>,
-    hub: Arc<ChangeHub>,
-    stop: Arc<AtomicBool>,
-    heartbeat: Duration,
+    /// The hub to feed, the stop flag and the heartbeat.
+    listening: Listening,
     channel: String,
     prefix: String,
     /// The server, as it may be shown (no password).
@@ -66,11 +63,11 @@ struct Thread {
 
 impl Thread {
     fn run(self) {
-        let retry = RETRY.min(self.heartbeat);
+        let retry = RETRY.min(self.listening.heartbeat);
         // Which candidate node (on a cluster) the next attempt starts from.
         let mut next = 0usize;
         let mut warned = false;
-        while !self.ended() {
+        while !self.listening.stopped() {
             let Some(shared) = self.shared.upgrade() else {
                 break;
             };
@@ -81,22 +78,17 @@ impl Thread {
                 Err(error) => Err(error.into()),
             };
             if let Err(error) = outcome {
-                if !warned && !self.ended() {
+                if !warned && !self.listening.stopped() {
                     warned = true;
                     tracing::warn!(server = %self.shown, error = %cachier_core::chain_message(&*error), "cachier: the Redis change channel is down; near caches stop serving and waiters poll until it is back");
                 }
                 next += 1;
             }
-            if !self.ended() {
+            if !self.listening.stopped() {
                 std::thread::sleep(retry);
             }
         }
-        self.hub.set_connected(false);
-    }
-
-    /// Whether the backend is gone.
-    fn ended(&self) -> bool {
-        self.stop.load(Ordering::Acquire) || self.shared.strong_count() == 0
+        self.listening.hub.set_connected(false);
     }
 
     /// A connection for the subscription: to the server, or to one node of a cluster.
@@ -116,7 +108,7 @@ impl Thread {
                 redis::Client::open(node)?.get_connection_with_timeout(timeout)?
             }
         };
-        con.set_write_timeout(Some(self.heartbeat))?;
+        con.set_write_timeout(Some(self.listening.heartbeat))?;
         Ok(con)
     }
 
@@ -124,16 +116,16 @@ impl Thread {
     /// or the backend is dropped (`Ok`). The hub is up in between.
     fn listen(&self, mut con: redis::Connection, warned: &mut bool) -> Result<(), BoxError> {
         let mut pubsub = con.as_pubsub();
-        pubsub.set_read_timeout(Some(self.heartbeat))?;
+        pubsub.set_read_timeout(Some(self.listening.heartbeat))?;
         pubsub.subscribe(&self.channel)?;
         self.confirm(&mut pubsub)?;
-        self.hub.set_connected(true);
+        self.listening.hub.set_connected(true);
         if std::mem::take(warned) {
             tracing::info!(server = %self.shown, "cachier: the Redis change channel is back");
         }
         let outcome = self.pump(&mut pubsub);
         // Before the subscription is dropped, which may wait on a dead connection.
-        self.hub.set_connected(false);
+        self.listening.hub.set_connected(false);
         Ok(outcome?)
     }
 
@@ -157,13 +149,13 @@ impl Thread {
             let request = Request::Cmd(publish);
             let _: i64 = shared.pool.run("listen", |con| request.send(con))?;
         }
-        let deadline = Instant::now() + self.heartbeat;
+        let deadline = Instant::now() + self.listening.heartbeat;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(format!(
                     "subscribed to {} but its own probe was not heard within {:?} (does the user's ACL allow the channel?)",
-                    self.channel, self.heartbeat
+                    self.channel, self.listening.heartbeat
                 )
                 .into());
             }
@@ -174,7 +166,7 @@ impl Thread {
                     if let Some((namespace, key)) =
                         ops::change_of(&self.prefix, message.get_payload_bytes())
                     {
-                        self.hub.deliver(namespace, key.as_ref());
+                        self.listening.hub.deliver(namespace, key.as_ref());
                     }
                 }
                 Err(error) if error.is_timeout() => {}
@@ -185,10 +177,10 @@ impl Thread {
 
     fn pump(&self, pubsub: &mut redis::PubSub<'_>) -> RedisResult<()> {
         let mut pinged = Instant::now();
-        while !self.ended() {
-            let left = self.heartbeat.saturating_sub(pinged.elapsed());
+        while !self.listening.stopped() {
+            let left = self.listening.heartbeat.saturating_sub(pinged.elapsed());
             if left.is_zero() {
-                pubsub.set_read_timeout(Some(self.heartbeat))?;
+                pubsub.set_read_timeout(Some(self.listening.heartbeat))?;
                 pubsub.ping::<redis::Value>()?;
                 pinged = Instant::now();
                 continue;
@@ -199,7 +191,7 @@ impl Thread {
                     if let Some((namespace, key)) =
                         ops::change_of(&self.prefix, message.get_payload_bytes())
                     {
-                        self.hub.deliver(namespace, key.as_ref());
+                        self.listening.hub.deliver(namespace, key.as_ref());
                     }
                 }
                 Err(error) if error.is_timeout() => {}

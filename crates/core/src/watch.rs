@@ -100,6 +100,13 @@ pub struct Listening {
     pub heartbeat: Duration,
 }
 
+impl Listening {
+    /// Whether the thread should end: the backend that owns the listener was dropped.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Acquire)
+    }
+}
+
 impl fmt::Debug for Listener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Listener")
@@ -533,6 +540,45 @@ mod tests {
         );
         assert_eq!(*b.0.lock(), ["up false", "up true", "all"]);
         assert!(hub.has_subscribers());
+    }
+
+    /// The listening thread is started once, on first use, and told to stop when the
+    /// listener (the backend that owns it) is dropped.
+    #[test]
+    fn a_listener_starts_once_and_its_thread_ends_when_it_is_dropped() {
+        let (started, ended) = (
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let listener = Listener::new(Duration::from_millis(5));
+        for _ in 0..3 {
+            listener.hub("cachier-test-listen", |listening| {
+                let (started, ended) = (started.clone(), ended.clone());
+                move || {
+                    started.fetch_add(1, Ordering::AcqRel);
+                    while !listening.stopped() {
+                        std::thread::sleep(listening.heartbeat);
+                    }
+                    ended.store(true, Ordering::Release);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while started.load(Ordering::Acquire) == 0 {
+            assert!(Instant::now() < deadline, "the thread never started");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(
+            !ended.load(Ordering::Acquire),
+            "running while the listener lives"
+        );
+        drop(listener);
+        while !ended.load(Ordering::Acquire) {
+            assert!(Instant::now() < deadline, "the thread did not end");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(started.load(Ordering::Acquire), 1, "started once");
     }
 
     #[test]

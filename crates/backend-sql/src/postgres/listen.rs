@@ -14,13 +14,12 @@
 //! serving and waiters poll; the thread connects again every [`RETRY`] at most, and once it
 //! listens again the hub says so (near caches forget everything, since messages were missed).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use ::postgres::fallible_iterator::FallibleIterator;
 use ::postgres::{Client, Config, NoTls};
-use cachier_core::watch::{ChangeHub, Listener};
+use cachier_core::watch::{ChangeHub, Listener, Listening};
 use cachier_core::Key;
 
 use super::Server;
@@ -40,9 +39,7 @@ pub(crate) fn hub<'a>(listener: &'a Listener, server: &Arc<Server>) -> &'a Arc<C
         config.application_name(&name);
         let thread = Thread {
             server: Arc::downgrade(server),
-            hub: listening.hub,
-            stop: listening.stop,
-            heartbeat: listening.heartbeat,
+            listening,
             config,
             label: server.label.clone(),
         };
@@ -64,9 +61,8 @@ enum Ended {
 /// backend ends the thread.
 struct Thread {
     server: Weak<Server>,
-    hub: Arc<ChangeHub>,
-    stop: Arc<AtomicBool>,
-    heartbeat: Duration,
+    /// The hub to feed, the stop flag and the heartbeat.
+    listening: Listening,
     config: Config,
     /// The server, as it may be shown (no password).
     label: String,
@@ -74,29 +70,24 @@ struct Thread {
 
 impl Thread {
     fn run(self) {
-        let retry = RETRY.min(self.heartbeat);
+        let retry = RETRY.min(self.listening.heartbeat);
         let mut warned = false;
-        while !self.ended() {
+        while !self.listening.stopped() {
             match self.session(&mut warned) {
                 Ended::Dropped => break,
                 Ended::NoTable => {}
                 Ended::Lost(error) => {
-                    if !warned && !self.ended() {
+                    if !warned && !self.listening.stopped() {
                         warned = true;
                         tracing::warn!(server = %self.label, error = %cachier_core::chain_message(&error), "cachier: the PostgreSQL change channel is down; near caches stop serving and waiters poll until it is back");
                     }
                 }
             }
-            if !self.ended() {
+            if !self.listening.stopped() {
                 std::thread::sleep(retry);
             }
         }
-        self.hub.set_connected(false);
-    }
-
-    /// Whether the backend is gone.
-    fn ended(&self) -> bool {
-        self.stop.load(Ordering::Acquire) || self.server.strong_count() == 0
+        self.listening.hub.set_connected(false);
     }
 
     /// Connects, listens, and delivers what it hears until the connection fails or the
@@ -127,12 +118,12 @@ impl Thread {
         if let Err(error) = client.batch_execute(&format!("LISTEN \"{channel}\"")) {
             return Ended::Lost(error);
         }
-        self.hub.set_connected(true);
+        self.listening.hub.set_connected(true);
         if std::mem::take(warned) {
             tracing::info!(server = %self.label, "cachier: the PostgreSQL change channel is back");
         }
         let ended = self.pump(&mut client);
-        self.hub.set_connected(false);
+        self.listening.hub.set_connected(false);
         if matches!(ended, Ended::Lost(_)) {
             // Dropping a client waits for its connection to close, which a server that went
             // silent may never do: elsewhere, so that this thread connects again meanwhile.
@@ -145,10 +136,10 @@ impl Thread {
 
     fn pump(&self, client: &mut Client) -> Ended {
         let mut checked = Instant::now();
-        while !self.ended() {
-            let left = self.heartbeat.saturating_sub(checked.elapsed());
+        while !self.listening.stopped() {
+            let left = self.listening.heartbeat.saturating_sub(checked.elapsed());
             if left.is_zero() {
-                if let Err(error) = client.is_valid(self.heartbeat) {
+                if let Err(error) = client.is_valid(self.listening.heartbeat) {
                     return Ended::Lost(error);
                 }
                 checked = Instant::now();
@@ -161,7 +152,7 @@ impl Thread {
                     match heard.next() {
                         Ok(Some(note)) => {
                             if let Some((namespace, key)) = change_of(note.payload()) {
-                                self.hub.deliver(namespace, key.as_ref());
+                                self.listening.hub.deliver(namespace, key.as_ref());
                             }
                         }
                         Ok(None) => break,
@@ -171,7 +162,7 @@ impl Thread {
             }
             if client.is_closed() {
                 // The server ended the connection; the empty query reports why.
-                return match client.is_valid(self.heartbeat) {
+                return match client.is_valid(self.listening.heartbeat) {
                     Err(error) => Ended::Lost(error),
                     Ok(()) => continue,
                 };
