@@ -4,12 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier_core::{Backend, Core, Error, Namespace};
+use cachier_core::{watch, Backend, Core, Error, Namespace};
 use mongodb::bson::Document;
 use mongodb::{Client, Collection};
 
 use crate::blocking::MongoCore;
-use crate::builder::{MongoBackendBuilder, Source, DEFAULT_HEARTBEAT, DEFAULT_WAIT_POLL};
+use crate::builder::{MongoBackendBuilder, Source};
 #[cfg(feature = "async")]
 use crate::nonblocking::MongoAsyncCore;
 use crate::ops::{Entries, Shared};
@@ -47,7 +47,11 @@ impl MongoBackend {
     /// A backend over a collection the caller already has (see [`MongoBackend::from_client`]
     /// about its runtime), with the default heartbeat and wait poll.
     pub fn from_collection(collection: Collection<Document>) -> MongoBackend {
-        MongoBackend::over(collection, DEFAULT_HEARTBEAT, DEFAULT_WAIT_POLL)
+        MongoBackend::over(
+            collection,
+            watch::DEFAULT_HEARTBEAT,
+            watch::DEFAULT_WAIT_POLL,
+        )
     }
 
     pub(crate) fn over(

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use cachier_core::{redact_message, redact_url, Error};
+use cachier_core::{redact_message, redact_url, watch, Error};
 use mongodb::options::ClientOptions;
 use mongodb::Client;
 
@@ -66,11 +66,6 @@ pub struct MongoBackendBuilder {
     wait_poll: Duration,
 }
 
-/// See [`MongoBackendBuilder::heartbeat`].
-pub(crate) const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
-/// See [`MongoBackendBuilder::wait_poll`].
-pub(crate) const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
-
 impl fmt::Debug for MongoBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let source = match &self.source {
@@ -97,8 +92,8 @@ impl MongoBackendBuilder {
             collection: None,
             server_selection_timeout: None,
             connect_timeout: None,
-            heartbeat: DEFAULT_HEARTBEAT,
-            wait_poll: DEFAULT_WAIT_POLL,
+            heartbeat: watch::DEFAULT_HEARTBEAT,
+            wait_poll: watch::DEFAULT_WAIT_POLL,
         }
     }
 

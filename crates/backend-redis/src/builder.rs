@@ -9,7 +9,7 @@ use cachier_core::Error;
 use crate::backend::{RedisBackend, Shared};
 use crate::pool::{Pool, PoolSettings, Server};
 use crate::DEFAULT_PREFIX;
-use cachier_core::watch::Listener;
+use cachier_core::watch::{self, Listener};
 
 /// Attempts of a cluster request beyond the first (each after a redirection, a reconnection or
 /// a short wait while the cluster is down): enough to follow a resharding's `MOVED` and `ASK`,
@@ -19,10 +19,6 @@ const CLUSTER_RETRIES: u32 = 3;
 /// Bounds (ms) of the wait before retrying a cluster request refused with `CLUSTERDOWN` or
 /// `TRYAGAIN`.
 const CLUSTER_RETRY_WAIT_MS: (u64, u64) = (10, 100);
-/// See [`RedisBackendBuilder::heartbeat`].
-const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
-/// See [`RedisBackendBuilder::wait_poll`].
-const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
 
 /// Configures a [`RedisBackend`]; made by [`RedisBackend::builder`] or
 /// [`RedisBackend::from_client`].
@@ -165,8 +161,8 @@ impl RedisBackendBuilder {
                 reconnect_backoff: Duration::from_millis(250),
                 max_idle: 16,
             },
-            heartbeat: DEFAULT_HEARTBEAT,
-            wait_poll: DEFAULT_WAIT_POLL,
+            heartbeat: watch::DEFAULT_HEARTBEAT,
+            wait_poll: watch::DEFAULT_WAIT_POLL,
         }
     }
 

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cachier_core::Error;
+use cachier_core::{watch, Error};
 
 use crate::dialect::TableName;
 use crate::{SqlBackend, DEFAULT_POOL_SIZE, DEFAULT_TABLE};
@@ -146,11 +146,6 @@ pub struct SqlBackendBuilder {
     wait_poll: Duration,
 }
 
-/// See [`SqlBackendBuilder::heartbeat`].
-const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
-/// See [`SqlBackendBuilder::wait_poll`].
-const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
-
 impl fmt::Debug for SqlBackendBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlBackendBuilder")
@@ -170,8 +165,8 @@ impl SqlBackendBuilder {
             table: DEFAULT_TABLE.to_owned(),
             pool_size: DEFAULT_POOL_SIZE,
             connect_timeout: None,
-            heartbeat: DEFAULT_HEARTBEAT,
-            wait_poll: DEFAULT_WAIT_POLL,
+            heartbeat: watch::DEFAULT_HEARTBEAT,
+            wait_poll: watch::DEFAULT_WAIT_POLL,
         }
     }
 

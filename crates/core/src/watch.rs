@@ -79,6 +79,15 @@ pub struct Stamp {
     pub all: u64,
 }
 
+/// How often a listening thread checks its connection unless its backend says otherwise: a
+/// channel that dies without a word is found down within twice this.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// How often a caller waiting on a pushing store looks at the store while the channel is up,
+/// unless its backend says otherwise: the end of a claim is announced, so this only bounds how
+/// late a lapsed lease (a crashed holder) is noticed.
+pub const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(250);
+
 /// A backend's change channel, started on first use: its hub, and the thread that feeds it,
 /// told to stop when the backend that owns this is dropped.
 pub struct Listener {
